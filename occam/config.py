@@ -1,0 +1,288 @@
+"""The project config (`occam.yaml`) as one typed, strict model.
+
+Every section forbids unknown keys so that a misspelled key is an error, not a silent default.
+`load_config` turns pydantic's errors into `ConfigError` messages that name the key, what arrived
+and what is allowed. Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Goal metrics Occam can gate on; all are "higher is better".
+GoalMetric = Literal[
+    "roc_auc", "average_precision", "balanced_accuracy", "accuracy", "f1", "precision", "recall"
+]
+#: Metrics that need `goals_positive_label` (the class they are computed for) on binary targets.
+POSITIVE_CLASS_METRICS = frozenset({"average_precision", "f1", "precision", "recall"})
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names each bad key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """How rows are split in time: training period, its held-out test part, production period."""
+
+    production_start: str | None = Field(
+        default=None,
+        description="Rows whose time column is >= this (ISO date) form the production period: "
+        "never trained on, replayed through the service later. None: no production period.",
+    )
+    test_size: float = Field(default=0.2, gt=0, lt=0.5)
+    test_strategy: Literal["time", "random"] = Field(
+        default="time",
+        description="'time' holds out the last rows of the training period (honest for "
+        "time-ordered data); 'random' a stratified random share.",
+    )
+
+
+class DataConfig(_Strict):
+    path: Path
+    target: str
+    time_column: str | None = None
+    numeric: list[str] | None = Field(
+        default=None, description="Numeric features; inferred from dtypes when both lists are None"
+    )
+    categorical: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list, description="Columns never used as features")
+    split: SplitConfig = SplitConfig()
+    max_missing_share: float = Field(default=0.5, ge=0, le=1)
+    warn_missing_share: float = Field(default=0.05, ge=0, le=1)
+    leakage_auc: float = Field(
+        default=0.98, gt=0.5, le=1, description="One feature alone scoring this ROC AUC is leakage"
+    )
+
+
+class LabelsConfig(_Strict):
+    unknown_values: list[str] = Field(
+        default_factory=list, description="Target values meaning 'I don't know'"
+    )
+    max_unknown_share: float = Field(default=0.2, ge=0, le=1)
+    annotators: list[str] = Field(
+        default_factory=list,
+        description="Columns holding one labeller's label each; when given, the target is their "
+        "majority vote and ties become the first unknown value",
+    )
+    find_label_issues: bool = True
+    max_review_rows: int = Field(default=500, ge=0)
+
+
+class Goal(_Strict):
+    metric: GoalMetric
+    threshold: float = Field(ge=0, le=1)
+
+
+class RuleConfig(_Strict):
+    """A one-line baseline: `if <feature> <op> <value> then <then> else <otherwise>`."""
+
+    feature: str
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float | str
+    then: str
+    otherwise: str
+
+
+class BaselineConfig(_Strict):
+    strategy: Literal["most_frequent", "prior", "stratified", "rule"] = "prior"
+    rule: RuleConfig | None = None
+    margin: float = Field(
+        default=0.02, ge=0, description="The model must beat the baseline by this on every goal"
+    )
+
+    @model_validator(mode="after")
+    def _rule_given(self) -> BaselineConfig:
+        if self.strategy == "rule" and self.rule is None:
+            raise ValueError("strategy 'rule' needs a `rule:` mapping (feature, op, value, then, otherwise)")
+        return self
+
+
+class ModelConfig(_Strict):
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"n_estimators": 100},
+        description="Fixed RandomForestClassifier parameters (not searched)",
+    )
+
+
+class SearchConfig(_Strict):
+    space: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "min_samples_leaf": {"low": 1, "high": 100, "log": True},
+            "max_features": {"low": 0.1, "high": 1.0},
+        },
+        description="RandomForestClassifier parameter -> {low, high, log} range or list of choices",
+    )
+    n_candidates: int = Field(default=6, ge=1)
+    max_rounds: int = Field(default=4, ge=1)
+    min_rounds: int = Field(default=2, ge=1)
+    tol: float = Field(default=1e-3, ge=0)
+    shrink: float = Field(default=0.5, gt=0, lt=1)
+    cv: int = Field(default=3, ge=2)
+    n_jobs: int = Field(default=1)
+    scoring: GoalMetric | None = Field(default=None, description="Default: the first goal's metric")
+
+
+class AbstainConfig(_Strict):
+    target_precision: float = Field(gt=0, le=1)
+    label: str = "unknown"
+
+
+class EvaluationConfig(_Strict):
+    bootstrap: int = Field(default=500, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    slices: list[str] = Field(default_factory=list)
+    min_slice_rows: int = Field(default=50, ge=1)
+    abstain: AbstainConfig | None = None
+
+
+class OutputConfig(_Strict):
+    model_name: str = Field(default="occam", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    reports_dir: Path = Path("reports")
+    reference_rows: int = Field(default=5000, ge=100)
+
+
+class ServingConfig(_Strict):
+    """Serving settings (used by `occam serve` and the service)."""
+
+    max_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    unseen_category: Literal["reject", "accept"] = "accept"
+    out_of_range_factor: float = Field(
+        default=0.5,
+        ge=0,
+        description="A number further than this many training ranges outside [min, max] is marked",
+    )
+    log_dir: Path = Path("logs")
+    log_predictions: bool = True
+    model_tag: str | None = Field(default=None, description="Pin a model tag instead of newest production")
+
+
+class MonitoringConfig(_Strict):
+    """Monitoring sidecar settings (used by `occam monitor`)."""
+
+    window_rows: int = Field(default=1000, ge=10)
+    min_window_rows: int = Field(default=200, ge=10)
+    p_value: float = Field(default=0.05, gt=0, lt=1)
+    correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    drift_share_threshold: float = Field(default=0.3, ge=0, le=1)
+    consecutive_windows: int = Field(default=2, ge=1)
+    live_min_labels: int = Field(default=200, ge=1)
+    live_window_labels: int = Field(default=1000, ge=1)
+    max_model_age_days: float = Field(default=90, gt=0)
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class OccamConfig(_Strict):
+    project: str
+    seed: int = 0
+    data: DataConfig
+    labels: LabelsConfig = LabelsConfig()
+    goals: list[Goal] = Field(min_length=1)
+    goals_positive_label: str | None = Field(
+        default=None, description="The class that f1/precision/recall/average_precision refer to"
+    )
+    baseline: BaselineConfig = BaselineConfig()
+    model: ModelConfig = ModelConfig()
+    search: SearchConfig = SearchConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    output: OutputConfig = OutputConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    @field_validator("goals")
+    @classmethod
+    def _unique_goals(cls, goals: list[Goal]) -> list[Goal]:
+        metrics = [g.metric for g in goals]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"each metric may appear once, got {metrics}")
+        return goals
+
+    @property
+    def scoring(self) -> str:
+        """The metric the search optimises: `search.scoring` or the first goal's metric."""
+        return self.search.scoring or self.goals[0].metric
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` (the location of an unknown key), for the error message."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: the dotted key, what was wrong, what arrived, and the fix."""
+    lines = [f"{source}: {error.error_count()} problem(s) in the config"]
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(OccamConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            lines.append(f"  - `{key}`: unknown key; {hint}allowed here: {', '.join(allowed)}")
+        elif item["type"] == "missing":
+            lines.append(f"  - `{key}`: required key is missing; add it")
+        else:
+            got = item.get("input")
+            lines.append(f"  - `{key}`: {item['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None) -> OccamConfig:
+    """Validate a mapping (parsed YAML) into an `OccamConfig`; raise `ConfigError` on problems."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        config = OccamConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    return config.model_copy(
+        update={
+            "data": config.data.model_copy(update={"path": resolve(config.data.path)}),
+            "output": config.output.model_copy(
+                update={"reports_dir": resolve(config.output.reports_dir)}
+            ),
+            "serving": config.serving.model_copy(update={"log_dir": resolve(config.serving.log_dir)}),
+        }
+    )
+
+
+def load_config(path: str | Path) -> OccamConfig:
+    """Read and validate a YAML config file; relative paths are taken from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass --config PATH to an occam.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(raw, source=str(path), base_dir=path.parent.resolve())

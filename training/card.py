@@ -1,0 +1,134 @@
+"""The model card: a Markdown page a reviewer can read in five minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
+    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass."""
+    rows = []
+    for g in gate["goals"]:
+        rows.append([
+            g["metric"],
+            f">= {_f(g['threshold'])}",
+            _f(g["baseline"]),
+            f"{_f(g['model'])} ({_f(g['ci_low'])}-{_f(g['ci_high'])})",
+            "pass" if g["passed"] else ("below goal" if not g["met"] else "baseline not beaten"),
+        ])
+    return rows
+
+
+def verdict(gate: dict[str, Any]) -> str:
+    if gate["baseline_meets_goals"]:
+        return (
+            "The trivial baseline alone meets every goal: a model may not be needed at all "
+            "(simplicity is queen); raise the goals or ship the baseline."
+        )
+    if gate["passed"]:
+        return f"Every goal is met and the baseline is beaten by at least {gate['margin']}: promoted."
+    return "At least one goal is missed or the baseline is not beaten by the margin: NOT promoted."
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(report: dict[str, Any]) -> str:
+    """Render the model card from the training report (the bundle's metadata)."""
+    gate, data, model = report["gate"], report["data"], report["model"]
+    parts = [
+        f"# Model card: {report['project']} ({report.get('tag', 'unsaved')})",
+        f"Created {report['created_at']}, seed {report['seed']}, stage "
+        f"**{report.get('stage', 'n/a')}**. Target `{report['target']}`, classes "
+        f"{', '.join(report['classes'])}; binary metrics refer to `{report['positive_label']}`.",
+        "## Goals",
+        _table(["goal", "threshold", "baseline", "model (95% CI)", "result"], goal_rows(gate)),
+        verdict(gate),
+        f"Baseline: `{report['baseline']['strategy']}`. Margin required over it: {gate['margin']}.",
+        "## Model",
+        f"Random Forest pipeline; searched parameters {model['best_params']}, fixed "
+        f"{model['fixed_params']}. Cross-validated {model['scoring']} {_f(model['cv_score'])} "
+        f"after {model['search']['rounds']} round(s), {model['search']['fits']} fits. "
+        f"Brier score on test {_f(model['brier'])} (baseline {_f(report['baseline']['brier'])}).",
+        "### Per class (held-out test)",
+        _table(
+            ["class", "precision", "recall", "f1", "support"],
+            [[c, _f(v["precision"]), _f(v["recall"]), _f(v["f1"]), str(v["support"])]
+             for c, v in model["per_class"].items()],
+        ),
+        "Confusion matrix (rows: truth, columns: predicted, order "
+        f"{model['confusion_matrix']['labels']}): {model['confusion_matrix']['matrix']}",
+    ]
+    abstain = report.get("abstain")
+    if abstain:
+        parts += [
+            "### Abstaining",
+            f"Rows whose top probability is under {_f(abstain['threshold'])} are answered "
+            f"`{abstain['label']}`. Chosen on {abstain['chosen_on']} for precision "
+            f">= {abstain['target_precision']}" + ("" if abstain["reached"] else " (NOT reached)")
+            + f"; on the test set it gives precision {_f(abstain['test']['precision'])} at "
+            f"coverage {_f(abstain['test']['coverage'])} (share of rows answered).",
+        ]
+    slices = report["slices"]
+    if slices["columns"]:
+        metric = slices["metric"]
+        parts.append("## Slices (held-out test)")
+        for column, rows in slices["columns"].items():
+            shown = rows[:3]
+            parts.append(
+                f"- `{column}`: worst " + "; ".join(
+                    f"{r['value']} {_f(r[metric])} ({r['rows']} rows)" for r in shown
+                ) + f" of {len(rows)} values with enough rows"
+            )
+        if slices["worst"]:
+            w = slices["worst"]
+            parts.append(
+                f"Worst slice: `{w['column']}` = {w['value']} with {metric} {_f(w[metric])} "
+                f"on {w['rows']} rows."
+            )
+    findings = data["findings"]
+    parts += [
+        "## Data",
+        f"{data['rows']} rows from `{data['path']}` (fingerprint {data['fingerprint'][:16]}); "
+        f"train {data['train_rows']} rows {data['train_period'] or ''}, test {data['test_rows']} "
+        f"rows {data['test_period'] or ''} ({data['test_strategy']} split), production period "
+        f"{data['production_rows']} rows from {data['production_start']} (never trained on).",
+        "Checks:" if findings else "Checks: nothing to report.",
+        *[f"- {f['level']}: {f['check']}" + (f" `{f['column']}`" if f["column"] else "")
+          + f": {f['message']}" for f in findings],
+    ]
+    labels = report["labels"]
+    parts.append(
+        f"Labels: {labels['unknown_rows']} \"I don't know\" ({labels['unknown_share']:.1%}) left "
+        f"out; {labels['label_issue_rows']} likely label errors found from out-of-fold "
+        f"probabilities" + (f" (top rows in `{labels['label_issue_file']}`)" if labels["label_issue_file"] else "")
+        + "." + (f" Labeller agreement (Fleiss' kappa): {_f(labels['kappa'])}; "
+                 f"{labels['disagreeing_rows']} disagreeing rows in `{labels['disagreement_file']}`."
+                 if labels["annotators"] else "")
+    )
+    mon = report["monitoring"]
+    parts += [
+        "## Limits",
+        "- Trained on the period above only: seasons, routes or carriers not in it are guesses.",
+        "- The worst slice above is where errors concentrate; check it before relying on it.",
+        "- Probabilities are a forest's vote shares: use the Brier score above before treating "
+        "them as calibrated risks.",
+        "## When to retrain",
+        f"- When the monitor recommends it: more than {mon['drift_share_threshold']:.0%} of features "
+        f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
+        f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
+        f"older than {mon['max_model_age_days']} days.",
+        "- Retraining runs the same gates; a model that misses a goal is never promoted.",
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,237 @@
+"""Scoring: one function scores the model and the baseline alike; the gate compares them to
+the goals. All metrics are "higher is better" and lie in [0, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from occam.config import Goal
+
+
+def score(metric: str, y_true: Any, proba: np.ndarray, classes: list[str], positive: str) -> float:
+    """Score probabilities `proba` (columns in `classes` order) against true labels.
+
+    `positive` is the class that binary metrics (roc_auc, average_precision, f1, precision,
+    recall) refer to; with more than two classes these use macro averages over classes.
+    """
+    y = np.asarray(y_true).astype(str)
+    classes = [str(c) for c in classes]
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    binary = len(classes) == 2
+    pos = classes.index(positive) if positive in classes else len(classes) - 1
+    if metric == "accuracy":
+        return float(skm.accuracy_score(y, predicted))
+    if metric == "balanced_accuracy":
+        return float(skm.balanced_accuracy_score(y, predicted))
+    if metric == "roc_auc":
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        if binary:
+            return float(skm.roc_auc_score(y == classes[pos], proba[:, pos]))
+        return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    if metric == "average_precision":
+        if binary:
+            return float(skm.average_precision_score(y == classes[pos], proba[:, pos]))
+        onehot = y[:, None] == np.asarray(classes)[None, :]
+        return float(skm.average_precision_score(onehot, proba, average="macro"))
+    functions: dict[str, Callable[..., float]] = {
+        "f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score
+    }
+    if metric in functions:
+        kwargs: dict[str, Any] = {"zero_division": 0}
+        if binary:
+            kwargs |= {"pos_label": classes[pos], "average": "binary"}
+        else:
+            kwargs |= {"labels": classes, "average": "macro"}
+        return float(functions[metric](y, predicted, **kwargs))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def make_scorer(metric: str, positive: str) -> Callable[[Any, pd.DataFrame, Any], float]:
+    """An sklearn scorer (estimator, X, y) -> float using `score`, for cross-validation."""
+
+    def scorer(estimator: Any, X: pd.DataFrame, y: Any) -> float:
+        return score(metric, y, estimator.predict_proba(X), list(estimator.classes_), positive)
+
+    scorer.__name__ = f"occam_{metric}"
+    return scorer
+
+
+def bootstrap_ci(
+    metric: str, y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str,
+    n_boot: int, confidence: float, seed: int,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `metric` over rows resampled with replacement."""
+    if n_boot == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y).astype(str)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        value = score(metric, y[idx], proba[idx], classes, positive)
+        if not np.isnan(value):
+            values.append(value)
+    alpha = (1 - confidence) / 2
+    return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    metric: str
+    threshold: float
+    baseline: float
+    model: float
+    ci_low: float
+    ci_high: float
+    baseline_ci_low: float
+    baseline_ci_high: float
+    met: bool
+    beats_baseline: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.met and self.beats_baseline
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The training gate: every goal met and the baseline beaten by `margin` on every goal."""
+
+    goals: tuple[GoalResult, ...]
+    margin: float
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.goals)
+
+    @property
+    def baseline_meets_goals(self) -> bool:
+        return all(g.baseline >= g.threshold for g in self.goals)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "margin": self.margin,
+            "baseline_meets_goals": self.baseline_meets_goals,
+            "goals": [asdict(g) | {"passed": g.passed} for g in self.goals],
+        }
+
+
+def gate(
+    goals: list[Goal], y: np.ndarray, model_proba: np.ndarray, baseline_proba: np.ndarray,
+    classes: list[str], positive: str, margin: float, n_boot: int, confidence: float, seed: int,
+) -> GateResult:
+    """Score model and baseline on the same rows with the same function, with bootstrap CIs."""
+    results = []
+    for goal in goals:
+        m = score(goal.metric, y, model_proba, classes, positive)
+        b = score(goal.metric, y, baseline_proba, classes, positive)
+        lo, hi = bootstrap_ci(goal.metric, y, model_proba, classes, positive, n_boot, confidence, seed)
+        blo, bhi = bootstrap_ci(
+            goal.metric, y, baseline_proba, classes, positive, n_boot, confidence, seed
+        )
+        results.append(GoalResult(
+            metric=goal.metric, threshold=goal.threshold, baseline=b, model=m, ci_low=lo,
+            ci_high=hi, baseline_ci_low=blo, baseline_ci_high=bhi, met=m >= goal.threshold,
+            beats_baseline=m - b >= margin,
+        ))
+    return GateResult(goals=tuple(results), margin=margin)
+
+
+def per_class_report(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Precision, recall, F1 and support per class, and the confusion matrix (rows = truth)."""
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    y = np.asarray(y).astype(str)
+    p, r, f, s = skm.precision_recall_fscore_support(y, predicted, labels=classes, zero_division=0)
+    return {
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": {
+            "labels": classes,
+            "matrix": skm.confusion_matrix(y, predicted, labels=classes).tolist(),
+        },
+        "brier": brier(y, proba, classes),
+    }
+
+
+def brier(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> float:
+    """Multi-class Brier score: mean squared distance between probabilities and the one-hot
+    truth, summed over classes (0 is perfect; for two classes, twice sklearn's binary score)."""
+    onehot = (np.asarray(y).astype(str)[:, None] == np.asarray(classes)[None, :]).astype(float)
+    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+
+
+def slice_report(
+    frame: pd.DataFrame, y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str,
+    columns: list[str], metric: str, min_rows: int,
+) -> dict[str, Any]:
+    """`metric` and accuracy per value of each slice column (values with >= min_rows rows),
+    and the worst slice by `metric`."""
+    out: dict[str, Any] = {"metric": metric, "columns": {}, "worst": None}
+    worst: tuple[float, str, str, int] | None = None
+    y = np.asarray(y).astype(str)
+    for column in columns:
+        rows = []
+        values = frame[column].astype(str).to_numpy()
+        for value in pd.unique(values):
+            mask = values == value
+            if mask.sum() < min_rows:
+                continue
+            m = score(metric, y[mask], proba[mask], classes, positive)
+            acc = score("accuracy", y[mask], proba[mask], classes, positive)
+            rows.append({"value": str(value), "rows": int(mask.sum()), metric: m, "accuracy": acc})
+            if not np.isnan(m) and (worst is None or m < worst[0]):
+                worst = (m, column, str(value), int(mask.sum()))
+        out["columns"][column] = sorted(rows, key=lambda r: r[metric])
+    if worst is not None:
+        out["worst"] = {"column": worst[1], "value": worst[2], "rows": worst[3], metric: worst[0]}
+    return out
+
+
+def abstain_threshold(
+    y: np.ndarray, proba: np.ndarray, classes: list[str], target_precision: float
+) -> dict[str, Any]:
+    """The lowest confidence (top-class probability) at which answered rows reach
+    `target_precision` accuracy; rows under it are answered "I don't know".
+
+    Returns the threshold, the precision and coverage (share answered) it gives on these rows,
+    and `reached`: False when even the most confident rows miss the target (threshold 1.0).
+    """
+    confidence = proba.max(axis=1)
+    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y).astype(str)
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(correct[order])
+    answered = np.arange(1, len(order) + 1)
+    precision = hits / answered
+    # Only cut between distinct confidence values: equal confidences are answered together.
+    sorted_conf = confidence[order]
+    boundary = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]
+    ok = np.where(boundary & (precision >= target_precision))[0]
+    if len(ok) == 0:
+        return {"threshold": 1.0, "precision": float("nan"), "coverage": 0.0, "reached": False}
+    last = int(ok.max())
+    return {
+        "threshold": float(sorted_conf[last]),
+        "precision": float(precision[last]),
+        "coverage": float(answered[last] / len(order)),
+        "reached": True,
+    }
+
+
+def abstain_effect(
+    y: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float
+) -> dict[str, float]:
+    """Precision and coverage that a confidence threshold gives on other rows (the test set)."""
+    confidence = proba.max(axis=1)
+    answered = confidence >= threshold
+    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y).astype(str)
+    precision = float(correct[answered].mean()) if answered.any() else float("nan")
+    return {"precision": precision, "coverage": float(answered.mean())}

@@ -1,0 +1,295 @@
+"""The training story, start to end: data -> checks -> labels -> baseline -> search ->
+evaluation -> gate -> bundle and model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+from occam.bundle import ONNX_FILE, Bundle, save_bundle
+from occam.config import OccamConfig
+from occam.schema import FeatureSchema
+from training import card, checks, evaluate, labels
+from training.baseline import make_baseline
+from training.export import export_onnx
+from training.data import DataError, choose_features, fingerprint, load_frame, split_frame
+from training.model import FOREST, forest_space, make_pipeline
+from training.search import ConvergingSearchCV
+
+StageCallback = Callable[[str], None]
+RoundCallback = Callable[[int, int, float], None]
+PACKAGES = ("scikit-learn", "numpy", "pandas", "bentoml", "skl2onnx", "onnxruntime", "cleanlab")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle: Bundle
+    gate: evaluate.GateResult
+    report: dict[str, Any]
+    card_path: Path
+    metrics_path: Path
+
+    @property
+    def promoted(self) -> bool:
+        return self.gate.passed
+
+
+def _raise_on_errors(report: checks.CheckReport) -> None:
+    if report.errors:
+        lines = "\n".join(f"  - {finding}" for finding in report.errors)
+        raise DataError(f"the data failed {len(report.errors)} check(s):\n{lines}")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def train(
+    config: OccamConfig,
+    on_stage: StageCallback = lambda message: None,
+    on_round: RoundCallback | None = None,
+) -> TrainResult:
+    """Run the whole pipeline; raise `DataError`/`LabelQualityError` on bad data.
+
+    Saves a bundle whatever the gate says (labelled `production` only when it passed) so a
+    failed model can still be inspected, and writes the model card and metrics JSON into
+    `output.reports_dir`.
+    """
+    seed = config.seed
+    reports_dir = config.output.reports_dir
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    target = config.data.target
+
+    on_stage(f"loading {config.data.path}")
+    raw = load_frame(config.data.path)
+    features = choose_features(raw, config)
+    _raise_on_errors(checks.check_columns(raw, features, config))
+
+    on_stage("checking labels")
+    known, label_report = labels.resolve_labels(raw, config, reports_dir)
+    split = split_frame(known, config)
+    period = pd.concat([split.train, split.test])
+
+    on_stage("checking data")
+    check_report = checks.check_values(period, features, config)
+    _raise_on_errors(check_report)
+    numeric = [c for c in features.numeric if c not in check_report.dropped_features]
+    categorical = [c for c in features.categorical if c not in check_report.dropped_features]
+    schema = FeatureSchema.from_frame(split.train, numeric, categorical)
+    x_train, x_test = schema.coerce(split.train), schema.coerce(split.test)
+    y_train = split.train[target].astype(str).to_numpy()
+    y_test = split.test[target].astype(str).to_numpy()
+    classes = sorted(np.unique(y_train).tolist())
+    positive = _positive_label(config, y_train, classes)
+
+    on_stage(f"scoring the baseline ({config.baseline.strategy})")
+    baseline = make_baseline(config.baseline, seed).fit(x_train, y_train)
+    baseline_proba = _aligned_proba(baseline, x_test, classes)
+
+    on_stage("searching the forest's hyperparameters")
+    scoring = config.scoring
+    cv = (
+        KFold(config.search.cv, shuffle=False)
+        if config.data.split.test_strategy == "time"
+        else StratifiedKFold(config.search.cv, shuffle=True, random_state=seed)
+    )
+    search = ConvergingSearchCV(
+        make_pipeline(numeric, categorical, config.model.params, seed),
+        forest_space(config.search.space),
+        n_candidates=config.search.n_candidates,
+        max_rounds=config.search.max_rounds,
+        min_rounds=config.search.min_rounds,
+        tol=config.search.tol,
+        shrink=config.search.shrink,
+        scoring=evaluate.make_scorer(scoring, positive),
+        cv=cv,
+        n_jobs=config.search.n_jobs,
+        random_state=seed,
+        progress=on_round,
+    )
+    search.fit(x_train, y_train)
+    model = search.best_estimator_
+    model_proba = _aligned_proba(model, x_test, classes)
+
+    on_stage("evaluating on the held-out test set")
+    gate_result = evaluate.gate(
+        config.goals, y_test, model_proba, baseline_proba, classes, positive,
+        config.baseline.margin, config.evaluation.bootstrap, config.evaluation.confidence, seed,
+    )
+    quality = evaluate.per_class_report(y_test, model_proba, classes)
+    baseline_quality = evaluate.per_class_report(y_test, baseline_proba, classes)
+    slices = evaluate.slice_report(
+        split.test, y_test, model_proba, classes, positive, config.evaluation.slices,
+        config.goals[0].metric, config.evaluation.min_slice_rows,
+    )
+
+    needs_oof = config.labels.find_label_issues or config.evaluation.abstain is not None
+    oof = None
+    if needs_oof:
+        on_stage("out-of-fold predictions (abstain threshold, label review)")
+        oof = cross_val_predict(
+            model, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
+        )
+    abstain = None
+    if config.evaluation.abstain is not None and oof is not None:
+        chosen = evaluate.abstain_threshold(
+            y_train, oof, classes, config.evaluation.abstain.target_precision
+        )
+        abstain = {
+            **chosen,
+            "label": config.evaluation.abstain.label,
+            "target_precision": config.evaluation.abstain.target_precision,
+            "chosen_on": "out-of-fold predictions on the training rows",
+            "test": evaluate.abstain_effect(y_test, model_proba, classes, chosen["threshold"]),
+        }
+    if config.labels.find_label_issues and oof is not None:
+        label_report = _review_label_issues(
+            label_report, split.train, y_train, oof, classes, config, reports_dir
+        )
+
+    on_stage("converting the forest for fast inference (ONNX) and checking it")
+    onnx_bytes, inference = export_onnx(model, schema, x_test)
+    on_stage(f"serving form: {inference['format']}" + (f" ({inference['reason']})" if "reason" in inference else ""))
+
+    on_stage("saving the bundle")
+    reference = _reference_sample(split.train, schema, model, classes, config)
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    report: dict[str, Any] = {
+        "project": config.project,
+        "created_at": created,
+        "seed": seed,
+        "target": target,
+        "time_column": config.data.time_column,
+        "classes": classes,
+        "positive_label": positive,
+        "schema": schema.to_dict(),
+        "gate": gate_result.to_dict(),
+        "baseline": {"strategy": config.baseline.strategy, **baseline_quality},
+        "model": {
+            **quality,
+            "best_params": {k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()},
+            "fixed_params": config.model.params,
+            "cv_score": float(search.best_score_),
+            "scoring": scoring,
+            "search": {
+                "rounds": int(search.n_rounds_),
+                "fits": int(len(search.cv_results_["params"]) * config.search.cv),
+                "round_best_scores": [float(s) for s in search.round_best_scores_],
+            },
+        },
+        "slices": slices,
+        "abstain": abstain,
+        "data": {
+            "path": str(config.data.path),
+            "fingerprint": fingerprint(raw),
+            "rows": len(raw),
+            "train_rows": len(split.train),
+            "test_rows": len(split.test),
+            "production_rows": len(split.production),
+            "production_start": config.data.split.production_start,
+            "test_strategy": config.data.split.test_strategy,
+            "train_period": _period(split.train, config),
+            "test_period": _period(split.test, config),
+            "missing_share": checks.missing_rows_summary(period[features.names]),
+            "findings": [asdict(f) for f in check_report.findings],
+            "dropped_features": check_report.dropped_features,
+        },
+        "labels": asdict(label_report),
+        "goals": [g.model_dump() for g in config.goals],
+        "inference": inference,
+        "monitoring": config.monitoring.model_dump(),
+        "packages": package_versions(),
+    }
+    bundle = save_bundle(
+        config.output.model_name,
+        pipeline=model,
+        metadata=report,
+        reference=reference,
+        promoted=gate_result.passed,
+        extra_files={ONNX_FILE: onnx_bytes} if onnx_bytes is not None else None,
+    )
+    report["tag"] = bundle.tag
+    report["stage"] = bundle.stage
+    card_path = reports_dir / "model_card.md"
+    card_path.write_text(card.render(report))
+    metrics_path = reports_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(report, indent=2, default=str))
+    return TrainResult(bundle, gate_result, report, card_path, metrics_path)
+
+
+def _positive_label(config: OccamConfig, y: np.ndarray, classes: list[str]) -> str:
+    if config.goals_positive_label is not None:
+        if config.goals_positive_label not in classes:
+            raise DataError(
+                f"goals_positive_label={config.goals_positive_label!r} is not a class of "
+                f"`{config.data.target}`; classes are {classes}"
+            )
+        return config.goals_positive_label
+    values, counts = np.unique(y, return_counts=True)
+    return str(values[np.argmin(counts)])  # the rarer class is usually the one that matters
+
+
+def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """predict_proba with columns in `classes` order (zeros for a class the estimator lacks)."""
+    proba = estimator.predict_proba(x)
+    own = [str(c) for c in estimator.classes_]
+    out = np.zeros((len(x), len(classes)))
+    for i, c in enumerate(own):
+        out[:, classes.index(c)] = proba[:, i]
+    return out
+
+
+def _reference_sample(
+    train: pd.DataFrame, schema: FeatureSchema, model: Any, classes: list[str],
+    config: OccamConfig,
+) -> pd.DataFrame:
+    """A random sample of training inputs, kept in time order, with the model's outputs."""
+    n = min(config.output.reference_rows, len(train))
+    sample = train.sample(n, random_state=config.seed).sort_index()
+    x = schema.coerce(sample)
+    proba = _aligned_proba(model, x, classes)
+    out = sample[schema.names].copy()
+    if config.data.time_column:
+        out.insert(0, config.data.time_column, sample[config.data.time_column].to_numpy())
+    out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
+    for i, c in enumerate(classes):
+        out[f"proba_{c}"] = proba[:, i]
+    return out.reset_index(drop=True)
+
+
+def _period(frame: pd.DataFrame, config: OccamConfig) -> list[str] | None:
+    if not config.data.time_column or frame.empty:
+        return None
+    times = pd.to_datetime(frame[config.data.time_column], errors="coerce")
+    return [str(times.min()), str(times.max())]
+
+
+def _review_label_issues(
+    report: labels.LabelReport, train: pd.DataFrame, y: np.ndarray, oof: np.ndarray,
+    classes: list[str], config: OccamConfig, reports_dir: Path,
+) -> labels.LabelReport:
+    found = labels.find_label_issues(pd.Series(y), oof, classes)
+    if found.empty:
+        return report
+    positions = found.iloc[: config.labels.max_review_rows]
+    rows = train.iloc[positions.to_numpy()].copy()
+    for i, c in enumerate(classes):
+        rows[f"oof_proba_{c}"] = oof[positions.to_numpy(), i]
+    path = reports_dir / "label_issues.csv"
+    rows.to_csv(path, index_label="row")
+    return replace(report, label_issue_rows=len(found), label_issue_file=str(path))
