@@ -38,6 +38,18 @@ def verdict(gate: dict[str, Any]) -> str:
     return "At least one goal is missed or the baseline is not beaten by the margin: NOT promoted."
 
 
+def _inference_limit(report: dict[str, Any]) -> str:
+    inference = report.get("inference") or {}
+    if inference.get("format") == "onnx":
+        return (
+            f"\n- Served through ONNX Runtime; checked against scikit-learn on "
+            f"{inference['rows_checked']} test rows (labels equal, largest probability "
+            f"difference {inference['max_abs_proba_diff']:.1e})."
+        )
+    reason = inference.get("reason", "not converted")
+    return f"\n- Served by scikit-learn, not ONNX ({reason}): slower per request."
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -84,13 +96,12 @@ def render(report: dict[str, Any]) -> str:
     if slices["columns"]:
         metric = slices["metric"]
         parts.append("## Slices (held-out test)")
-        for column, rows in slices["columns"].items():
-            shown = rows[:3]
-            parts.append(
-                f"- `{column}`: worst " + "; ".join(
-                    f"{r['value']} {_f(r[metric])} ({r['rows']} rows)" for r in shown
-                ) + f" of {len(rows)} values with enough rows"
-            )
+        parts.append("\n".join(
+            f"- `{column}`: worst "
+            + "; ".join(f"{r['value']} {_f(r[metric])} ({r['rows']} rows)" for r in rows[:3])
+            + f" of {len(rows)} values with enough rows"
+            for column, rows in slices["columns"].items()
+        ))
         if slices["worst"]:
             w = slices["worst"]
             parts.append(
@@ -105,8 +116,10 @@ def render(report: dict[str, Any]) -> str:
         f"rows {data['test_period'] or ''} ({data['test_strategy']} split), production period "
         f"{data['production_rows']} rows from {data['production_start']} (never trained on).",
         "Checks:" if findings else "Checks: nothing to report.",
-        *[f"- {f['level']}: {f['check']}" + (f" `{f['column']}`" if f["column"] else "")
-          + f": {f['message']}" for f in findings],
+        "\n".join(
+            f"- {f['level']}: {f['check']}" + (f" `{f['column']}`" if f["column"] else "")
+            + f": {f['message']}" for f in findings
+        ),
     ]
     labels = report["labels"]
     parts.append(
@@ -120,15 +133,15 @@ def render(report: dict[str, Any]) -> str:
     mon = report["monitoring"]
     parts += [
         "## Limits",
-        "- Trained on the period above only: seasons, routes or carriers not in it are guesses.",
-        "- The worst slice above is where errors concentrate; check it before relying on it.",
+        "- Trained on the period above only: seasons, routes or carriers not in it are guesses.\n"
+        "- The worst slice above is where errors concentrate; check it before relying on it.\n"
         "- Probabilities are a forest's vote shares: use the Brier score above before treating "
-        "them as calibrated risks.",
+        "them as calibrated risks." + _inference_limit(report),
         "## When to retrain",
         f"- When the monitor recommends it: more than {mon['drift_share_threshold']:.0%} of features "
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
-        f"older than {mon['max_model_age_days']} days.",
+        f"older than {mon['max_model_age_days']} days.\n"
         "- Retraining runs the same gates; a model that misses a goal is never promoted.",
     ]
     return "\n\n".join(parts) + "\n"

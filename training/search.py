@@ -233,6 +233,14 @@ class ConvergingSearchCV(BaseSearchCV):
         self.random_state = random_state
         self.progress = progress
 
+    def __getstate__(self) -> dict[str, Any]:
+        # scikit-learn >= 1.9 sends the search object itself (`caller=self`) to every joblib
+        # worker; a progress callback holding a console or lock cannot be pickled and is
+        # meaningless in a worker, so it is left out of the pickled state.
+        state = dict(super().__getstate__())  # a copy: the base returns the live __dict__
+        state["progress"] = None
+        return state
+
     def _narrow(
         self,
         space: dict[str, Dimension],
@@ -289,7 +297,7 @@ class ConvergingSearchCV(BaseSearchCV):
                 "cv gives different splits on every call, so rounds are scored on different "
                 "splits; pass an int random_state to the splitter for comparable rounds.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=4,  # the caller of fit(), past BaseSearchCV.fit and its wrapper
             )
         key = f"mean_test_{self.refit}" if isinstance(self.refit, str) else "mean_test_score"
         rng = check_random_state(self.random_state)

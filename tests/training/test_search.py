@@ -64,6 +64,7 @@ def test_finds_optimum_within_budget():
     assert search.round_best_scores_ == sorted(search.round_best_scores_)
     assert search.best_score_ == pytest.approx(search.round_best_scores_[-1])
     x_last = search.space_history_[-1]["x"]
+    assert isinstance(x_last, Real)
     assert x_last.low <= best["x"] <= x_last.high  # the last space still holds the best point
     assert x_last.high / x_last.low < 10 ** (5 * 0.5**4) * 1.0001  # width = full * shrink**4
 
@@ -203,7 +204,8 @@ def test_parse_space():
         "kind": Categorical(("a", None)),
         "fixed": Real(0.5, 1.0),
     }
-    assert isinstance(space["alpha"].low, float)
+    alpha = space["alpha"]
+    assert isinstance(alpha, Real) and isinstance(alpha.low, float)
 
 
 @pytest.mark.parametrize(
@@ -248,3 +250,28 @@ def test_progress_called_once_per_round():
     assert [c[0] for c in calls] == list(range(1, search.n_rounds_ + 1)) == [1, 2, 3, 4]
     assert {c[1] for c in calls} == {4}
     assert [c[2] for c in calls] == search.round_best_scores_
+
+
+def test_progress_callback_survives_parallel_workers() -> None:
+    """scikit-learn 1.9 pickles the search itself into each worker: an unpicklable callback
+    (here one holding a lock, like a rich console) must neither break n_jobs=2 nor be lost."""
+    import threading
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    lock = threading.RLock()
+    calls: list[int] = []
+
+    def progress(index: int, total: int, best: float) -> None:
+        with lock:
+            calls.append(index)
+
+    search = ConvergingSearchCV(
+        RandomForestClassifier(n_estimators=5, random_state=0),
+        {"min_samples_leaf": {"low": 1, "high": 20}},
+        n_candidates=2, max_rounds=2, min_rounds=2, n_jobs=2, random_state=0, progress=progress,
+    ).fit(X, y)
+    assert calls == [1, 2]
+    assert search.progress is progress
