@@ -79,7 +79,9 @@ class Bundle:
         """Raise `BundleError` naming each file that is missing or whose hash changed."""
         manifest_path = self.path / MANIFEST_FILE
         if not manifest_path.is_file():
-            raise BundleError(f"bundle {self.tag}: {MANIFEST_FILE} is missing; retrain with `occam train`")
+            raise BundleError(
+                f"bundle {self.tag}: {MANIFEST_FILE} is missing; retrain with `occam train`"
+            )
         manifest = json.loads(manifest_path.read_text())
         problems = []
         for name, expected in manifest["sha256"].items():

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from occam.config import ConfigError, OccamConfig, load_config
 
@@ -46,11 +47,16 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
+def _error(kind: str, exc: BaseException) -> None:
+    """Print an error message verbatim (no markup: messages contain `[column]`), unwrapped."""
+    console.print(Text(f"{kind}: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+
+
 def _load(path: Path) -> OccamConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        console.print(f"[red]config error[/red] {exc}", markup=True, highlight=False)
+        _error("config error", exc)
         raise typer.Exit(EXIT_CONFIG) from None
 
 
@@ -65,8 +71,12 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
 
     cfg = _load(config)
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     with progress:
         rounds = progress.add_task("search rounds", total=cfg.search.max_rounds, info="")
@@ -81,12 +91,12 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
             result = run_training(cfg, on_stage=on_stage, on_round=on_round)
         except (DataError, LabelQualityError) as exc:
             progress.stop()
-            console.print(f"[red]data error[/red] {exc}", highlight=False)
+            _error("data error", exc)
             raise typer.Exit(EXIT_DATA) from None
         except ConfigError as exc:
             # model.params and search.space are checked against scikit-learn when training starts.
             progress.stop()
-            console.print(f"[red]config error[/red] {exc}", highlight=False)
+            _error("config error", exc)
             raise typer.Exit(EXIT_CONFIG) from None
         progress.update(rounds, completed=cfg.search.max_rounds)
 

@@ -102,7 +102,9 @@ class BaselineConfig(_Strict):
     @model_validator(mode="after")
     def _rule_given(self) -> BaselineConfig:
         if self.strategy == "rule" and self.rule is None:
-            raise ValueError("strategy 'rule' needs a `rule:` mapping (feature, op, value, then, otherwise)")
+            raise ValueError(
+                "strategy 'rule' needs a `rule:` mapping (feature, op, value, then, otherwise)"
+            )
         return self
 
 
@@ -163,7 +165,31 @@ class ServingConfig(_Strict):
     )
     log_dir: Path = Path("logs")
     log_predictions: bool = True
-    model_tag: str | None = Field(default=None, description="Pin a model tag instead of newest production")
+    model_tag: str | None = Field(
+        default=None, description="Pin a model tag instead of newest production"
+    )
+    host: str = Field(default="0.0.0.0", description="Address `occam serve` listens on")
+    port: int = Field(default=3000, ge=0, le=65535)
+    workers: int = Field(
+        default=1, ge=1, description="Server processes; one per CPU core serves the most"
+    )
+    access_log: bool = Field(
+        default=False, description="BentoML's per-request access log (costs ~10% throughput)"
+    )
+    inference: Literal["auto", "sklearn"] = Field(
+        default="auto",
+        description="'auto' serves the bundle's ONNX form when it has one, else scikit-learn; "
+        "'sklearn' always serves the scikit-learn pipeline (the slow reference)",
+    )
+    log_segment_bytes: int = Field(
+        default=64_000_000, ge=1024, description="A log segment past this size is closed"
+    )
+    log_queue_records: int = Field(
+        default=100_000,
+        ge=1,
+        description="Records waiting for the disk per worker; beyond this they are dropped "
+        "and counted (occam_service_log_dropped_records_total) instead of slowing requests",
+    )
 
 
 class MonitoringConfig(_Strict):
@@ -251,7 +277,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None) -> OccamConfig:
     """Validate a mapping (parsed YAML) into an `OccamConfig`; raise `ConfigError` on problems."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the config must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: the config must be a mapping of keys, got {type(raw).__name__}"
+        )
     try:
         config = OccamConfig.model_validate(raw)
     except ValidationError as exc:
@@ -271,7 +299,9 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
             "output": config.output.model_copy(
                 update={"reports_dir": resolve(config.output.reports_dir)}
             ),
-            "serving": config.serving.model_copy(update={"log_dir": resolve(config.serving.log_dir)}),
+            "serving": config.serving.model_copy(
+                update={"log_dir": resolve(config.serving.log_dir)}
+            ),
         }
     )
 
@@ -280,7 +310,9 @@ def load_config(path: str | Path) -> OccamConfig:
     """Read and validate a YAML config file; relative paths are taken from its folder."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass --config PATH to an occam.yaml")
+        raise ConfigError(
+            f"config file {str(path)!r} not found; pass --config PATH to an occam.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

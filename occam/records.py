@@ -97,7 +97,11 @@ def loads(line: bytes | str) -> Record:
     if not isinstance(raw, dict):
         raise MalformedRecord("not a JSON object")
     kind = raw.get("kind")
-    cls = {"prediction": PredictionRecord, "feedback": FeedbackRecord, "rejected": RejectedRecord}.get(
+    cls = {
+        "prediction": PredictionRecord,
+        "feedback": FeedbackRecord,
+        "rejected": RejectedRecord,
+    }.get(
         kind  # type: ignore[arg-type]
     )
     if cls is None:

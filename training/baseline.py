@@ -12,8 +12,14 @@ from sklearn.dummy import DummyClassifier
 
 from occam.config import BaselineConfig
 
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-        "==": operator.eq, "!=": operator.ne}
+_OPS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 class RuleClassifier(ClassifierMixin, BaseEstimator):
@@ -35,7 +41,8 @@ class RuleClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any) -> RuleClassifier:
         if self.feature not in X.columns:
             raise ValueError(
-                f"baseline.rule.feature={self.feature!r} is not a feature; pick one of {list(X.columns)}"
+                f"baseline.rule.feature={self.feature!r} is not a feature; "
+                f"pick one of {list(X.columns)}"
             )
         if self.op not in _OPS:
             raise ValueError(f"baseline.rule.op={self.op!r}; allowed: {sorted(_OPS)}")

@@ -17,13 +17,17 @@ def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
     """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass."""
     rows = []
     for g in gate["goals"]:
-        rows.append([
-            g["metric"],
-            f">= {_f(g['threshold'])}",
-            _f(g["baseline"]),
-            f"{_f(g['model'])} ({_f(g['ci_low'])}-{_f(g['ci_high'])})",
-            "pass" if g["passed"] else ("below goal" if not g["met"] else "baseline not beaten"),
-        ])
+        rows.append(
+            [
+                g["metric"],
+                f">= {_f(g['threshold'])}",
+                _f(g["baseline"]),
+                f"{_f(g['model'])} ({_f(g['ci_low'])}-{_f(g['ci_high'])})",
+                "pass"
+                if g["passed"]
+                else ("below goal" if not g["met"] else "baseline not beaten"),
+            ]
+        )
     return rows
 
 
@@ -34,7 +38,9 @@ def verdict(gate: dict[str, Any]) -> str:
             "(simplicity is queen); raise the goals or ship the baseline."
         )
     if gate["passed"]:
-        return f"Every goal is met and the baseline is beaten by at least {gate['margin']}: promoted."
+        return (
+            f"Every goal is met and the baseline is beaten by at least {gate['margin']}: promoted."
+        )
     return "At least one goal is missed or the baseline is not beaten by the margin: NOT promoted."
 
 
@@ -76,8 +82,10 @@ def render(report: dict[str, Any]) -> str:
         "### Per class (held-out test)",
         _table(
             ["class", "precision", "recall", "f1", "support"],
-            [[c, _f(v["precision"]), _f(v["recall"]), _f(v["f1"]), str(v["support"])]
-             for c, v in model["per_class"].items()],
+            [
+                [c, _f(v["precision"]), _f(v["recall"]), _f(v["f1"]), str(v["support"])]
+                for c, v in model["per_class"].items()
+            ],
         ),
         "Confusion matrix (rows: truth, columns: predicted, order "
         f"{model['confusion_matrix']['labels']}): {model['confusion_matrix']['matrix']}",
@@ -88,7 +96,8 @@ def render(report: dict[str, Any]) -> str:
             "### Abstaining",
             f"Rows whose top probability is under {_f(abstain['threshold'])} are answered "
             f"`{abstain['label']}`. Chosen on {abstain['chosen_on']} for precision "
-            f">= {abstain['target_precision']}" + ("" if abstain["reached"] else " (NOT reached)")
+            f">= {abstain['target_precision']}"
+            + ("" if abstain["reached"] else " (NOT reached)")
             + f"; on the test set it gives precision {_f(abstain['test']['precision'])} at "
             f"coverage {_f(abstain['test']['coverage'])} (share of rows answered).",
         ]
@@ -96,12 +105,14 @@ def render(report: dict[str, Any]) -> str:
     if slices["columns"]:
         metric = slices["metric"]
         parts.append("## Slices (held-out test)")
-        parts.append("\n".join(
-            f"- `{column}`: worst "
-            + "; ".join(f"{r['value']} {_f(r[metric])} ({r['rows']} rows)" for r in rows[:3])
-            + f" of {len(rows)} values with enough rows"
-            for column, rows in slices["columns"].items()
-        ))
+        parts.append(
+            "\n".join(
+                f"- `{column}`: worst "
+                + "; ".join(f"{r['value']} {_f(r[metric])} ({r['rows']} rows)" for r in rows[:3])
+                + f" of {len(rows)} values with enough rows"
+                for column, rows in slices["columns"].items()
+            )
+        )
         if slices["worst"]:
             w = slices["worst"]
             parts.append(
@@ -117,18 +128,25 @@ def render(report: dict[str, Any]) -> str:
         f"{data['production_rows']} rows from {data['production_start']} (never trained on).",
         "Checks:" if findings else "Checks: nothing to report.",
         "\n".join(
-            f"- {f['level']}: {f['check']}" + (f" `{f['column']}`" if f["column"] else "")
-            + f": {f['message']}" for f in findings
+            f"- {f['level']}: {f['check']}"
+            + (f" `{f['column']}`" if f["column"] else "")
+            + f": {f['message']}"
+            for f in findings
         ),
     ]
     labels = report["labels"]
     parts.append(
-        f"Labels: {labels['unknown_rows']} \"I don't know\" ({labels['unknown_share']:.1%}) left "
+        f'Labels: {labels["unknown_rows"]} "I don\'t know" ({labels["unknown_share"]:.1%}) left '
         f"out; {labels['label_issue_rows']} likely label errors found from out-of-fold "
-        f"probabilities" + (f" (top rows in `{labels['label_issue_file']}`)" if labels["label_issue_file"] else "")
-        + "." + (f" Labeller agreement (Fleiss' kappa): {_f(labels['kappa'])}; "
-                 f"{labels['disagreeing_rows']} disagreeing rows in `{labels['disagreement_file']}`."
-                 if labels["annotators"] else "")
+        f"probabilities"
+        + (f" (top rows in `{labels['label_issue_file']}`)" if labels["label_issue_file"] else "")
+        + "."
+        + (
+            f" Labeller agreement (Fleiss' kappa): {_f(labels['kappa'])}; "
+            f"{labels['disagreeing_rows']} disagreeing rows in `{labels['disagreement_file']}`."
+            if labels["annotators"]
+            else ""
+        )
     )
     mon = report["monitoring"]
     parts += [
@@ -138,7 +156,8 @@ def render(report: dict[str, Any]) -> str:
         "- Probabilities are a forest's vote shares: use the Brier score above before treating "
         "them as calibrated risks." + _inference_limit(report),
         "## When to retrain",
-        f"- When the monitor recommends it: more than {mon['drift_share_threshold']:.0%} of features "
+        f"- When the monitor recommends it: more than {mon['drift_share_threshold']:.0%} of "
+        "features "
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
         f"older than {mon['max_model_age_days']} days.\n"

@@ -67,7 +67,10 @@ def check_columns(frame: pd.DataFrame, features: Features, config: OccamConfig) 
         for column in columns:
             if column not in frame.columns:
                 report.add(
-                    "error", "missing column", column, 0,
+                    "error",
+                    "missing column",
+                    column,
+                    0,
                     f"listed in `data.{key}` (or labels) but not in the file; "
                     f"fix the config or the file (columns present: {available})",
                 )
@@ -78,7 +81,10 @@ def check_columns(frame: pd.DataFrame, features: Features, config: OccamConfig) 
             if len(bad):
                 examples = ", ".join(repr(v) for v in bad.astype(str).unique()[:3])
                 report.add(
-                    "error", "wrong type", column, len(bad),
+                    "error",
+                    "wrong type",
+                    column,
+                    len(bad),
                     f"declared numeric but {len(bad)} row(s) are not numbers (e.g. {examples}); "
                     "clean the values or move the column to `data.categorical`",
                 )
@@ -87,7 +93,10 @@ def check_columns(frame: pd.DataFrame, features: Features, config: OccamConfig) 
         bad_times = int((times.isna() & frame[data.time_column].notna()).sum())
         if bad_times:
             report.add(
-                "error", "wrong type", data.time_column, bad_times,
+                "error",
+                "wrong type",
+                data.time_column,
+                bad_times,
                 f"{bad_times} row(s) are not dates/times; fix them or unset `data.time_column`",
             )
     return report
@@ -104,33 +113,63 @@ def check_values(frame: pd.DataFrame, features: Features, config: OccamConfig) -
     n = len(frame)
     missing_target = int(target.isna().sum())
     if missing_target:
-        report.add("error", "missing target", data.target, missing_target,
-                   f"{missing_target} row(s) have no label; drop them or label them")
+        report.add(
+            "error",
+            "missing target",
+            data.target,
+            missing_target,
+            f"{missing_target} row(s) have no label; drop them or label them",
+        )
     for column in features.names:
         share = float(frame[column].isna().mean())
         count = int(frame[column].isna().sum())
         if share > data.max_missing_share:
-            report.add("error", "missing values", column, count,
-                       f"{share:.1%} missing (limit data.max_missing_share={data.max_missing_share}); "
-                       "add it to `data.exclude` or fill it")
+            report.add(
+                "error",
+                "missing values",
+                column,
+                count,
+                f"{share:.1%} missing (limit data.max_missing_share={data.max_missing_share}); "
+                "add it to `data.exclude` or fill it",
+            )
         elif share > data.warn_missing_share:
-            report.add("warning", "missing values", column, count,
-                       f"{share:.1%} missing; imputed by the pipeline")
+            report.add(
+                "warning",
+                "missing values",
+                column,
+                count,
+                f"{share:.1%} missing; imputed by the pipeline",
+            )
         if frame[column].nunique(dropna=True) <= 1:
-            report.add("warning", "constant column", column, n,
-                       "has a single value; dropped from the features (add it to `data.exclude`)")
+            report.add(
+                "warning",
+                "constant column",
+                column,
+                n,
+                "has a single value; dropped from the features (add it to `data.exclude`)",
+            )
             report.dropped_features.append(column)
     columns = [*features.names, data.target]
     duplicates = int(frame.duplicated(subset=columns).sum())
     if duplicates:
-        report.add("warning", "duplicate rows", None, duplicates,
-                   f"{duplicates} row(s) repeat an earlier row exactly ({duplicates / n:.1%})")
+        report.add(
+            "warning",
+            "duplicate rows",
+            None,
+            duplicates,
+            f"{duplicates} row(s) repeat an earlier row exactly ({duplicates / n:.1%})",
+        )
     keyed = frame[columns].astype(str)
     labels_per_key = keyed.groupby(features.names, sort=False)[data.target].transform("nunique")
     conflicts = int((labels_per_key > 1).sum())
     if conflicts:
-        report.add("warning", "conflicting labels", None, conflicts,
-                   f"{conflicts} row(s) share their features with a row of another label")
+        report.add(
+            "warning",
+            "conflicting labels",
+            None,
+            conflicts,
+            f"{conflicts} row(s) share their features with a row of another label",
+        )
     _check_balance(report, target, data.target)
     _check_leakage(report, frame, features, config)
     return report
@@ -140,14 +179,24 @@ def _check_balance(report: CheckReport, target: pd.Series, name: str) -> None:
     counts = target.value_counts()
     shares = ", ".join(f"{k}: {v} ({v / counts.sum():.1%})" for k, v in counts.items())
     if len(counts) < 2:
-        report.add("error", "class balance", name, int(counts.sum()),
-                   f"only one class ({shares}); a classifier needs at least two")
+        report.add(
+            "error",
+            "class balance",
+            name,
+            int(counts.sum()),
+            f"only one class ({shares}); a classifier needs at least two",
+        )
         return
     report.add("info", "class balance", name, int(counts.sum()), shares)
     minority = counts.min() / counts.sum()
     if minority < 0.01:
-        report.add("warning", "class balance", name, int(counts.min()),
-                   f"smallest class is {minority:.2%} of rows; goals on it will be noisy")
+        report.add(
+            "warning",
+            "class balance",
+            name,
+            int(counts.min()),
+            f"smallest class is {minority:.2%} of rows; goals on it will be noisy",
+        )
 
 
 def single_feature_auc(values: pd.Series, target: pd.Series) -> float:
@@ -180,10 +229,15 @@ def _check_leakage(
             continue
         auc = single_feature_auc(sample[column], sample[config.data.target])
         if auc >= config.data.leakage_auc:
-            report.add("error", "leakage", column, len(frame),
-                       f"alone predicts the target with ROC AUC {auc:.3f} (>= data.leakage_auc="
-                       f"{config.data.leakage_auc}); it probably leaks the label or is an id: "
-                       "add it to `data.exclude`")
+            report.add(
+                "error",
+                "leakage",
+                column,
+                len(frame),
+                f"alone predicts the target with ROC AUC {auc:.3f} (>= data.leakage_auc="
+                f"{config.data.leakage_auc}); it probably leaks the label or is an id: "
+                "add it to `data.exclude`",
+            )
 
 
 def missing_rows_summary(frame: pd.DataFrame) -> dict[str, float]:
@@ -191,5 +245,11 @@ def missing_rows_summary(frame: pd.DataFrame) -> dict[str, float]:
     return {c: round(float(v), 4) for c, v in frame.isna().mean().items() if v > 0}
 
 
-__all__ = ["CheckReport", "Finding", "check_columns", "check_values", "single_feature_auc",
-           "missing_rows_summary"]
+__all__ = [
+    "CheckReport",
+    "Finding",
+    "check_columns",
+    "check_values",
+    "missing_rows_summary",
+    "single_feature_auc",
+]

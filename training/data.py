@@ -90,7 +90,7 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
         if data.time_column is not None:
             order = pd.to_datetime(period[data.time_column], errors="coerce")
             period = period.iloc[order.argsort(kind="stable")]
-        cut = int(round(len(period) * (1 - split.test_size)))
+        cut = round(len(period) * (1 - split.test_size))
         train, test = period.iloc[:cut], period.iloc[cut:]
     else:
         train, test = train_test_split(

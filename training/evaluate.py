@@ -3,8 +3,9 @@ the goals. All metrics are "higher is better" and lie in [0, 1]."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,9 @@ def score(metric: str, y_true: Any, proba: np.ndarray, classes: list[str], posit
         onehot = y[:, None] == np.asarray(classes)[None, :]
         return float(skm.average_precision_score(onehot, proba, average="macro"))
     functions: dict[str, Callable[..., float]] = {
-        "f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score
+        "f1": skm.f1_score,
+        "precision": skm.precision_score,
+        "recall": skm.recall_score,
     }
     if metric in functions:
         kwargs: dict[str, Any] = {"zero_division": 0}
@@ -63,8 +66,14 @@ def make_scorer(metric: str, positive: str) -> Callable[[Any, pd.DataFrame, Any]
 
 
 def bootstrap_ci(
-    metric: str, y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str,
-    n_boot: int, confidence: float, seed: int,
+    metric: str,
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    positive: str,
+    n_boot: int,
+    confidence: float,
+    seed: int,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over rows resampled with replacement."""
     if n_boot == 0:
@@ -124,23 +133,42 @@ class GateResult:
 
 
 def gate(
-    goals: list[Goal], y: np.ndarray, model_proba: np.ndarray, baseline_proba: np.ndarray,
-    classes: list[str], positive: str, margin: float, n_boot: int, confidence: float, seed: int,
+    goals: list[Goal],
+    y: np.ndarray,
+    model_proba: np.ndarray,
+    baseline_proba: np.ndarray,
+    classes: list[str],
+    positive: str,
+    margin: float,
+    n_boot: int,
+    confidence: float,
+    seed: int,
 ) -> GateResult:
     """Score model and baseline on the same rows with the same function, with bootstrap CIs."""
     results = []
     for goal in goals:
         m = score(goal.metric, y, model_proba, classes, positive)
         b = score(goal.metric, y, baseline_proba, classes, positive)
-        lo, hi = bootstrap_ci(goal.metric, y, model_proba, classes, positive, n_boot, confidence, seed)
+        lo, hi = bootstrap_ci(
+            goal.metric, y, model_proba, classes, positive, n_boot, confidence, seed
+        )
         blo, bhi = bootstrap_ci(
             goal.metric, y, baseline_proba, classes, positive, n_boot, confidence, seed
         )
-        results.append(GoalResult(
-            metric=goal.metric, threshold=goal.threshold, baseline=b, model=m, ci_low=lo,
-            ci_high=hi, baseline_ci_low=blo, baseline_ci_high=bhi, met=m >= goal.threshold,
-            beats_baseline=m - b >= margin,
-        ))
+        results.append(
+            GoalResult(
+                metric=goal.metric,
+                threshold=goal.threshold,
+                baseline=b,
+                model=m,
+                ci_low=lo,
+                ci_high=hi,
+                baseline_ci_low=blo,
+                baseline_ci_high=bhi,
+                met=m >= goal.threshold,
+                beats_baseline=m - b >= margin,
+            )
+        )
     return GateResult(goals=tuple(results), margin=margin)
 
 
@@ -151,7 +179,12 @@ def per_class_report(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> di
     p, r, f, s = skm.precision_recall_fscore_support(y, predicted, labels=classes, zero_division=0)
     return {
         "per_class": {
-            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            c: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": {
@@ -170,8 +203,14 @@ def brier(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> float:
 
 
 def slice_report(
-    frame: pd.DataFrame, y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str,
-    columns: list[str], metric: str, min_rows: int,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    positive: str,
+    columns: list[str],
+    metric: str,
+    min_rows: int,
 ) -> dict[str, Any]:
     """`metric` and accuracy per value of each slice column (values with >= min_rows rows),
     and the worst slice by `metric`."""
@@ -179,7 +218,7 @@ def slice_report(
     worst: tuple[float, str, str, int] | None = None
     y = np.asarray(y).astype(str)
     for column in columns:
-        rows = []
+        rows: list[dict[str, Any]] = []
         values = frame[column].astype(str).to_numpy()
         for value in pd.unique(values):
             mask = values == value

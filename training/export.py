@@ -76,7 +76,9 @@ def export_onnx(
         "tolerance": tolerance,
     }
     if not labels_match or diff > tolerance:
-        reason = f"ONNX output differs from sklearn (labels match: {labels_match}, max diff {diff:.2e})"
+        reason = (
+            f"ONNX output differs from sklearn (labels match: {labels_match}, max diff {diff:.2e})"
+        )
         log.warning("ONNX export: %s; serving will use scikit-learn", reason)
         return None, {"format": "sklearn", "reason": reason, **summary}
     return data, {"format": "onnx", **summary}

@@ -92,7 +92,7 @@ def resolve_labels(
     share = unknown_rows / max(len(frame), 1)
     if share > labels.max_unknown_share:
         raise LabelQualityError(
-            f"{unknown_rows} of {len(frame)} labels ({share:.1%}) are \"I don't know\" "
+            f'{unknown_rows} of {len(frame)} labels ({share:.1%}) are "I don\'t know" '
             f"({sorted(unknown_values)}), above labels.max_unknown_share="
             f"{labels.max_unknown_share}: the information needed to decide may not be in the "
             "data. Collect features that let people decide, or relabel, before training."

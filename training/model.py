@@ -43,8 +43,10 @@ def make_pipeline(
             f"model.params: {exc}; see scikit-learn's RandomForestClassifier for allowed values"
         ) from None
     return Pipeline(
-        [("prepare", ColumnTransformer(transformers, verbose_feature_names_out=False)),
-         (FOREST, forest)]
+        [
+            ("prepare", ColumnTransformer(transformers, verbose_feature_names_out=False)),
+            (FOREST, forest),
+        ]
     )
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,8 @@ from occam.config import OccamConfig
 from occam.schema import FeatureSchema
 from training import card, checks, evaluate, labels
 from training.baseline import make_baseline
-from training.export import export_onnx
 from training.data import DataError, choose_features, fingerprint, load_frame, split_frame
+from training.export import export_onnx
 from training.model import FOREST, forest_space, make_pipeline
 from training.search import ConvergingSearchCV
 
@@ -128,14 +129,28 @@ def train(
 
     on_stage("evaluating on the held-out test set")
     gate_result = evaluate.gate(
-        config.goals, y_test, model_proba, baseline_proba, classes, positive,
-        config.baseline.margin, config.evaluation.bootstrap, config.evaluation.confidence, seed,
+        config.goals,
+        y_test,
+        model_proba,
+        baseline_proba,
+        classes,
+        positive,
+        config.baseline.margin,
+        config.evaluation.bootstrap,
+        config.evaluation.confidence,
+        seed,
     )
     quality = evaluate.per_class_report(y_test, model_proba, classes)
     baseline_quality = evaluate.per_class_report(y_test, baseline_proba, classes)
     slices = evaluate.slice_report(
-        split.test, y_test, model_proba, classes, positive, config.evaluation.slices,
-        config.goals[0].metric, config.evaluation.min_slice_rows,
+        split.test,
+        y_test,
+        model_proba,
+        classes,
+        positive,
+        config.evaluation.slices,
+        config.goals[0].metric,
+        config.evaluation.min_slice_rows,
     )
 
     needs_oof = config.labels.find_label_issues or config.evaluation.abstain is not None
@@ -164,11 +179,14 @@ def train(
 
     on_stage("converting the forest for fast inference (ONNX) and checking it")
     onnx_bytes, inference = export_onnx(model, schema, x_test)
-    on_stage(f"serving form: {inference['format']}" + (f" ({inference['reason']})" if "reason" in inference else ""))
+    on_stage(
+        f"serving form: {inference['format']}"
+        + (f" ({inference['reason']})" if "reason" in inference else "")
+    )
 
     on_stage("saving the bundle")
     reference = _reference_sample(split.train, schema, model, classes, config)
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
         "created_at": created,
@@ -182,7 +200,9 @@ def train(
         "baseline": {"strategy": config.baseline.strategy, **baseline_quality},
         "model": {
             **quality,
-            "best_params": {k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()},
+            "best_params": {
+                k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()
+            },
             "fixed_params": config.model.params,
             "cv_score": float(search.best_score_),
             "scoring": scoring,
@@ -255,7 +275,10 @@ def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.nd
 
 
 def _reference_sample(
-    train: pd.DataFrame, schema: FeatureSchema, model: Any, classes: list[str],
+    train: pd.DataFrame,
+    schema: FeatureSchema,
+    model: Any,
+    classes: list[str],
     config: OccamConfig,
 ) -> pd.DataFrame:
     """A random sample of training inputs, kept in time order, with the model's outputs."""
@@ -280,8 +303,13 @@ def _period(frame: pd.DataFrame, config: OccamConfig) -> list[str] | None:
 
 
 def _review_label_issues(
-    report: labels.LabelReport, train: pd.DataFrame, y: np.ndarray, oof: np.ndarray,
-    classes: list[str], config: OccamConfig, reports_dir: Path,
+    report: labels.LabelReport,
+    train: pd.DataFrame,
+    y: np.ndarray,
+    oof: np.ndarray,
+    classes: list[str],
+    config: OccamConfig,
+    reports_dir: Path,
 ) -> labels.LabelReport:
     found = labels.find_label_issues(pd.Series(y), oof, classes)
     if found.empty:

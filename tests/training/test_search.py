@@ -271,7 +271,12 @@ def test_progress_callback_survives_parallel_workers() -> None:
     search = ConvergingSearchCV(
         RandomForestClassifier(n_estimators=5, random_state=0),
         {"min_samples_leaf": {"low": 1, "high": 20}},
-        n_candidates=2, max_rounds=2, min_rounds=2, n_jobs=2, random_state=0, progress=progress,
+        n_candidates=2,
+        max_rounds=2,
+        min_rounds=2,
+        n_jobs=2,
+        random_state=0,
+        progress=progress,
     ).fit(X, y)
     assert calls == [1, 2]
     assert search.progress is progress
