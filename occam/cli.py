@@ -112,5 +112,102 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
     raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
 
 
+@app.command()
+def serve(
+    config: ConfigOption = Path("occam.yaml"),
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: serving.port)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Server processes (default: serving.workers)")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: serving.host)")
+    ] = None,
+    model_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--model-tag",
+            help="Serve this bundle (name:version) instead of the newest stage=production one; "
+            "default: $OCCAM_MODEL_TAG, then serving.model_tag",
+        ),
+    ] = None,
+) -> None:
+    """Serve the promoted model over HTTP with BentoML: POST /predict, POST /feedback,
+    GET /model, /readyz, /metrics (see docs/service.md). Runs until stopped (Ctrl+C).
+
+    Exit 2: bad config. Exit 5: no servable bundle (none promoted, the pinned one not
+    promoted, or its files changed since training)."""
+    import importlib.util
+    import sys
+
+    from occam.bundle import BundleError, resolve_serving_bundle
+
+    exit_no_model = 5
+    cfg = _load(config)
+    serving = cfg.serving
+    pinned = model_tag or os.environ.get("OCCAM_MODEL_TAG") or serving.model_tag
+    try:  # check once here, with a clear message, rather than in every worker
+        bundle = resolve_serving_bundle(cfg.output.model_name, pinned)
+    except BundleError as exc:
+        _error("model error", exc)
+        raise typer.Exit(exit_no_model) from None
+    spec = importlib.util.find_spec("service")
+    if spec is None or spec.origin is None:
+        _error("install error", RuntimeError("the `service` package is not importable"))
+        raise typer.Exit(EXIT_CONFIG)
+    overrides = [
+        f"services.occam.workers={workers or serving.workers}",
+        f"services.occam.logging.access.enabled={str(serving.access_log).lower()}",
+    ]
+    env = {
+        **os.environ,
+        "OCCAM_CONFIG": str(config.resolve()),
+        # Every worker serves the bundle checked above, even if a newer one is promoted meanwhile.
+        "OCCAM_MODEL_TAG": bundle.tag,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_CONFIG_OPTIONS": " ".join(
+            [os.environ.get("BENTOML_CONFIG_OPTIONS", ""), *overrides]
+        ).strip(),
+    }
+    address, number = host or serving.host, serving.port if port is None else port
+    command = [
+        sys.executable, "-m", "bentoml", "serve", "service.app:Occam",
+        "--host", address, "--port", str(number),
+        "--working-dir", str(Path(spec.origin).parent.parent),
+    ]  # fmt: skip
+    console.print(f"serving {bundle.tag} on {address}:{number} (log in {serving.log_dir})")
+    os.execve(sys.executable, command, env)  # BentoML takes over this process and its signals
+
+
+@app.command()
+def demo(
+    config: ConfigOption = Path("occam.yaml"),
+    rows_per_second: Annotated[
+        float, typer.Option(min=1, help="Replay pace; the production months take ~1 min at 500")
+    ] = 500.0,
+    feedback_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of replayed rows whose true label is sent")
+    ] = 0.3,
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the service, monitor and Prometheus up after the replay")
+    ] = False,
+) -> None:
+    """The main job: train if no model is promoted, start the service, the monitor and
+    Prometheus (when installed), replay held-out then production traffic with feedback, and
+    say what the monitor concludes as it goes."""
+    from occam.demo import run_demo
+
+    _load(config)  # a bad config stops here with the usual message
+    code = run_demo(
+        config.resolve(),
+        say=lambda message: console.print(Text(message), soft_wrap=True),
+        rows_per_second=rows_per_second,
+        feedback_share=feedback_share,
+        keep_running=keep_running,
+    )
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
