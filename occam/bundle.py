@@ -167,8 +167,13 @@ def get_bundle(tag: str) -> Bundle:
 def list_bundles(name: str) -> list[Bundle]:
     """All bundles of this model name, newest first."""
     import bentoml
+    from bentoml.exceptions import NotFound
 
-    models = [m for m in bentoml.models.list(name) if (Path(m.path) / METADATA_FILE).is_file()]
+    try:
+        found = bentoml.models.list(name)
+    except NotFound:  # BentoML raises, rather than returning [], for a name it never saw
+        return []
+    models = [m for m in found if (Path(m.path) / METADATA_FILE).is_file()]
     models.sort(key=lambda m: m.info.creation_time, reverse=True)
     return [get_bundle(str(m.tag)) for m in models]
 

@@ -209,5 +209,52 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def monitor(
+    config: ConfigOption = Path("occam.yaml"),
+    port: Annotated[
+        int | None,
+        typer.Option(help="Metrics port (default: monitoring.port; 0 picks a free port)"),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Metrics address (default: monitoring.host)")
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Read the log to its end, check once, save the checkpoint and exit"
+        ),
+    ] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Stop after this many seconds")
+    ] = None,
+) -> None:
+    """Watch the service's prediction log (serving.log_dir): drift, data quality, live goal
+    metrics from feedback, and the retrain recommendation, exported for Prometheus on
+    /metrics (see docs/metrics.md). Runs until SIGTERM or Ctrl+C, then saves its checkpoint.
+
+    Exit 2: bad config. Exit 1: the checkpoint cannot be read or the port cannot be bound."""
+    from monitoring.sidecar import main as run_monitor
+    from monitoring.state import CheckpointError
+
+    cfg = _load(config)
+    log_dir = cfg.serving.log_dir
+    state_dir = cfg.monitoring.state_dir
+    if state_dir is not None and not state_dir.is_absolute():  # like every path: config-relative
+        monitoring = cfg.monitoring.model_copy(
+            update={"state_dir": (config.parent / state_dir).resolve()}
+        )
+        cfg = cfg.model_copy(update={"monitoring": monitoring})
+
+    def ready(url: str) -> None:
+        console.print(Text(f"monitoring {log_dir}; metrics on {url}"), soft_wrap=True)
+
+    try:
+        run_monitor(cfg, port=port, host=host, once=once, max_seconds=max_seconds, on_ready=ready)
+    except (CheckpointError, OSError) as exc:
+        _error("monitor error", exc)
+        raise typer.Exit(1) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -193,18 +193,109 @@ class ServingConfig(_Strict):
 
 
 class MonitoringConfig(_Strict):
-    """Monitoring sidecar settings (used by `occam monitor`)."""
+    """Monitoring sidecar settings (used by `occam monitor`); see docs/metrics.md.
 
-    window_rows: int = Field(default=1000, ge=10)
-    min_window_rows: int = Field(default=200, ge=10)
-    p_value: float = Field(default=0.05, gt=0, lt=1)
-    correction: Literal["bonferroni", "fdr"] = "bonferroni"
-    drift_share_threshold: float = Field(default=0.3, ge=0, le=1)
-    consecutive_windows: int = Field(default=2, ge=1)
-    live_min_labels: int = Field(default=200, ge=1)
-    live_window_labels: int = Field(default=1000, ge=1)
+    Windows count prediction rows. The sidecar reads `serving.log_dir` (the service's prediction
+    log) and keeps its checkpoint in `state_dir`.
+    """
+
+    window_rows: int = Field(
+        default=1000, ge=10, description="Rows in the drift window: the last N predictions"
+    )
+    min_window_rows: int = Field(
+        default=200, ge=10, description="No drift verdict on a window with fewer rows"
+    )
+    p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="Significance level of the per-feature tests"
+    )
+    correction: Literal["bonferroni", "fdr"] = Field(
+        default="bonferroni", description="Multiple-testing correction across features"
+    )
+    drift_margin: float = Field(
+        default=1.1,
+        ge=0.5,
+        description="A feature drifts when its effect size exceeds this times its calibrated "
+        "level (the largest difference seen between time-ordered chunks of the reference)",
+    )
+    min_effect_size: float = Field(
+        default=0.05, ge=0, le=1, description="Floor of every feature's alarm level"
+    )
+    calibration_chunk_rows: int | None = Field(
+        default=None,
+        ge=10,
+        description="Reference rows per calibration chunk. Default: the reference rows that span "
+        "the same time as one window at the training period's rate of rows",
+    )
+    drift_exclude: list[str] = Field(
+        default_factory=list, description="Features left out of drift checks"
+    )
+    exclude_calendar_features: bool = Field(
+        default=True,
+        description="Leave out features that are a function of the time column's weekday, day, "
+        "week, month or quarter (they drift in any window shorter than their cycle)",
+    )
+    drift_share_threshold: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="A window drifts when at least this share of checked features drifted",
+    )
+    consecutive_windows: int = Field(
+        default=2, ge=1, description="Drifting windows in a row before 'model at risk'"
+    )
+    live_min_labels: int = Field(
+        default=200, ge=1, description="Labelled rows needed before live metrics are judged"
+    )
+    live_window_labels: int = Field(
+        default=1000, ge=1, description="Live metrics use the last N labelled predictions"
+    )
+    feedback_join_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most recent predictions remembered for joining feedback by id",
+    )
     max_model_age_days: float = Field(default=90, gt=0)
+    check_interval_seconds: float = Field(
+        default=15, gt=0, description="Seconds between checks (drift, quality, policy)"
+    )
+    check_every_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="New predictions that make a window count for hysteresis and trigger a "
+        "check; default window_rows (consecutive windows do not overlap)",
+    )
+    poll_interval_seconds: float = Field(
+        default=0.5, gt=0, description="Pause between log reads when there is nothing new"
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=5, gt=0, description="Seconds between checkpoints (also written on exit)"
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Checkpoint folder; default `<serving.log_dir>/.occam-monitor`",
+    )
+    retrain_command: list[str] | None = Field(
+        default=None,
+        description="Run once per new retrain recommendation (argv list; environment gets "
+        "OCCAM_RETRAIN_REASONS and OCCAM_MODEL_VERSION)",
+    )
+    retrain_webhook: str | None = Field(
+        default=None, description="POST the recommendation as JSON to this URL"
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24, ge=0, description="Least time between two retrain notifications"
+    )
+    host: str = Field(default="0.0.0.0", description="Address of the metrics endpoint")
     port: int = Field(default=9108, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _window_sizes(self) -> MonitoringConfig:
+        if self.min_window_rows > self.window_rows:
+            raise ValueError(
+                f"min_window_rows ({self.min_window_rows}) must not exceed window_rows "
+                f"({self.window_rows})"
+            )
+        return self
 
 
 class OccamConfig(_Strict):

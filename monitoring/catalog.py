@@ -1,0 +1,71 @@
+"""Every metric the sidecar exports: name (counters without `_total`) -> help text.
+
+docs/metrics.md documents each of them (a test keeps the two in step). Units are base units:
+seconds, bytes, ratios in [0, 1]. Per-feature metrics carry the label `feature` only.
+"""
+
+from __future__ import annotations
+
+COUNTERS: dict[str, str] = {
+    "occam_records_read": "Log records read, by kind (prediction, feedback, rejected)",
+    "occam_malformed_records": "Log lines that were not a valid record (skipped)",
+    "occam_rejected_rows": "Rows the service rejected, from its 'rejected' records",
+    "occam_feedback_unmatched": "Feedback naming no remembered, not yet labelled prediction",
+    "occam_checks": "Checks completed",
+    "occam_check_errors": "Checks that failed; the previous results stay exported",
+    "occam_retrain_notifications": "Retrain notifications (command/webhook calls), by outcome",
+    "occam_exporter_errors": "Scrapes that could not build the full metric set",
+}
+
+GAUGES: dict[str, str] = {
+    # window and settings
+    "occam_window_rows": "Prediction rows in the current window",
+    "occam_window_size_rows": "Configured window size in rows",
+    "occam_window_min_rows": "Rows a window needs before any drift verdict",
+    "occam_drift_share_threshold": "Share of drifted features at which a window drifts",
+    "occam_drift_required_windows": "Drifting windows in a row needed for 'model at risk'",
+    "occam_live_min_labels": "Labelled rows needed before live metrics are judged",
+    "occam_max_model_age_seconds": "Model age at which retraining is recommended",
+    "occam_unread_log_bytes": "Bytes of the prediction log not read yet (partial lines included)",
+    "occam_last_record_timestamp_seconds": "The ts field of the last record read (Unix time)",
+    # the watched model and its reference
+    "occam_model_info": "The watched model, by version (value always 1)",
+    "occam_model_created_timestamp_seconds": "When the watched model was trained (Unix time)",
+    "occam_model_age_seconds": "Age of the watched model",
+    "occam_reference_rows": "Rows in the model's reference sample",
+    "occam_goal_threshold": "Goal threshold of a metric, as in the training gate",
+    "occam_reference_class_ratio": "Share of reference rows per predicted class",
+    "occam_reference_confidence_mean": "Mean top-class probability on the reference sample",
+    "occam_feature_drift_threshold": "Calibrated alarm level on a feature's drift effect size",
+    "occam_output_drift_threshold": "Calibrated alarm level on an output's drift effect size",
+    # the last check
+    "occam_last_check_timestamp_seconds": "When the last successful check ran (Unix time)",
+    "occam_drift_check_duration_seconds": "Duration of the last successful check",
+    "occam_feature_drift_p_value": "Feature test p-value (KS or Chi2) before correction",
+    "occam_feature_drift_statistic": "Feature test statistic (KS distance or Chi2)",
+    "occam_feature_drift_effect_size": "Feature effect size: KS or total variation distance",
+    "occam_feature_drifted": "1 if the feature drifted: significant and over its threshold",
+    "occam_drifted_features_ratio": "Share of checked features that drifted in the window",
+    "occam_data_drift": "1 if the window drifted: drifted share >= threshold",
+    "occam_drift_consecutive_windows": "Drifting counted windows in a row (run length)",
+    "occam_model_at_risk": "1 if the window drift held for the required windows in a row",
+    "occam_prediction_drift": "1 if the predicted-class mix or the confidence drifted",
+    "occam_prediction_drift_p_value": "Smallest output test p-value, Bonferroni-adjusted for 2",
+    "occam_output_drift_effect_size": "Effect size of an output's drift (class_mix, confidence)",
+    "occam_prediction_class_ratio": "Share of window rows per predicted (top) class",
+    "occam_confidence_mean": "Mean top-class probability in the window",
+    "occam_abstention_ratio": "Share of window rows answered with the abstain label",
+    "occam_missing_ratio": "Share of window rows with a missing feature",
+    "occam_unseen_category_ratio": "Share of window rows with a category unseen in training",
+    "occam_out_of_range_ratio": "Share of window rows with a number out of the training range",
+    "occam_live_metric": "Goal metric on the last labelled predictions",
+    "occam_live_labels": "Labelled predictions in the live window",
+    "occam_feedback_coverage_ratio": "Share of remembered predictions that received feedback",
+    "occam_retrain_recommended": "1 if retraining is recommended (any reason is 1)",
+    "occam_retrain_reason": "1 if this reason recommends retraining, 0 if not",
+}
+
+
+def exposed_names() -> list[str]:
+    """Every sample name as Prometheus sees it (counters with `_total`)."""
+    return sorted([f"{n}_total" for n in COUNTERS] + list(GAUGES))

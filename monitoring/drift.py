@@ -1,0 +1,201 @@
+"""Per-feature drift: alibi-detect's tests, an effect size, and a calibrated alarm level.
+
+`DriftDetector` wraps alibi-detect's `TabularDrift` (Kolmogorov-Smirnov for numeric columns,
+Chi-squared for categorical ones, with the Bonferroni or FDR correction across columns) and
+returns a `DriftResult` keyed by column *name*. A column drifts only when both hold:
+
+- its test is significant after the correction (the change is real), and
+- its effect size exceeds its alarm level: `margin` times the level calibrated on time-ordered
+  chunks of the reference (`monitoring.calibration`), and at least `min_effect_size`
+  (the change is larger than the reference period's own ups and downs).
+
+Encoding: a missing number counts as a value below every number (so a change in the missing
+share is a change in distribution); categories become codes, every category the reference does
+not hold sharing one "unseen" code. The same detector serves the model's outputs (predicted
+class, confidence) for prediction drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from monitoring.calibration import alarm_levels, default_chunk_rows, effect_size
+
+log = logging.getLogger(__name__)
+
+#: What a missing number becomes for the tests: below every real value, still finite.
+MISSING_NUMBER = -1e300
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One column's drift in one window.
+
+    `p_value`: the test's p-value (KS or Chi2), before correction; `statistic`: the test
+    statistic (KS distance, or Chi2); `effect_size`: KS or total variation distance in [0, 1];
+    `threshold`: the alarm level on the effect size; `drifted`: significant and over the level.
+    """
+
+    kind: Literal["numeric", "categorical"]
+    p_value: float
+    statistic: float
+    effect_size: float
+    threshold: float
+    significant: bool
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Drift of every checked column in one window of `rows` rows, keyed by column name.
+
+    `p_value_threshold` is the per-column significance level after the correction.
+    """
+
+    features: dict[str, FeatureDrift]
+    rows: int
+    p_value_threshold: float
+
+    @property
+    def drifted(self) -> list[str]:
+        """Names of the drifted columns."""
+        return [name for name, f in self.features.items() if f.drifted]
+
+    @property
+    def drifted_share(self) -> float:
+        """Share of checked columns that drifted (0 when none is checked)."""
+        return len(self.drifted) / len(self.features) if self.features else 0.0
+
+
+def _tabular_drift() -> Any:
+    # alibi-detect imports `transformers` when present, which then logs that no deep learning
+    # framework is installed; Occam needs none, so that advisory is muted.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from alibi_detect.cd import TabularDrift
+
+    return TabularDrift
+
+
+class DriftDetector:
+    """Drift of numeric and categorical columns against a reference; see the module docstring.
+
+    Fitted state: `names_`, `categories_` (reference categories per categorical column),
+    `levels_` (calibrated levels), `thresholds_` (the alarm levels used: margin, floor applied),
+    `chunk_rows_`.
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        p_value: float = 0.05,
+        correction: Literal["bonferroni", "fdr"] = "bonferroni",
+        margin: float = 1.0,
+        min_effect_size: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+        self.p_value = p_value
+        self.correction = correction
+        self.margin = margin
+        self.min_effect_size = min_effect_size
+        self.seed = seed
+
+    def fit(
+        self,
+        reference: pd.DataFrame,
+        window_rows: int,
+        chunk_rows: int | None = None,
+        period_rows: int | None = None,
+    ) -> DriftDetector:
+        """Learn categories, calibrate alarm levels for windows of `window_rows` rows, and set up
+        the tests. `reference` must be in time order; `chunk_rows` overrides the calibration
+        chunk size, else it follows from `period_rows` (see `calibration.default_chunk_rows`)."""
+        self.names_ = [*self.numeric, *self.categorical]
+        self.categories_ = {
+            name: sorted(reference[name].astype(str).unique()) for name in self.categorical
+        }
+        self._codes = {
+            name: {c: i for i, c in enumerate(cats)} for name, cats in self.categories_.items()
+        }
+        self._n_codes: list[int | None] = [
+            *([None] * len(self.numeric)),
+            *(len(self.categories_[n]) + 1 for n in self.categorical),
+        ]
+        encoded = self.encode(reference)
+        self.chunk_rows_ = chunk_rows or default_chunk_rows(
+            window_rows, len(reference), period_rows
+        )
+        self.levels_ = alarm_levels(
+            encoded, self._n_codes, window_rows, self.chunk_rows_, seed=self.seed
+        )
+        self.thresholds_ = np.maximum(self.levels_ * self.margin, self.min_effect_size)
+        categorical_idx = range(len(self.numeric), len(self.names_))
+        self.detector_ = _tabular_drift()(
+            encoded,
+            p_val=self.p_value,
+            categories_per_feature={i: None for i in categorical_idx},
+            correction=self.correction,
+        )
+        self._reference = encoded
+        return self
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """The columns as one float matrix: numbers (missing -> `MISSING_NUMBER`), then codes."""
+        columns = []
+        for name in self.numeric:
+            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+            columns.append(np.where(np.isnan(values), MISSING_NUMBER, values))
+        for name in self.categorical:
+            codes = self._codes[name]
+            unseen = len(codes)
+            values = frame[name].astype(str).map(codes).fillna(unseen)
+            columns.append(values.to_numpy(dtype=float))
+        return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+    def check(self, frame: pd.DataFrame) -> DriftResult:
+        """Test every column of `frame` (same columns as the reference) against the reference."""
+        if not self.names_ or not len(frame):
+            return DriftResult(features={}, rows=len(frame), p_value_threshold=self.p_value)
+        x = self.encode(frame)
+        out = self.detector_.predict(
+            x, drift_type="batch", return_p_val=True, return_distance=True
+        )["data"]
+        p_values = np.asarray(out["p_val"], dtype=float)
+        statistics = np.asarray(out["distance"], dtype=float)
+        cut = out["threshold"]
+        # FDR with no discovery returns the whole ladder of thresholds: nothing is significant.
+        cut = float(cut) if np.ndim(cut) == 0 else 0.0
+        features = {}
+        for j, name in enumerate(self.names_):
+            effect = effect_size(x[:, j], self._reference[:, j], self._n_codes[j])
+            significant = bool(p_values[j] < cut)
+            threshold = float(self.thresholds_[j])
+            features[name] = FeatureDrift(
+                kind="numeric" if self._n_codes[j] is None else "categorical",
+                p_value=float(p_values[j]),
+                statistic=float(statistics[j]),
+                effect_size=effect,
+                threshold=threshold,
+                significant=significant,
+                drifted=significant and effect > threshold,
+            )
+        return DriftResult(
+            features=features,
+            rows=len(frame),
+            p_value_threshold=cut if cut > 0 else self._corrected_level(),
+        )
+
+    def _corrected_level(self) -> float:
+        # Bonferroni's level; for FDR without discoveries, the level the smallest p-value
+        # would have had to beat (the first rung of the Benjamini-Hochberg ladder) is the same.
+        return self.p_value / max(len(self.names_), 1)

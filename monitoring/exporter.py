@@ -1,0 +1,194 @@
+"""The Prometheus exporter: a custom collector that turns the sidecar's status into metrics.
+
+Every scrape builds fresh metric families from one `Status` (names and help texts in
+`monitoring.catalog`, meaning in docs/metrics.md). A gauge whose value is not known yet (no
+reference model, window under its minimum, too few labels) is *absent*, never 0: absence cannot
+be read as "no drift". The collector never raises: if building the families fails, it logs,
+counts `occam_exporter_errors_total` and serves the counters of the last good scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from monitoring.catalog import COUNTERS, GAUGES
+from monitoring.check import CheckResult
+from monitoring.reference import PREDICTED, Reference
+from occam.config import MonitoringConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the sidecar knows at scrape time. `check` is the last *successful* check (None
+    before the first one, and after a switch to another model until its first check)."""
+
+    config: MonitoringConfig
+    now: float
+    records: dict[str, int]
+    malformed: int
+    feedback_unmatched: int
+    window_rows: int
+    unread_bytes: int
+    last_record_ts: float | None
+    checks: int
+    check_errors: int
+    notifications_sent: int
+    notifications_failed: int
+    reference: Reference | None
+    check: CheckResult | None
+
+
+class _Families:
+    """Metric families by name; `gauge` skips unknown (None or NaN) values."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+
+    def gauge(self, name: str, value: float | bool | None, **labels: str) -> None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        self._add(GaugeMetricFamily, name, GAUGES[name], float(value), labels)
+
+    def counter(self, name: str, value: float, **labels: str) -> None:
+        self._add(CounterMetricFamily, name, COUNTERS[name], float(value), labels)
+
+    def _add(
+        self,
+        kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+        name: str,
+        doc: str,
+        value: float,
+        labels: dict[str, str],
+    ) -> None:
+        family = self.families.get(name)
+        if family is None:
+            family = kind(name, doc, labels=sorted(labels))
+            self.families[name] = family
+        assert isinstance(family, GaugeMetricFamily | CounterMetricFamily)
+        family.add_metric([labels[k] for k in sorted(labels)], value)
+
+
+def _output(name: str) -> str:
+    return "class_mix" if name == PREDICTED else "confidence"
+
+
+def _counters(out: _Families, s: Status, exporter_errors: int) -> None:
+    for kind in ("prediction", "feedback", "rejected"):
+        out.counter("occam_records_read", s.records.get(kind, 0), kind=kind)
+    out.counter("occam_malformed_records", s.malformed)
+    out.counter("occam_rejected_rows", s.records.get("rejected", 0))
+    out.counter("occam_feedback_unmatched", s.feedback_unmatched)
+    out.counter("occam_checks", s.checks)
+    out.counter("occam_check_errors", s.check_errors)
+    out.counter("occam_retrain_notifications", s.notifications_sent, outcome="sent")
+    out.counter("occam_retrain_notifications", s.notifications_failed, outcome="failed")
+    out.counter("occam_exporter_errors", exporter_errors)
+
+
+def _settings(out: _Families, s: Status) -> None:
+    c = s.config
+    out.gauge("occam_window_rows", s.window_rows)
+    out.gauge("occam_window_size_rows", c.window_rows)
+    out.gauge("occam_window_min_rows", c.min_window_rows)
+    out.gauge("occam_drift_share_threshold", c.drift_share_threshold)
+    out.gauge("occam_drift_required_windows", c.consecutive_windows)
+    out.gauge("occam_live_min_labels", c.live_min_labels)
+    out.gauge("occam_max_model_age_seconds", c.max_model_age_days * 86400)
+    out.gauge("occam_unread_log_bytes", s.unread_bytes)
+    out.gauge("occam_last_record_timestamp_seconds", s.last_record_ts)
+
+
+def _model(out: _Families, ref: Reference, now: float) -> None:
+    out.gauge("occam_model_info", 1, model_version=ref.version)
+    out.gauge("occam_model_created_timestamp_seconds", ref.created_ts)
+    age = None if ref.created_ts is None else max(now - ref.created_ts, 0.0)
+    out.gauge("occam_model_age_seconds", age)
+    out.gauge("occam_reference_rows", ref.rows)
+    for metric, threshold in ref.goals.items():
+        out.gauge("occam_goal_threshold", threshold, metric=metric)
+    for label, ratio in ref.class_ratio.items():
+        out.gauge("occam_reference_class_ratio", ratio, label=label)
+    out.gauge("occam_reference_confidence_mean", ref.confidence_mean)
+    for name, level in zip(ref.inputs.names_, ref.inputs.thresholds_, strict=True):
+        out.gauge("occam_feature_drift_threshold", level, feature=name)
+    for name, level in zip(ref.outputs.names_, ref.outputs.thresholds_, strict=True):
+        out.gauge("occam_output_drift_threshold", level, output=_output(name))
+
+
+def _check(out: _Families, c: CheckResult) -> None:
+    out.gauge("occam_last_check_timestamp_seconds", c.timestamp)
+    out.gauge("occam_drift_check_duration_seconds", c.duration_seconds)
+    if c.drift is not None:
+        for name, f in c.drift.features.items():
+            out.gauge("occam_feature_drift_p_value", f.p_value, feature=name)
+            out.gauge("occam_feature_drift_statistic", f.statistic, feature=name)
+            out.gauge("occam_feature_drift_effect_size", f.effect_size, feature=name)
+            out.gauge("occam_feature_drifted", f.drifted, feature=name)
+        out.gauge("occam_drifted_features_ratio", c.drift.drifted_share)
+    out.gauge("occam_data_drift", c.data_drift)
+    out.gauge("occam_drift_consecutive_windows", c.data_drift_run)
+    out.gauge("occam_model_at_risk", c.model_at_risk)
+    out.gauge("occam_prediction_drift", c.prediction_drift)
+    out.gauge("occam_prediction_drift_p_value", c.prediction_p_value)
+    if c.output_drift is not None:
+        for name, f in c.output_drift.features.items():
+            out.gauge("occam_output_drift_effect_size", f.effect_size, output=_output(name))
+    q = c.quality
+    if q is not None:
+        for label, ratio in q.class_ratio.items():
+            out.gauge("occam_prediction_class_ratio", ratio, label=label)
+        out.gauge("occam_confidence_mean", q.confidence_mean)
+        out.gauge("occam_abstention_ratio", q.abstention_ratio)
+        out.gauge("occam_missing_ratio", q.missing_ratio)
+        out.gauge("occam_unseen_category_ratio", q.unseen_category_ratio)
+        out.gauge("occam_out_of_range_ratio", q.out_of_range_ratio)
+    for metric, value in c.live.metrics.items():
+        out.gauge("occam_live_metric", value, metric=metric)
+    out.gauge("occam_live_labels", c.live.labels)
+    out.gauge("occam_feedback_coverage_ratio", c.coverage)
+    out.gauge("occam_retrain_recommended", c.recommendation.recommended)
+    for reason, verdict in c.recommendation.reasons.items():
+        out.gauge("occam_retrain_reason", verdict, reason=reason)
+
+
+class MonitorCollector(Collector):
+    """Collector over `status()`; registers itself in `registry` when one is given."""
+
+    def __init__(
+        self, status: Callable[[], Status], registry: CollectorRegistry | None = None
+    ) -> None:
+        self.status = status
+        self.errors = 0
+        self._last_counters: list[Metric] = []
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            s = self.status()
+            out = _Families()
+            _counters(out, s, self.errors)
+            counters = list(out.families.values())
+            _settings(out, s)
+            if s.reference is not None:
+                _model(out, s.reference, s.now)
+            if s.check is not None:
+                _check(out, s.check)
+            families = list(out.families.values())
+            self._last_counters = counters
+        except Exception:
+            self.errors += 1
+            log.exception("building the metrics failed; serving the last counters only")
+            fallback = _Families()
+            fallback.counter("occam_exporter_errors", self.errors)
+            kept = [m for m in self._last_counters if m.name != "occam_exporter_errors"]
+            families = [*kept, *fallback.families.values()]
+        yield from families

@@ -1,0 +1,98 @@
+"""Data quality of the window, the model's outputs, and live quality from feedback.
+
+Data quality counts rows, not cells: `missing_ratio` is the share of window rows with at least
+one missing feature (as marked by the service), likewise for unseen categories and out-of-range
+numbers. Live quality scores the last labelled predictions with `occam.metrics.score`, the very
+function the training gate used, against the same goal thresholds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitoring.windows import FeedbackJoin, WindowData
+from occam.metrics import score
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    """Shares (0-1) of window rows: with a missing feature, an unseen category, a number out of
+    the training range; answered with the abstain label. `confidence_mean` is the mean top-class
+    probability, `class_ratio` the share of rows per predicted (top) class."""
+
+    rows: int
+    missing_ratio: float
+    unseen_category_ratio: float
+    out_of_range_ratio: float
+    abstention_ratio: float
+    confidence_mean: float
+    class_ratio: dict[str, float]
+
+
+def data_quality(data: WindowData, classes: Sequence[str]) -> DataQuality | None:
+    """Quality figures of a window; None for an empty window."""
+    if not data.rows:
+        return None
+    predicted = data.predicted.astype(str)
+    return DataQuality(
+        rows=data.rows,
+        missing_ratio=float(data.marks["missing"].mean()),
+        unseen_category_ratio=float(data.marks["unseen_category"].mean()),
+        out_of_range_ratio=float(data.marks["out_of_range"].mean()),
+        abstention_ratio=float(data.abstained.mean()),
+        confidence_mean=float(np.nanmean(data.confidence)) if data.rows else float("nan"),
+        class_ratio={c: float(np.mean(predicted == c)) for c in classes},
+    )
+
+
+@dataclass(frozen=True)
+class LiveQuality:
+    """Goal metrics on the last `labels` labelled predictions.
+
+    `metrics` is empty until `labels >= min_labels` (too few labels to judge); `below` lists the
+    goals whose live value is under their threshold.
+    """
+
+    labels: int
+    min_labels: int
+    metrics: dict[str, float]
+    thresholds: dict[str, float]
+
+    @property
+    def judged(self) -> bool:
+        return self.labels >= self.min_labels
+
+    @property
+    def below(self) -> list[str]:
+        return [m for m, v in self.metrics.items() if v < self.thresholds[m]]
+
+
+def live_quality(
+    join: FeedbackJoin,
+    classes: Sequence[str],
+    positive: str,
+    goals: dict[str, float],
+    min_labels: int,
+) -> LiveQuality:
+    """Score the labelled rows whose true label is a class (feedback naming anything else, such
+    as an "unknown" label, is left out). `goals` maps metric name to threshold."""
+    labels, proba = join.labelled_arrays(classes)
+    known = np.isin(labels.astype(str), list(classes))
+    labels, proba = labels[known], proba[known]
+    metrics: dict[str, float] = {}
+    if len(labels) >= min_labels:
+        with warnings.catch_warnings():
+            # e.g. "y_pred contains classes not in y_true" when the labels hold one class:
+            # a fact about the traffic, not worth a warning on every check.
+            warnings.simplefilter("ignore", UserWarning)
+            for metric in goals:
+                value = score(metric, labels, proba, list(classes), positive)
+                if not np.isnan(value):  # e.g. ROC AUC on labels of a single class
+                    metrics[metric] = value
+    return LiveQuality(
+        labels=len(labels), min_labels=min_labels, metrics=metrics, thresholds=dict(goals)
+    )

@@ -1,0 +1,283 @@
+"""The sidecar loop: read the log, feed the windows, check, export; one process, one thread of
+work (the metrics endpoint answers from its own thread).
+
+Each turn: read new log lines (up to a byte budget), follow the model that wrote them, apply them
+to the state; run a check when `check_interval_seconds` passed or `check_every_rows` new
+predictions arrived; save the checkpoint every `checkpoint_interval_seconds`; sleep
+`poll_interval_seconds` when there was nothing to read. SIGTERM/SIGINT end the loop after the
+current turn and write a final checkpoint.
+
+The watched model follows the log: predictions carry `model_version`, and when a newer bundle of
+the configured model name writes them, the sidecar loads that bundle's reference and starts its
+windows afresh. Before any prediction it watches the served bundle (`serving.model_tag`, else
+the newest stage=production one). Without a bundle it still reads and counts records.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from monitoring.check import CheckResult, every_rows, run_check
+from monitoring.exporter import MonitorCollector, Status
+from monitoring.policy import Notifier
+from monitoring.reader import gc_paused, read_new
+from monitoring.reference import Reference, build_reference, created_timestamp
+from monitoring.state import MonitorState
+from occam.bundle import Bundle, BundleError, get_bundle, latest_production
+from occam.config import OccamConfig
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pkl"
+#: Seconds between attempts to find a bundle when none could be loaded.
+BUNDLE_RETRY_SECONDS = 30.0
+
+
+def state_path(config: OccamConfig) -> Path:
+    folder = config.monitoring.state_dir or (config.serving.log_dir / ".occam-monitor")
+    return Path(folder) / STATE_FILE
+
+
+class Sidecar:
+    """The monitor; `run()` loops until `stop()`, `step()` does one turn (for tests).
+
+    `clock` returns Unix seconds and `find_bundle(tag_or_None)` returns a bundle (None: the
+    served one) or raises `BundleError`; both are injectable.
+    """
+
+    def __init__(
+        self,
+        config: OccamConfig,
+        clock: Callable[[], float] = time.time,
+        find_bundle: Callable[[str | None], Bundle] | None = None,
+    ) -> None:
+        self.config = config
+        self.mon = config.monitoring
+        self.clock = clock
+        self.find_bundle = find_bundle or self._find_bundle
+        self.path = state_path(config)
+        self.state = MonitorState.load(
+            self.path,
+            self.mon.window_rows,
+            self.mon.min_window_rows,
+            self.mon.feedback_join_rows,
+            self.mon.live_window_labels,
+        )
+        self.notifier = Notifier(
+            self.mon.retrain_command,
+            self.mon.retrain_webhook,
+            self.mon.retrain_cooldown_hours * 3600,
+        )
+        self.reference: Reference | None = None
+        self.last_check: CheckResult | None = None
+        self.checks = self.check_errors = 0
+        self._stop = threading.Event()
+        self._bundle_tried = -float("inf")
+        self._checked_at = -float("inf")
+        self._checked_rows = self._last_rows = -1
+        self._saved_at = clock()
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def _find_bundle(self, version: str | None) -> Bundle:
+        name = self.config.output.model_name
+        if version is not None:
+            return get_bundle(version if ":" in version else f"{name}:{version}")
+        if self.config.serving.model_tag:
+            return get_bundle(self.config.serving.model_tag)
+        found = latest_production(name)
+        if found is None:
+            raise BundleError(f"no model {name!r} labelled stage=production in the model store")
+        return found
+
+    def _load(self, version: str | None, bundle: Bundle | None = None) -> bool:
+        """Watch `version` (None: the served bundle); False when it cannot be loaded."""
+        try:
+            bundle = bundle or self.find_bundle(version)
+            reference = build_reference(bundle, self.mon, seed=self.config.seed)
+        except Exception as exc:  # the store or the bundle is broken: keep reading, retry later
+            log.warning("cannot load the reference of model %s: %s", version or "(served)", exc)
+            return False
+        self.state.adopt_model(reference.version)
+        self.reference = reference
+        self.last_check = None
+        self._checked_rows = -1
+        log.info(
+            "watching model %s (%d reference rows; left out of drift: %s)",
+            reference.tag,
+            reference.rows,
+            ", ".join(reference.excluded) or "none",
+        )
+        return True
+
+    def _follow(self, versions: set[str]) -> None:
+        """Adopt the model the log shows: the newest of `versions` (not skipped) when the watched
+        model was not confirmed by the log yet or is older; other versions are skipped."""
+        state = self.state
+        candidates = []
+        for version in versions - {state.model_version} - state.skipped_versions:
+            try:
+                bundle = self.find_bundle(version)
+            except Exception as exc:  # BundleError, or the store's own NotFound
+                log.warning("the log names model %s, not in the model store: %s", version, exc)
+                state.skipped_versions.add(version)
+                continue
+            candidates.append((created_timestamp(bundle.metadata) or 0.0, version, bundle))
+        if not candidates:
+            return
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        created, version, bundle = candidates[-1]
+        current = (self.reference.created_ts or 0.0) if self.reference else None
+        if current is not None and state.confirmed and created < current:
+            state.skipped_versions.update(v for _, v, _ in candidates)
+            return
+        if self._load(version, bundle):
+            state.skipped_versions.update(v for _, v, _ in candidates[:-1])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """One turn: read, apply, maybe check and checkpoint. Returns records read."""
+        now = self.clock()
+        if self.reference is None and now - self._bundle_tried >= BUNDLE_RETRY_SECONDS:
+            self._bundle_tried = now
+            self._load(self.state.model_version)
+            if self.reference is None and self.state.model_version is not None:
+                self._load(None)
+        with gc_paused():  # parse, apply and drop the batch before the collector looks
+            batch = read_new(self.config.serving.log_dir, self.state.offsets)
+            if batch.predictions:
+                versions = {r["model_version"] for r in batch.predictions}
+                if versions - {self.state.model_version}:
+                    self._follow(versions)
+            self.state.apply(batch)
+            read = batch.records + batch.malformed
+            del batch
+        due = now - self._checked_at >= self.mon.check_interval_seconds
+        enough = self.state.rows_total - self._checked_rows >= every_rows(self.mon)
+        if self.reference is not None and (due or enough):
+            self.check(now)
+        if now - self._saved_at >= self.mon.checkpoint_interval_seconds:
+            self.save()
+        return read
+
+    def check(self, now: float) -> None:
+        """Run a check; a failure is logged and counted, the last good result stays."""
+        reference = self.reference
+        if reference is None:
+            return
+        self._checked_at, self._checked_rows = now, self.state.rows_total
+        previous = self.last_check
+        unchanged = previous is not None and self.state.rows_total == self._last_rows
+        self._last_rows = self.state.rows_total
+        try:
+            result = run_check(
+                self.state, reference, self.mon, now, reuse=previous if unchanged else None
+            )
+        except Exception:
+            self.check_errors += 1
+            log.exception("check failed")
+            return
+        self.last_check = result
+        self.checks += 1
+        self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+
+    def save(self) -> None:
+        self.state.save(self.path)
+        self._saved_at = self.clock()
+
+    def run(self, max_seconds: float | None = None, once: bool = False) -> None:
+        """Loop until `stop()` (or SIGTERM/SIGINT when run in the main thread), `max_seconds`,
+        or, with `once`, until a turn finds nothing new to read (then it checks once more)."""
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                read = self.step()
+                if once and read == 0:
+                    self.check(self.clock())
+                    break
+                if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                    break
+                if read == 0:
+                    self._stop.wait(self.mon.poll_interval_seconds)
+        finally:
+            self.save()
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    # -- the exporter's view -----------------------------------------------------------------
+
+    def status(self) -> Status:
+        """A snapshot for the exporter (called from the HTTP thread; reads only)."""
+        state = self.state
+        return Status(
+            config=self.mon,
+            now=self.clock(),
+            records=dict(state.records),
+            malformed=state.malformed,
+            feedback_unmatched=state.feedback_unmatched,
+            window_rows=len(state.window),
+            unread_bytes=state.unread_bytes,
+            last_record_ts=state.last_record_ts,
+            checks=self.checks,
+            check_errors=self.check_errors,
+            notifications_sent=self.notifier.sent,
+            notifications_failed=self.notifier.failed,
+            reference=self.reference,
+            check=self.last_check,
+        )
+
+    def collector(self, registry: Any = None) -> MonitorCollector:
+        return MonitorCollector(self.status, registry)
+
+
+def start_exporter(sidecar: Sidecar, host: str, port: int) -> tuple[Any, threading.Thread]:
+    """Serve /metrics from a fresh registry on (host, port); port 0 picks a free port
+    (read it from `server.server_port`)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    sidecar.collector(registry)
+    return start_http_server(port, addr=host, registry=registry)
+
+
+def main(
+    config: OccamConfig,
+    port: int | None = None,
+    host: str | None = None,
+    once: bool = False,
+    max_seconds: float | None = None,
+    on_ready: Callable[[str], None] = lambda url: None,
+) -> None:
+    """Run the sidecar with its metrics endpoint until SIGTERM/SIGINT (see `Sidecar.run`).
+
+    With `once` no endpoint is started. Raises `CheckpointError` for an unusable checkpoint and
+    OSError when the port cannot be bound. `on_ready` receives the metrics URL.
+    """
+    sidecar = Sidecar(config)
+    server = None
+    if not once:
+        address = host or config.monitoring.host
+        server, _ = start_exporter(
+            sidecar, address, config.monitoring.port if port is None else port
+        )
+        on_ready(f"http://{address}:{server.server_port}/metrics")
+    if threading.current_thread() is threading.main_thread():
+        sidecar.install_signal_handlers()
+    try:
+        sidecar.run(max_seconds=max_seconds, once=once)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
