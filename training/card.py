@@ -156,7 +156,7 @@ def render(report: dict[str, Any]) -> str:
         "- Probabilities are a forest's vote shares: use the Brier score above before treating "
         "them as calibrated risks." + _inference_limit(report),
         "## When to retrain",
-        f"- When the monitor recommends it: more than {mon['drift_share_threshold']:.0%} of "
+        f"- When the monitor recommends it: at least {mon['drift_share_threshold']:.0%} of "
         "features "
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "

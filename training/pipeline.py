@@ -153,15 +153,14 @@ def train(
         config.evaluation.min_slice_rows,
     )
 
-    needs_oof = config.labels.find_label_issues or config.evaluation.abstain is not None
-    oof = None
-    if needs_oof:
-        on_stage("out-of-fold predictions (abstain threshold, label review)")
-        oof = cross_val_predict(
-            model, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
-        )
+    # Out-of-fold outputs are what the model says on rows it has not seen: the honest basis for
+    # the abstain threshold, the label review and the monitor's reference of model outputs.
+    on_stage("out-of-fold predictions (abstain threshold, label review, drift reference)")
+    oof = cross_val_predict(
+        model, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
+    )
     abstain = None
-    if config.evaluation.abstain is not None and oof is not None:
+    if config.evaluation.abstain is not None:
         chosen = evaluate.abstain_threshold(
             y_train, oof, classes, config.evaluation.abstain.target_precision
         )
@@ -172,7 +171,7 @@ def train(
             "chosen_on": "out-of-fold predictions on the training rows",
             "test": evaluate.abstain_effect(y_test, model_proba, classes, chosen["threshold"]),
         }
-    if config.labels.find_label_issues and oof is not None:
+    if config.labels.find_label_issues:
         label_report = _review_label_issues(
             label_report, split.train, y_train, oof, classes, config, reports_dir
         )
@@ -185,7 +184,7 @@ def train(
     )
 
     on_stage("saving the bundle")
-    reference = _reference_sample(split.train, schema, model, classes, config)
+    reference = _reference_sample(split.train, oof, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
@@ -232,6 +231,7 @@ def train(
         "labels": asdict(label_report),
         "goals": [g.model_dump() for g in config.goals],
         "inference": inference,
+        "reference": {"rows": len(reference), "outputs": "out-of-fold (cross_val_predict)"},
         "monitoring": config.monitoring.model_dump(),
         "packages": package_versions(),
     }
@@ -276,16 +276,18 @@ def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.nd
 
 def _reference_sample(
     train: pd.DataFrame,
+    oof: np.ndarray,
     schema: FeatureSchema,
-    model: Any,
     classes: list[str],
     config: OccamConfig,
 ) -> pd.DataFrame:
-    """A random sample of training inputs, kept in time order, with the model's outputs."""
+    """A random sample of training inputs, kept in time order, with the model's out-of-fold
+    outputs on them (a forest's in-sample outputs are overconfident, so live confidence would
+    look drifted against them)."""
     n = min(config.output.reference_rows, len(train))
-    sample = train.sample(n, random_state=config.seed).sort_index()
-    x = schema.coerce(sample)
-    proba = _aligned_proba(model, x, classes)
+    positions = np.sort(np.random.default_rng(config.seed).choice(len(train), n, replace=False))
+    sample = train.iloc[positions]
+    proba = oof[positions]
     out = sample[schema.names].copy()
     if config.data.time_column:
         out.insert(0, config.data.time_column, sample[config.data.time_column].to_numpy())
