@@ -5,7 +5,10 @@ A bundle is one BentoML model (``<name>:<version>``) whose folder holds:
 - ``pipeline.joblib``: the fitted scikit-learn Pipeline (preprocessing + forest);
 - ``model.onnx`` (optional): the same pipeline converted for ONNX Runtime, checked at training;
 - ``metadata.json``: feature schema, classes, goals and results, metrics, fingerprint, seed, ...;
-- ``reference.csv.gz``: a sample of training inputs with the model's outputs on them;
+- ``reference.csv.gz``: a sample of training inputs (in time order, with the time column) and
+  the model's outputs on them: ``prediction``/``proba_<class>`` out-of-fold (what the model says
+  on unseen rows: the drift reference) and ``model_prediction``/``model_proba_<class>`` from the
+  fitted model itself (what a served copy must reproduce exactly: the self-test);
 - ``manifest.json``: the SHA-256 of every file above, checked before a bundle is served.
 
 The BentoML label ``stage`` is ``production`` only when every training gate passed, else
@@ -71,7 +74,8 @@ class Bundle:
         return joblib.load(self.path / PIPELINE_FILE)
 
     def load_reference(self) -> pd.DataFrame:
-        """Reference inputs (schema columns) plus `prediction` and `proba_<class>` columns."""
+        """Reference inputs plus out-of-fold `prediction`/`proba_<class>` columns and the
+        fitted model's own `model_prediction`/`model_proba_<class>` columns."""
         frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True)
         return frame
 

@@ -144,6 +144,10 @@ class ReplayStats:
     rejected_requests: int = 0
     feedback: int = 0
     ids: list[str] = field(default_factory=list)
+    #: (id, true label, served probabilities) of every row whose feedback was accepted
+    labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
+    #: (id, true label, served probabilities) of every row whose feedback was accepted
+    labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
 
 
 def replay(
@@ -176,15 +180,17 @@ def replay(
         stats.ids.extend(ids)
         stats.rows += len(ids)
         chosen = rng.random(len(ids)) < feedback_share
-        labels = [
-            {"id": i, "label": str(y)}
-            for i, y, c in zip(ids, chunk[target], chosen, strict=True)
+        picked = [
+            (p["id"], str(y), p["probabilities"])
+            for p, y, c in zip(answer["predictions"], chunk[target], chosen, strict=True)
             if c
         ]
-        if labels:
+        if picked:
+            labels = [{"id": i, "label": y} for i, y, _ in picked]
             status, _ = http_json(f"{base_url}/feedback", {"labels": labels})
             if status == 202:
                 stats.feedback += len(labels)
+                stats.labelled.extend(picked)
         if every is not None:
             every(stats)
         if rows_per_second:

@@ -184,7 +184,7 @@ def train(
     )
 
     on_stage("saving the bundle")
-    reference = _reference_sample(split.train, oof, schema, classes, config)
+    reference = _reference_sample(split.train, oof, model, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
@@ -277,13 +277,15 @@ def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.nd
 def _reference_sample(
     train: pd.DataFrame,
     oof: np.ndarray,
+    model: Any,
     schema: FeatureSchema,
     classes: list[str],
     config: OccamConfig,
 ) -> pd.DataFrame:
     """A random sample of training inputs, kept in time order, with the model's out-of-fold
     outputs on them (a forest's in-sample outputs are overconfident, so live confidence would
-    look drifted against them)."""
+    look drifted against them). `model_prediction` and `model_proba_<class>` are the fitted
+    model's own outputs on the same rows: what a served copy must reproduce exactly."""
     n = min(config.output.reference_rows, len(train))
     positions = np.sort(np.random.default_rng(config.seed).choice(len(train), n, replace=False))
     sample = train.iloc[positions]
@@ -294,6 +296,10 @@ def _reference_sample(
     out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
     for i, c in enumerate(classes):
         out[f"proba_{c}"] = proba[:, i]
+    own = _aligned_proba(model, schema.coerce(sample), classes)
+    out["model_prediction"] = np.asarray(classes)[own.argmax(axis=1)]
+    for i, c in enumerate(classes):
+        out[f"model_proba_{c}"] = own[:, i]
     return out.reset_index(drop=True)
 
 

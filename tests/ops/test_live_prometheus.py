@@ -24,7 +24,12 @@ from tests.ops.promtools import (
     write_prometheus_config,
 )
 
-EXPECTED = {"OccamModelAtRisk", "OccamLiveMetricBelowGoal", "OccamRetrainRecommended"}
+EXPECTED = {
+    "OccamFeatureDrift",
+    "OccamModelAtRisk",
+    "OccamLiveMetricBelowGoal",
+    "OccamRetrainRecommended",
+}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,290 @@
+"""Serving speed: Occam as shipped against Occam with logging off, a bare BentoML service around
+the same scikit-learn pipeline, and a do-nothing BentoML endpoint (the floor); batch
+throughput; and whether BentoML's adaptive batching helps concurrent single-row traffic.
+
+Run: `.venv/bin/python bench/bench_serving.py` (about 6-8 minutes on 2 cores). It trains a
+100-tree model on the bundled data into a private model store (or uses `--bentoml-home` and
+`--model-tag`), starts each service with `bentoml serve` on a free loopback port, and drives it
+with a closed-loop aiohttp client (bench/loadgen.py) in this process, which shares the
+machine's cores with the server: compare ratios within one run, not absolute figures across
+machines. Figures go to bench/results/serving.json and bench/results/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import LoadResult, run_load  # noqa: E402
+from bench.serving_report import markdown, verdicts  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TARGETS = {
+    "occam": "service.app:Occam",
+    "occam_nolog": "service.app:Occam",
+    "occam_accesslog": "service.app:Occam",
+    "bare_sklearn": "bench.bare_service:BareSklearn",
+    "noop": "bench.bare_service:Noop",
+}
+SERVICE_NAMES = {
+    "service.app:Occam": "occam",
+    "bench.bare_service:BareSklearn": "bare",
+    "bench.bare_service:Noop": "noop",
+    "bench.bare_service:OnnxProbe": "probe",
+}
+
+
+def train_model(home: Path, work: Path) -> str:
+    """Train the default config with a short search (100 trees as shipped); the bundle tag."""
+    from occam.config import load_config
+    from training.pipeline import train
+
+    raw = yaml.safe_load((ROOT / "occam.yaml").read_text())
+    raw["data"]["path"] = str(ROOT / "data" / "flights.csv.gz")
+    raw["output"] |= {"reports_dir": str(work / "reports"), "reference_rows": 2000}
+    raw["search"] |= {"n_candidates": 2, "max_rounds": 1, "min_rounds": 1, "cv": 2, "n_jobs": 2}
+    raw["evaluation"]["bootstrap"] = 50
+    config = work / "train.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = train(load_config(config))
+    if not result.promoted:
+        raise SystemExit("the bench model did not pass its gates; nothing to serve")
+    return str(result.bundle.tag)
+
+
+def serving_config(work: Path, name: str, tag: str, log: bool) -> Path:
+    raw = yaml.safe_load((ROOT / "occam.yaml").read_text())
+    raw["data"]["path"] = str(ROOT / "data" / "flights.csv.gz")
+    raw["output"]["model_name"] = tag.split(":")[0]
+    raw["serving"] = {"log_dir": str(work / f"logs-{name}"), "log_predictions": log}
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _status(url: str, body: Any = None) -> int:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except Exception:
+        return 0
+
+
+@contextmanager
+def serve(
+    target: str, workers: int, env: dict[str, str], probe: Any, log: Path, options: str = ""
+) -> Iterator[str]:
+    """Run `bentoml serve target` with `workers` (and BentoML config `options`); yield its base
+    URL once every worker answers."""
+    port = free_port()
+    name = SERVICE_NAMES[target]
+    options = f"services.{name}.workers={workers} {options}".strip()
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
+               "--port", str(port), "--working-dir", str(ROOT)]  # fmt: skip
+    full_env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "True",
+                "BENTOML_CONFIG_OPTIONS": options}  # fmt: skip
+    with open(log, "ab") as sink:
+        process = subprocess.Popen(command, env=full_env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, streak = time.monotonic() + 120, 0
+        while streak < 20:  # consecutive good answers: both workers have loaded their model
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{target} did not start; see {log}")
+            ok = _status(f"{url}/readyz") == 200 and _status(f"{url}/predict", probe) == 200
+            streak = streak + 1 if ok else 0
+            time.sleep(0.02 if ok else 0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def interleaved(
+    urls: dict[str, str], payloads: list[Any], concurrency: int, rounds: int, duration: float
+) -> dict[str, LoadResult]:
+    """Measure every URL `rounds` times, one after the other in each round, and pool the runs:
+    a background load that comes and goes on a shared machine then hits all cells alike."""
+    runs: dict[str, list[LoadResult]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            runs[name].append(
+                run_load(url, payloads, concurrency=concurrency, duration=duration, warmup=0.3)
+            )
+    return {name: LoadResult.pool(results) for name, results in runs.items()}
+
+
+def inprocess_costs(tag: str, work: Path) -> dict[str, Any]:
+    """CPU time per request of `Runtime.predict` (validation, inference, answer, records) with
+    and without the prediction log, in this process and without HTTP: a noise-free measure of
+    what logging adds. The log time includes writing every record out (`close` drains)."""
+    import functools
+
+    from prometheus_client import CollectorRegistry, Counter
+
+    from occam.bundle import get_bundle
+    from service.metrics import ServiceMetrics
+    from service.predictor import reference_instances
+    from service.runtime import Runtime
+
+    bundle = get_bundle(tag)
+    rows = reference_instances(bundle.load_reference().head(1000), bundle.schema)
+    costs: dict[str, Any] = {}
+    for log in (True, False):
+        config = serving_config(work, f"inprocess-{log}", tag, log=log)
+        for size, repeats in ((1, 5000), (1000, 30)):
+            registry = CollectorRegistry()
+            metrics = ServiceMetrics.create(functools.partial(Counter, registry=registry))
+            runtime = Runtime.start(config, tag, metrics=metrics)
+            runtime.load()
+            batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+            start = time.process_time()  # all threads: the log writer's work counts
+            for i in range(repeats):
+                runtime.predict(batches[i % len(batches)])
+            runtime.close()  # writes out what is still queued
+            per_request = (time.process_time() - start) / repeats * 1e6
+            costs[f"{'log' if log else 'nolog'}_{size}_row_us"] = round(per_request, 1)
+    for size in (1, 1000):
+        costs[f"logging_us_per_{size}_row_request"] = round(
+            costs[f"log_{size}_row_us"] - costs[f"nolog_{size}_row_us"], 1
+        )
+    return costs
+
+
+def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
+    from occam.bundle import get_bundle
+    from service.predictor import reference_instances
+
+    bundle = get_bundle(tag)
+    rows = reference_instances(bundle.load_reference().head(1000), bundle.schema)
+    single = [{"instances": [row]} for row in rows]
+    batch = [{"instances": rows}]
+    configs = {
+        "occam": serving_config(work, "occam", tag, log=True),
+        "occam_nolog": serving_config(work, "occam_nolog", tag, log=False),
+    }
+    log = work / "servers.log"
+    results: dict[str, list[dict[str, Any]]] = {"single_row": [], "batch": [], "batching": []}
+    for workers in args.workers:
+        with ExitStack() as stack:  # all four services up at once, measured in turn
+            urls = {}
+            for name, target in TARGETS.items():
+                env = {"BENCH_MODEL_TAG": tag, "OCCAM_MODEL_TAG": tag}
+                env["OCCAM_CONFIG"] = str(configs.get(name, configs["occam"]))
+                extra = "services.occam.logging.access.enabled=true" if "access" in name else ""
+                url = stack.enter_context(serve(target, workers, env, single[0], log, extra))
+                urls[name] = f"{url}/predict"
+            for concurrency in args.concurrency:
+                cells = interleaved(urls, single, concurrency, args.rounds, args.duration)
+                for name, result in cells.items():
+                    row = {"target": name, "workers": workers, "concurrency": concurrency}
+                    results["single_row"].append({**row, **result.to_dict()})
+                    print(
+                        f"{name:12} w={workers} c={concurrency:<3} {result.to_dict()}", flush=True
+                    )
+            del urls["noop"], urls["occam_accesslog"]
+            cells = interleaved(urls, batch, 2 * workers, args.rounds, args.duration)
+            for name, result in cells.items():
+                figures = {**result.to_dict(), "rows_per_s": round(result.rps * len(rows))}
+                results["batch"].append({"target": name, "workers": workers, **figures})
+                print(f"{name:12} w={workers} batch {figures}", flush=True)
+    workers = max(args.workers)
+    probe = "bench.bare_service:OnnxProbe"
+    with serve(probe, workers, {"BENCH_MODEL_TAG": tag}, single[0], log) as url:
+        urls = {endpoint: f"{url}/{endpoint}" for endpoint in ("predict", "predict_batched")}
+        for concurrency in (8, 32):
+            cells = interleaved(urls, single, concurrency, args.rounds, args.duration)
+            for endpoint, result in cells.items():
+                row = {"endpoint": endpoint, "workers": workers, "concurrency": concurrency}
+                results["batching"].append({**row, **result.to_dict()})
+                print(f"{endpoint:16} c={concurrency:<3} {result.to_dict()}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bentoml-home", type=Path, help="use this model store (with --model-tag)")
+    parser.add_argument("--model-tag", help="a promoted bundle in --bentoml-home")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds per cell and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="occam-bench-serving-"))
+    home = args.bentoml_home or work / "bentoml"
+    os.environ["BENTOML_HOME"] = str(home)  # before anything imports bentoml
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    started = time.monotonic()
+    load_before = round(os.getloadavg()[0], 2)
+    tag = args.model_tag or train_model(home, work)
+    print(f"model {tag}; work folder {work}", flush=True)
+    costs = inprocess_costs(tag, work)
+    print(f"in-process CPU per request: {costs}", flush=True)
+    results = {**measure(args, tag, work), "inprocess_cpu": costs}
+    from occam.bundle import get_bundle
+
+    bundle = get_bundle(tag)
+    forest = bundle.load_pipeline().steps[-1][1]
+    report = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "load_average": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "model": {
+            "tag": tag,
+            "trees": len(forest.estimators_),
+            "inference": bundle.metadata.get("inference", {}).get("format"),
+        },
+        "settings": {
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "workers": args.workers,
+            "concurrency": args.concurrency,
+        },
+        **results,
+        "verdicts": verdicts(results, args.workers),
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "serving.md").write_text(markdown(report))
+    print(json.dumps(report["verdicts"], indent=2))
+    print(f"wrote {RESULTS / 'serving.md'} in {report['wall_time_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The tables and target verdicts of bench/bench_serving.py, from its figures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _find(rows: list[dict[str, Any]], **keys: Any) -> dict[str, Any]:
+    return next(r for r in rows if all(r.get(k) == v for k, v in keys.items()))
+
+
+def verdicts(results: dict[str, Any], workers: list[int]) -> dict[str, Any]:
+    """The issue's targets, computed from this run's figures."""
+    single = results["single_row"]
+    most = max(workers)
+    speedup = (
+        _find(single, target="occam", workers=most, concurrency=8)["rps"]
+        / _find(single, target="bare_sklearn", workers=most, concurrency=8)["rps"]
+    )
+    costs = [
+        1
+        - _find(single, target="occam", workers=r["workers"], concurrency=r["concurrency"])["rps"]
+        / r["rps"]
+        for r in single
+        if r["target"] == "occam_nolog"
+    ]
+    access = [
+        1
+        - r["rps"]
+        / _find(single, target="occam", workers=r["workers"], concurrency=r["concurrency"])["rps"]
+        for r in single
+        if r["target"] == "occam_accesslog"
+    ]
+    batch = results["batch"]
+    batch_logging = {
+        f"w{w}": round(
+            1
+            - _find(batch, target="occam", workers=w)["rps"]
+            / _find(batch, target="occam_nolog", workers=w)["rps"],
+            3,
+        )
+        for w in workers
+    }
+    p50 = {
+        w: _find(single, target="occam", workers=w, concurrency=1)["p50_ms"]
+        / _find(single, target="noop", workers=w, concurrency=1)["p50_ms"]
+        for w in workers
+    }
+    batching = results["batching"]
+    batch_gain = {
+        c: _find(batching, endpoint="predict_batched", concurrency=c)["rps"]
+        / _find(batching, endpoint="predict", concurrency=c)["rps"]
+        for c in (8, 32)
+    }
+    return {
+        f"occam_vs_bare_rps_c8_w{most}": round(speedup, 2),
+        "occam_vs_bare_target": ">= 4",
+        "logging_cost_max": round(max(costs), 3),
+        "logging_cost_mean": round(sum(costs) / len(costs), 3),
+        "logging_cost_target": "<= 0.10",
+        "logging_cost_1000_row_requests": batch_logging,
+        "access_log_cost_mean": round(sum(access) / len(access), 3),
+        "p50_c1_vs_noop": {f"w{w}": round(v, 2) for w, v in p50.items()},
+        "p50_target": "<= 1.5",
+        "adaptive_batching_rps_gain": {f"c{c}": round(v, 2) for c, v in batch_gain.items()},
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"Run {report['created_at']} on {report['machine']['cpus']} CPUs "
+        f"({report['machine']['platform']}); model {report['model']['tag']} "
+        f"({report['model']['trees']} trees, {report['model']['inference']}). Closed-loop "
+        "client in the same machine; each cell "
+        f"{report['settings']['rounds']} interleaved runs of {report['settings']['duration_s']} s "
+        "(after 0.3 s warm-up each), pooled.",
+        "",
+        "## Single-row /predict",
+        "",
+        "| service | workers | concurrency | req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["single_row"]:
+        lines.append(
+            f"| {r['target']} | {r['workers']} | {r['concurrency']} | {r['rps']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
+        )
+    lines += ["", "## 1,000-row requests", ""]
+    lines += ["| service | workers | concurrency | rows/s | p50 ms per request |"]
+    lines += ["|---|---:|---:|---:|---:|"]
+    for r in report["batch"]:
+        lines.append(
+            f"| {r['target']} | {r['workers']} | {2 * r['workers']} | {r['rows_per_s']:.0f} | "
+            f"{r['p50_ms']:.1f} |"
+        )
+    lines += ["", "## Adaptive batching (ONNX, single-row requests)", ""]
+    lines += ["| endpoint | workers | concurrency | req/s | p50 ms | p99 ms | errors |"]
+    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["batching"]:
+        lines.append(
+            f"| {r['endpoint']} | {r['workers']} | {r['concurrency']} | {r['rps']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
+        )
+    lines += ["", "## Targets", "", "```", json.dumps(report["verdicts"], indent=2), "```", ""]
+    load = report["machine"]["load_average"]
+    lines += [
+        "## Reading the figures",
+        "",
+        f"- Load average (1 min) before and after the run: {load['before']} and {load['after']}. "
+        "The machine is shared: cells of the same row differ by up to ~15% between runs, so "
+        "smaller differences (e.g. Occam against the do-nothing endpoint) are noise.",
+        "- Logging cost is measured as 1 - rps(occam) / rps(occam_nolog) per cell. For "
+        "single-row requests it is within noise: a row's log record costs ~8 us of CPU against "
+        "~1 ms of BentoML's own per-request work. For 1,000-row requests it is not: encoding "
+        "the JSON lines (CPython's json, ~6.5 us per row, in the writer thread but under the "
+        "same GIL) is then comparable to validation plus inference.",
+        "- Adaptive batching: a batched endpoint merges concurrent single-row requests, but the "
+        "model takes ~20 us per row while each request costs ~1 ms in the server, so there is "
+        "little to save; under load BentoML's dispatcher also sheds requests with 503 "
+        '"process is overloaded" (the errors column). Occam keeps the plain endpoint.',
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""`/docs.json` that tells the truth about Occam's requests and answers.
+
+BentoML documents every API with 200/400/404/500 and its own error schema, knows the request
+bodies only as far as the pydantic models go (rows are "objects"), and does not see the mounted
+GET /model. `DocumentedService` (passed as `service_class` to `@bentoml.service`) adds what the
+service really does: in a running server, each row's exact schema from the served bundle
+(features, types, nullability, categories when unseen ones are refused, the row limit) and the
+classes feedback accepts; 202 from /feedback, Occam's error body on 400, 413 and 415, the 503
+while the model loads, and the GET /model route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _bentoml_sdk.service.factory import Service
+from bentoml._internal.service.openapi.specification import (
+    MediaType,
+    OpenAPISpecification,
+    Operation,
+    PathItem,
+    Reference,
+    Response,
+    Schema,
+)
+
+from service.messages import ID_PATTERN
+
+ERROR_SCHEMA = "OccamError"
+_REF = "#/components/schemas/{}"
+_ERRORS = {
+    "400": "Refused: the body names each problem by row, field and reason",
+    "413": "Refused: the body is larger than serving.max_body_bytes",
+    "415": "Refused: the content type is not application/json",
+}
+
+
+def _error_schema() -> Schema:
+    nullable_int = Schema(type="integer", nullable=True)
+    nullable_str = Schema(type="string", nullable=True)
+    problem = Schema(
+        type="object",
+        required=["row", "field", "reason", "message"],
+        properties={
+            "row": nullable_int,
+            "field": nullable_str,
+            "reason": Schema(type="string"),
+            "message": Schema(type="string"),
+        },
+    )
+    return Schema(
+        type="object",
+        title=ERROR_SCHEMA,
+        required=["error", "problems"],
+        properties={
+            "error": Schema(type="string"),
+            "problems": Schema(type="array", items=problem),
+            "more_problems": Schema(type="integer"),
+        },
+    )
+
+
+def _json(description: str, schema: Schema | Reference | None = None) -> Response:
+    ref = schema or Reference(_REF.format(ERROR_SCHEMA))
+    return Response(description=description, content={"application/json": MediaType(schema=ref)})
+
+
+def _row_schema(runtime: Any) -> Schema:
+    """One request row of the served bundle, as the validator checks it."""
+    reject_unseen = runtime.serving.unseen_category == "reject"
+    properties: dict[str, Any] = {}
+    for spec in runtime.bundle.schema.features:
+        if spec.kind == "numeric":
+            properties[spec.name] = Schema(
+                type="number",
+                nullable=spec.nullable or None,
+                description=f"Training range [{spec.minimum}, {spec.maximum}]; numbers far "
+                "outside are accepted and marked for the monitor",
+            )
+        else:
+            categories = list(spec.categories or ())
+            properties[spec.name] = Schema(
+                type="string",
+                nullable=spec.nullable or None,
+                enum=categories if reject_unseen else None,
+                description=None
+                if reject_unseen
+                else f"Seen in training: {', '.join(categories[:50])}; others are accepted "
+                "and marked for the monitor",
+            )
+    return Schema(
+        type="object",
+        required=list(properties),
+        properties=properties,
+        additionalProperties=False,
+    )
+
+
+def _request_schemas(spec: OpenAPISpecification, runtime: Any) -> None:
+    """Replace the generic row and label schemas by the served bundle's exact ones."""
+    limit = runtime.serving.max_rows
+    example = runtime.self_test.example if runtime.self_test else None
+    bodies = {
+        ("/predict", "instances"): Schema(
+            type="array",
+            minItems=1,
+            maxItems=limit,
+            items=_row_schema(runtime),
+            example=[example] if example is not None else None,
+        ),
+        ("/feedback", "labels"): Schema(
+            type="array",
+            minItems=1,
+            maxItems=limit,
+            items=Schema(
+                type="object",
+                required=["id", "label"],
+                properties={
+                    "id": Schema(type="string", pattern=ID_PATTERN),
+                    "label": Schema(type="string", enum=list(runtime.classes)),
+                },
+                additionalProperties=False,
+            ),
+        ),
+    }
+    for (route, field), schema in bodies.items():
+        item = spec.paths.get(route)
+        if item is None or not isinstance(item.post, dict):
+            continue
+        body = item.post["requestBody"]["content"]["application/json"].schema
+        body.properties[field] = schema
+
+
+def _current_runtime() -> Any:
+    import bentoml
+
+    try:
+        return getattr(bentoml.get_current_service(), "runtime", None)
+    except bentoml.exceptions.BentoMLException:  # no instance: `bentoml build`, tests
+        return None
+
+
+def document(spec: OpenAPISpecification, runtime: Any = None) -> OpenAPISpecification:
+    """Add Occam's real requests (when `runtime` serves a bundle) and answers to BentoML's
+    generated spec, in place, and return it."""
+    if runtime is not None:
+        _request_schemas(spec, runtime)
+    components: Any = spec.components  # a dict at run time, typed as an attrs class
+    components.setdefault("schemas", {})[ERROR_SCHEMA] = _error_schema()
+    unavailable = _json(
+        "The model is still loading or failed its self-test (see /readyz)",
+        Schema(type="object", required=["error"], properties={"error": Schema(type="string")}),
+    )
+    for route in ("/predict", "/feedback"):
+        item = spec.paths.get(route)
+        if item is None or not isinstance(item.post, dict):
+            continue
+        # BentoML leaves the body optional, but a request without one is refused.
+        item.post["requestBody"]["required"] = True
+        responses: dict[Any, Any] = item.post["responses"]
+        for code, description in _ERRORS.items():
+            responses.pop(int(code), None)
+            responses[code] = _json(description)
+        if route == "/predict":
+            responses["503"] = unavailable
+        else:  # feedback is accepted for the log, not processed: 202
+            responses["202"] = responses.pop(200, None) or responses.pop("200")
+    spec.paths["/model"] = PathItem(
+        get=Operation(
+            responses={
+                "200": _json(
+                    "Model version, classes, feature schema, goals and results, abstain "
+                    "threshold, request limits and an example request",
+                    Schema(type="object"),
+                ),
+                "503": unavailable,
+            },
+            tags=["Service APIs"],
+            description="What a client needs to build valid requests (see docs/service.md)",
+        )
+    )
+    return spec
+
+
+class DocumentedService(Service):  # type: ignore[type-arg]
+    """A BentoML `Service` whose OpenAPI document is completed by `document`."""
+
+    @property
+    def openapi_spec(self) -> OpenAPISpecification:
+        return document(super().openapi_spec, _current_runtime())

@@ -1,0 +1,173 @@
+"""Validation rules, called directly: each bad input kind gives its reason, row and field."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from occam.schema import MISSING_CATEGORY, FeatureSchema, FeatureSpec
+from service import problems as p
+from service.validation import Validator
+
+SCHEMA = FeatureSchema(
+    features=(
+        FeatureSpec("distance", "numeric", "integer", False, 0.0, minimum=100.0, maximum=300.0),
+        FeatureSpec("temp", "numeric", "number", True, 0.1, minimum=-10.0, maximum=30.0),
+        FeatureSpec("origin", "categorical", "string", False, 0.0, categories=("EWR", "JFK")),
+        FeatureSpec("carrier", "categorical", "string", True, 0.2, categories=("AA", "UA")),
+    )
+)
+ROW = {"distance": 200, "temp": 12.5, "origin": "JFK", "carrier": "UA"}
+
+
+def validator(**kwargs: Any) -> Validator:
+    options = {"max_rows": 5, "unseen_category": "accept", "out_of_range_factor": 0.5, **kwargs}
+    return Validator(SCHEMA, **options)
+
+
+def only_problem(rows: list[Any], **kwargs: Any) -> p.Problem:
+    valid, problems = validator(**kwargs).validate(rows)
+    assert valid is None
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_a_valid_row_gives_training_coerced_columns_and_no_marks() -> None:
+    valid, problems = validator().validate([ROW, {**ROW, "distance": 150.5}])
+    assert problems == []
+    assert valid is not None and len(valid) == 2
+    assert valid.columns == {
+        "distance": [200.0, 150.5],
+        "temp": [12.5, 12.5],
+        "origin": ["JFK", "JFK"],
+        "carrier": ["UA", "UA"],
+    }
+    assert valid.received == [ROW, {**ROW, "distance": 150.5}]
+    assert valid.marks[0] == {"unseen_category": [], "out_of_range": [], "missing": []}
+
+
+@pytest.mark.parametrize(
+    ("row", "reason", "field"),
+    [
+        ({k: v for k, v in ROW.items() if k != "temp"}, p.MISSING_FEATURE, "temp"),
+        ({**ROW, "colour": "red"}, p.UNKNOWN_FEATURE, "colour"),
+        ({**ROW, "distance": "200"}, p.WRONG_TYPE, "distance"),
+        ({**ROW, "distance": True}, p.WRONG_TYPE, "distance"),
+        ({**ROW, "distance": [200]}, p.WRONG_TYPE, "distance"),
+        ({**ROW, "origin": 3}, p.WRONG_TYPE, "origin"),
+        ({**ROW, "origin": {"code": "JFK"}}, p.WRONG_TYPE, "origin"),
+        ({**ROW, "distance": None}, p.MISSING_VALUE, "distance"),
+        ({**ROW, "distance": math.nan}, p.MISSING_VALUE, "distance"),
+        ({**ROW, "origin": None}, p.MISSING_VALUE, "origin"),
+        ({**ROW, "distance": math.inf}, p.NOT_FINITE, "distance"),
+        ({**ROW, "temp": -math.inf}, p.NOT_FINITE, "temp"),
+        ({**ROW, "distance": 10**400}, p.NOT_FINITE, "distance"),
+    ],
+)
+def test_each_bad_value_is_refused_naming_row_field_and_reason(
+    row: dict[str, Any], reason: str, field: str
+) -> None:
+    problem = only_problem([ROW, row])
+    assert (problem.row, problem.field, problem.reason) == (1, field, reason)
+    assert field in problem.message
+
+
+def test_a_number_sent_for_a_category_says_how_to_send_it() -> None:
+    problem = only_problem([{**ROW, "origin": 3}])
+    assert 'send categories as strings, e.g. "3"' in problem.message
+
+
+def test_a_row_that_is_not_an_object_is_refused() -> None:
+    problem = only_problem([ROW, ["JFK", 200]])
+    assert (problem.row, problem.field, problem.reason) == (1, None, p.NOT_AN_OBJECT)
+
+
+def test_request_level_problems_empty_and_too_many_rows() -> None:
+    assert only_problem([]).reason == p.EMPTY_REQUEST
+    too_many = only_problem([ROW] * 6)
+    assert (too_many.row, too_many.reason) == (None, p.TOO_MANY_ROWS)
+    assert "at most 5" in too_many.message
+
+
+def test_every_problem_of_every_row_is_listed() -> None:
+    rows = [{"distance": "x"}, ROW, {**ROW, "extra": 1, "origin": 5}]
+    _, problems = validator().validate(rows)
+    found = {(q.row, q.field, q.reason) for q in problems}
+    assert found == {
+        (0, "distance", p.WRONG_TYPE),
+        (0, "temp", p.MISSING_FEATURE),
+        (0, "origin", p.MISSING_FEATURE),
+        (0, "carrier", p.MISSING_FEATURE),
+        (2, "extra", p.UNKNOWN_FEATURE),
+        (2, "origin", p.WRONG_TYPE),
+    }
+
+
+def test_null_is_accepted_where_training_had_missing_values_and_marked() -> None:
+    valid, problems = validator().validate([{**ROW, "temp": None, "carrier": math.nan}])
+    assert problems == [] and valid is not None
+    assert math.isnan(valid.columns["temp"][0])
+    assert valid.columns["carrier"] == [MISSING_CATEGORY]
+    assert valid.marks[0]["missing"] == ["temp", "carrier"]
+    assert valid.received[0]["carrier"] is None  # NaN is logged as null: the log is strict JSON
+
+
+def test_an_unseen_category_is_accepted_and_marked_by_default() -> None:
+    valid, problems = validator().validate([{**ROW, "origin": "LGA"}])
+    assert problems == [] and valid is not None
+    assert valid.columns["origin"] == ["LGA"]
+    assert valid.marks[0]["unseen_category"] == ["origin"]
+
+
+def test_an_unseen_category_is_refused_when_the_policy_says_reject() -> None:
+    problem = only_problem([{**ROW, "origin": "LGA"}], unseen_category="reject")
+    assert (problem.row, problem.field, problem.reason) == (0, "origin", p.UNSEEN_CATEGORY)
+    assert "EWR" in problem.message  # the message lists the known values
+
+
+@pytest.mark.parametrize(
+    ("distance", "marked"),
+    [(100.0, False), (0.0, False), (-0.5, True), (400.0, False), (400.5, True), (1e12, True)],
+)
+def test_a_number_far_outside_the_training_range_is_accepted_and_marked(
+    distance: float, marked: bool
+) -> None:
+    # range [100, 300], factor 0.5: marked outside [0, 400]
+    valid, problems = validator().validate([{**ROW, "distance": distance}])
+    assert problems == [] and valid is not None
+    assert (valid.marks[0]["out_of_range"] == ["distance"]) is marked
+
+
+def test_the_factor_comes_from_the_config() -> None:
+    valid, _ = validator(out_of_range_factor=0.0).validate([{**ROW, "distance": 300.5}])
+    assert valid is not None and valid.marks[0]["out_of_range"] == ["distance"]
+
+
+def test_error_body_lists_and_counts_problems() -> None:
+    problems = [p.Problem(i, "temp", p.WRONG_TYPE, "bad") for i in range(60)]
+    body = p.error_body(problems)
+    assert len(body["problems"]) == p.MAX_LISTED_PROBLEMS
+    assert body["more_problems"] == 10
+    assert body["problems"][0] == {
+        "row": 0,
+        "field": "temp",
+        "reason": "wrong_type",
+        "message": "bad",
+    }
+    assert "60 problem(s) in 60 row(s)" in body["error"]
+
+
+def test_counted_takes_each_rows_first_problem_and_every_request_problem() -> None:
+    problems = [
+        p.Problem(0, "a", p.WRONG_TYPE, ""),
+        p.Problem(0, "b", p.MISSING_FEATURE, ""),
+        p.Problem(None, None, p.TOO_MANY_ROWS, ""),
+        p.Problem(3, "c", p.NOT_FINITE, ""),
+    ]
+    assert [q.reason for q in p.counted(problems)] == [
+        p.WRONG_TYPE,
+        p.TOO_MANY_ROWS,
+        p.NOT_FINITE,
+    ]
