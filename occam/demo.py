@@ -146,8 +146,6 @@ class ReplayStats:
     ids: list[str] = field(default_factory=list)
     #: (id, true label, served probabilities) of every row whose feedback was accepted
     labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
-    #: (id, true label, served probabilities) of every row whose feedback was accepted
-    labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
 
 
 def replay(
@@ -349,12 +347,19 @@ def run_demo(
         base = f"http://127.0.0.1:{service_port}"
         wait_http(f"{base}/readyz", 180, service)
         wait_http(f"http://127.0.0.1:{monitor_port}/metrics", 120, monitor)
-        rules = ROOT / "prometheus" / "alerts.yml"
+        # The shipped rules wait 10 minutes or more before firing; the demo renders them with
+        # a short `for` so that a newcomer sees alerts fire within its few minutes.
+        rules = workdir / "alerts.yml"
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "render_rules.py"),
+             str(ROOT / "prometheus" / "alerts.yml"), str(rules), "--for", "20s"],
+            check=True,
+        )  # fmt: skip
         prom_config = prometheus_config(
             workdir / "prometheus.yml",
             f"127.0.0.1:{service_port}",
             f"127.0.0.1:{monitor_port}",
-            [rules] if rules.is_file() else [],
+            [rules],
         )
         prometheus = start_prometheus(processes, workdir, _port_or_free(9090), prom_config)
         say(f"service    {base}  (POST /predict, POST /feedback, GET /model, /metrics)")
