@@ -272,8 +272,8 @@ def monitor_summary(samples: Samples) -> str:
     )
     parts = [
         f"window {window or 0:.0f} rows",
-        f"data drift {'YES' if get('occam_data_drift') else 'no'}"
-        + (f" ({', '.join(drifted)})" if drifted else ""),
+        f"drifted inputs: {', '.join(drifted) or 'none'}",
+        f"data drift verdict {'YES' if get('occam_data_drift') else 'no'}",
         f"model at risk {'YES' if get('occam_model_at_risk') else 'no'}",
         f"prediction drift {'YES' if get('occam_prediction_drift') else 'no'}",
     ]

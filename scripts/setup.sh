@@ -12,7 +12,14 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 stamp=".venv/.occam-installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
+    echo "setup: installing Occam and its pinned dependencies into .venv (a minute or two) ..." >&2
+    log=$(mktemp)
+    if ! { .venv/bin/python -m pip install --upgrade pip \
+           && .venv/bin/python -m pip install -c constraints.txt -e ".${extras}"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "setup: pip install failed (full log: $log)" >&2
+        exit 1
+    fi
+    rm -f "$log"
     touch "$stamp"
 fi
