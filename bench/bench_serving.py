@@ -1,8 +1,9 @@
-"""Serving speed: Occam as shipped against Occam with logging off, a bare BentoML service around
-the same scikit-learn pipeline, and a do-nothing BentoML endpoint (the floor); batch
-throughput; and whether BentoML's adaptive batching helps concurrent single-row traffic.
+"""Serving speed: Occam as shipped against Occam with logging off, Occam with BentoML's access
+log on, a bare BentoML service around the same scikit-learn pipeline, and a do-nothing BentoML
+endpoint (the floor); 1,000-row requests; the CPU the prediction log adds per request; and
+whether BentoML's adaptive batching helps concurrent single-row traffic.
 
-Run: `.venv/bin/python bench/bench_serving.py` (about 6-8 minutes on 2 cores). It trains a
+Run: `.venv/bin/python bench/bench_serving.py` (about 6-7 minutes on 2 cores). It trains a
 100-tree model on the bundled data into a private model store (or uses `--bentoml-home` and
 `--model-tag`), starts each service with `bentoml serve` on a free loopback port, and drives it
 with a closed-loop aiohttp client (bench/loadgen.py) in this process, which shares the
@@ -236,8 +237,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bentoml-home", type=Path, help="use this model store (with --model-tag)")
     parser.add_argument("--model-tag", help="a promoted bundle in --bentoml-home")
-    parser.add_argument("--duration", type=float, default=1.5, help="seconds per cell and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds per cell and round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()

@@ -288,6 +288,20 @@ def monitor_summary(samples: Samples) -> str:
     return "; ".join(parts)
 
 
+def firing_alerts(prometheus_url: str) -> list[str]:
+    """Names of the alerts firing in Prometheus (with the feature for per-feature ones)."""
+    _, answer = http_json(f"{prometheus_url}/api/v1/alerts")
+    alerts = answer.get("data", {}).get("alerts", []) if isinstance(answer, dict) else []
+    return sorted(
+        {
+            a["labels"]["alertname"]
+            + (f"[{a['labels']['feature']}]" if "feature" in a["labels"] else "")
+            for a in alerts
+            if a.get("state") == "firing"
+        }
+    )
+
+
 def _port_or_free(port: int) -> int:
     with socket.socket() as sock:
         try:
@@ -385,6 +399,8 @@ def run_demo(
                 summary = monitor_summary(scrape(f"http://127.0.0.1:{monitor_port}/metrics"))
             except OSError as exc:
                 summary = f"monitor unreachable ({exc})"
+            if prometheus:
+                summary += f" | alerts firing: {', '.join(firing_alerts(prometheus)) or 'none'}"
             say(f"  {stats.rows:>6} rows sent | {summary}")
 
         stats = ReplayStats()
@@ -412,13 +428,7 @@ def run_demo(
         time.sleep(3)
         say("final: " + monitor_summary(scrape(f"http://127.0.0.1:{monitor_port}/metrics")))
         if prometheus:
-            _, alerts = http_json(f"{prometheus}/api/v1/alerts")
-            firing = [
-                a["labels"]["alertname"]
-                for a in alerts.get("data", {}).get("alerts", [])
-                if a.get("state") == "firing"
-            ]
-            say(f"alerts firing in Prometheus: {', '.join(sorted(set(firing))) or 'none'}")
+            say(f"alerts firing in Prometheus: {', '.join(firing_alerts(prometheus)) or 'none'}")
         say(
             f"sent {stats.rows} rows in {stats.requests} requests, {stats.feedback} feedback labels"
         )
