@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -233,6 +234,14 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
     return results
 
 
+def targets(results: dict[str, Any], workers: list[int]) -> dict[str, Any]:
+    """The verdicts, or why there are none (they need 1 worker and concurrency 1 and 8)."""
+    try:
+        return verdicts(results, workers)
+    except StopIteration:
+        return {"note": "targets need --workers including 1 and --concurrency including 1 and 8"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bentoml-home", type=Path, help="use this model store (with --model-tag)")
@@ -241,6 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, store)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="occam-bench-serving-"))
     home = args.bentoml_home or work / "bentoml"
@@ -277,7 +287,7 @@ def main() -> None:
             "concurrency": args.concurrency,
         },
         **results,
-        "verdicts": verdicts(results, args.workers),
+        "verdicts": targets(results, args.workers),
         "wall_time_s": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -285,6 +295,8 @@ def main() -> None:
     (RESULTS / "serving.md").write_text(markdown(report))
     print(json.dumps(report["verdicts"], indent=2))
     print(f"wrote {RESULTS / 'serving.md'} in {report['wall_time_s']} s")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ class ServingConfig(_Strict):
         default=1, ge=1, description="Server processes; one per CPU core serves the most"
     )
     access_log: bool = Field(
-        default=False, description="BentoML's per-request access log (costs ~10% throughput)"
+        default=False, description="BentoML's per-request access log (costs 5-14% throughput)"
     )
     inference: Literal["auto", "sklearn"] = Field(
         default="auto",

@@ -1,8 +1,8 @@
 """The prediction log writer: JSON-lines segments in the format of `occam.records`.
 
-A request only appends record objects to an in-memory queue; a background thread serialises
-them and writes them out every `flush_interval` seconds (sooner when the queue fills up), so a
-slow disk never holds a request. The queue is bounded: when it is full, new records are
+A request encodes its records (one JSON line each) and appends them to an in-memory queue; a
+background thread writes them out every `flush_interval` seconds (sooner when the queue fills
+up), so a slow disk never holds a request. The queue is bounded: when it is full, new records are
 dropped and counted (`dropped`, and the `on_drop` callback feeds
 occam_service_log_dropped_records_total) rather than making requests wait. A write that fails
 (disk full, permissions) counts its records as dropped too. `close()` writes what is queued.
@@ -55,7 +55,7 @@ class SegmentWriter:
         self.pid = os.getpid() if pid is None else pid
         self.dropped = 0
         self.written = 0
-        self._pending: collections.deque[Record] = collections.deque()
+        self._pending: collections.deque[bytes] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,7 +87,9 @@ class SegmentWriter:
             if len(pending) >= self.capacity:
                 dropped += 1
             else:
-                pending.append(record)
+                # Encoded here, in the request's thread: the writer thread then only writes
+                # bytes (without the GIL), and never takes the event loop's turn for long.
+                pending.append(dumps(record))
         if dropped:
             self._count_dropped(dropped)
         if len(pending) * 2 >= self.capacity:
@@ -119,7 +121,7 @@ class SegmentWriter:
             size = 0
             rotate = False
             while pending and size < 1_000_000:
-                line = dumps(pending.popleft())
+                line = pending.popleft()
                 if self._size + size + len(line) > self.segment_bytes and (self._size or size):
                     if chunk:
                         self._write(chunk, rotate)
