@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.serving_report import markdown, verdicts  # noqa: E402
+from occam.demo import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TARGETS = {
@@ -81,12 +81,6 @@ def serving_config(work: Path, name: str, tag: str, log: bool) -> Path:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(url: str, body: Any = None) -> int:

@@ -36,10 +36,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_json(url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    """POST `body` as JSON (GET when None); return (status, parsed JSON or text)."""
+def http_json(
+    url: str, body: Any = None, timeout: float = 30.0, method: str | None = None
+) -> tuple[int, Any]:
+    """Send `body` as JSON (POST by default; GET when there is no body); return (status,
+    parsed JSON or text). 4xx/5xx are answers, not errors."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {} if data is None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()

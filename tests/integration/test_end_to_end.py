@@ -258,11 +258,17 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     # 5. a rejected row (so the rejection panels have a series), then every dashboard query
     status, body = http_json(f"{stack.service_url}/predict", {"instances": [{"carrier": "AA"}]})
     assert 400 <= status < 500, body
-    time.sleep(4)
-    empty = []
-    for title, expr in dashboard_queries(ROOT / "grafana" / "dashboards" / "model-health.json"):
-        answer = query(stack.prometheus_port, expr)
-        assert answer["status"] == "success", (title, expr, answer)
-        if not answer["data"]["result"]:
-            empty.append((title, expr))
-    assert not empty, f"panels without data: {empty}"
+    queries = dashboard_queries(ROOT / "grafana" / "dashboards" / "model-health.json")
+
+    def empty_panels() -> list[tuple[str, str]]:
+        empty = []
+        for title, expr in queries:
+            answer = query(stack.prometheus_port, expr)
+            assert answer["status"] == "success", (title, expr, answer)
+            if not answer["data"]["result"]:
+                empty.append((title, expr))
+        return empty
+
+    # the rejection counter appears with that request; rate() needs two scrapes of it
+    wait_for("every dashboard panel to return data", lambda: not empty_panels(), timeout=60,
+             context=lambda: f"\npanels without data: {empty_panels()}")  # fmt: skip

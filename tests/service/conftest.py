@@ -5,15 +5,11 @@ their own Prometheus registry, the held-out rows, bundles that must not be serve
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from occam.bundle import ONNX_FILE, REFERENCE_FILE, Bundle, save_bundle
 from occam.config import load_config
+from occam.demo import free_port, http_json
 from occam.records import Record, loads, segment_key
 from service.metrics import ServiceMetrics
 from service.runtime import Runtime
@@ -173,27 +170,9 @@ def bad_bundles(trained: Any) -> BadBundles:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
     """(status, parsed JSON or text) for one request; 4xx/5xx are answers, not errors."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+    return http_json(url, body, timeout=timeout, method=method)
 
 
 @dataclass
