@@ -207,22 +207,38 @@ def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
         yield frame.iloc[begin : begin + size]
 
 
-def prometheus_config(
-    path: Path, service: str, monitor: str, rules: list[Path], interval: str = "5s"
+def write_prometheus_config(
+    path: str | Path,
+    service_target: str | None,
+    monitor_target: str | None,
+    rules_file: str | Path | None,
+    scrape_interval: str = "1s",
+    evaluation_interval: str | None = None,
 ) -> Path:
-    """A Prometheus config scraping the service and the sidecar, loading `rules`."""
+    """Write a Prometheus config scraping the service (job occam-service) and the monitor (job
+    occam-monitor) at "host:port" targets (None leaves that job out), evaluating `rules_file`
+    (None: no rules) every `evaluation_interval` (default: the scrape interval). No
+    Alertmanager: alerts are read from /api/v1/alerts. Returns `path`.
+    """
     import yaml
 
-    config = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(r) for r in rules],
+    jobs = {"occam-service": service_target, "occam-monitor": monitor_target}
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": evaluation_interval or scrape_interval,
+        },
+        "rule_files": [str(Path(rules_file).resolve())] if rules_file else [],
         "scrape_configs": [
-            {"job_name": "occam-service", "static_configs": [{"targets": [service]}]},
-            {"job_name": "occam-monitor", "static_configs": [{"targets": [monitor]}]},
+            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [t]}]}
+            for job, t in jobs.items()
+            if t is not None
         ],
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    out = Path(path)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
 
 
 def start_prometheus(processes: Processes, workdir: Path, port: int, config: Path) -> str | None:
@@ -373,11 +389,12 @@ def run_demo(
              str(ROOT / "prometheus" / "alerts.yml"), str(rules), "--for", "20s"],
             check=True,
         )  # fmt: skip
-        prom_config = prometheus_config(
+        prom_config = write_prometheus_config(
             workdir / "prometheus.yml",
             f"127.0.0.1:{service_port}",
             f"127.0.0.1:{monitor_port}",
-            [rules],
+            rules,
+            scrape_interval="5s",
         )
         prometheus = start_prometheus(processes, workdir, _port_or_free(9090), prom_config)
         say(f"service    {base}  (POST /predict, POST /feedback, GET /model, /metrics)")

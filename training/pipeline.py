@@ -184,7 +184,7 @@ def train(
     )
 
     on_stage("saving the bundle")
-    reference = _reference_sample(split.train, oof, model, schema, classes, config)
+    reference = _reference_sample(split.train, x_train, oof, model, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
@@ -276,6 +276,7 @@ def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.nd
 
 def _reference_sample(
     train: pd.DataFrame,
+    x_train: pd.DataFrame,
     oof: np.ndarray,
     model: Any,
     schema: FeatureSchema,
@@ -296,7 +297,7 @@ def _reference_sample(
     out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
     for i, c in enumerate(classes):
         out[f"proba_{c}"] = proba[:, i]
-    own = _aligned_proba(model, schema.coerce(sample), classes)
+    own = _aligned_proba(model, x_train.iloc[positions], classes)
     out["model_prediction"] = np.asarray(classes)[own.argmax(axis=1)]
     for i, c in enumerate(classes):
         out[f"model_proba_{c}"] = own[:, i]

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from occam.demo import free_port
+from occam.demo import free_port, write_prometheus_config
 from scripts.render_rules import DEFAULT_RUNBOOK_BASE, render_rules
 
 __all__ = [
@@ -61,38 +60,6 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def write_prometheus_config(
-    path: str | Path,
-    service_target: str | None,
-    monitor_target: str | None,
-    rules_file: str | Path | None,
-    scrape_interval: str = "1s",
-    evaluation_interval: str | None = None,
-) -> Path:
-    """Write a Prometheus config scraping the service (job occam-service) and the monitor (job
-    occam-monitor) at "host:port" targets (None leaves that job out), evaluating `rules_file`
-    (None: no rules) every `evaluation_interval` (default: the scrape interval). No
-    Alertmanager: alerts are read from /api/v1/alerts. Returns `path`.
-    """
-    jobs = {"occam-service": service_target, "occam-monitor": monitor_target}
-    config: dict[str, Any] = {
-        "global": {
-            "scrape_interval": scrape_interval,
-            "scrape_timeout": scrape_interval,
-            "evaluation_interval": evaluation_interval or scrape_interval,
-        },
-        "rule_files": [str(Path(rules_file).resolve())] if rules_file else [],
-        "scrape_configs": [
-            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [t]}]}
-            for job, t in jobs.items()
-            if t is not None
-        ],
-    }
-    out = Path(path)
-    out.write_text(yaml.safe_dump(config, sort_keys=False))
-    return out
 
 
 def start_prometheus(
