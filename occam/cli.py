@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -58,6 +59,22 @@ def _load(path: Path) -> OccamConfig:
     except ConfigError as exc:
         _error("config error", exc)
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _check_bind(cfg: OccamConfig, host: str, what: str) -> None:
+    """Exit 2 when `what` may not listen on `host`: not loopback and no API keys, unless
+    `serving.auth.allow_anonymous`; also when a keys file cannot be read."""
+    from occam.auth import KeyFileError, KeyStore, bind_refusal, keys_files
+
+    try:
+        store = KeyStore.load(keys_files(cfg.serving.auth.keys_file))
+    except KeyFileError as exc:
+        _error("config error", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    refusal = bind_refusal(host, store, cfg.serving.auth.allow_anonymous, what)
+    if refusal is not None:
+        _error("config error", RuntimeError(refusal))
+        raise typer.Exit(EXIT_CONFIG)
 
 
 @app.command()
@@ -136,16 +153,17 @@ def serve(
     """Serve the promoted model over HTTP with BentoML: POST /predict, POST /feedback,
     GET /model, /readyz, /metrics (see docs/service.md). Runs until stopped (Ctrl+C).
 
-    Exit 2: bad config. Exit 5: no servable bundle (none promoted, the pinned one not
+    Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
+    (see serving.auth). Exit 5: no servable bundle (none promoted, the pinned one not
     promoted, or its files changed since training)."""
     import importlib.util
-    import sys
 
     from occam.bundle import BundleError, resolve_serving_bundle
 
     exit_no_model = 5
     cfg = _load(config)
     serving = cfg.serving
+    _check_bind(cfg, host or serving.host, "occam serve")
     pinned = model_tag or os.environ.get("OCCAM_MODEL_TAG") or serving.model_tag
     try:  # check once here, with a clear message, rather than in every worker
         bundle = resolve_serving_bundle(cfg.output.model_name, pinned)
@@ -233,11 +251,13 @@ def monitor(
     metrics from feedback, and the retrain recommendation, exported for Prometheus on
     /metrics (see docs/metrics.md). Runs until SIGTERM or Ctrl+C, then saves its checkpoint.
 
-    Exit 2: bad config. Exit 1: the checkpoint cannot be read or the port cannot be bound."""
+    Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
+    (see serving.auth). Exit 1: the checkpoint cannot be read or the port cannot be bound."""
     from monitoring.sidecar import main as run_monitor
     from monitoring.state import CheckpointError
 
     cfg = _load(config)
+    _check_bind(cfg, host or cfg.monitoring.host, "occam monitor")
     log_dir = cfg.serving.log_dir
     state_dir = cfg.monitoring.state_dir
     if state_dir is not None and not state_dir.is_absolute():  # like every path: config-relative
@@ -254,6 +274,52 @@ def monitor(
     except (CheckpointError, OSError) as exc:
         _error("monitor error", exc)
         raise typer.Exit(1) from None
+
+
+keys_app = typer.Typer(help="API keys of the service and the monitor (see serving.auth).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    ident: Annotated[str, typer.Option("--id", help="Name of the key (logged; the key is not)")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated scopes: predict, feedback, admin, metrics")
+    ],
+    config: ConfigOption = Path("occam.yaml"),
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Keys file to append to (default: serving.auth.keys_file, then "
+            "$OCCAM_API_KEYS_FILE)",
+        ),
+    ] = None,
+) -> None:
+    """Create an API key: print it once on stdout (nothing else goes there) and append its
+    SHA-256 hash, id and scopes to the keys file. Exit 2: bad config, id or scopes, or no
+    keys file given."""
+    from occam.auth import KEYS_FILE_ENV, KeyFileError, add_key
+
+    cfg = _load(config)
+    path = file or cfg.serving.auth.keys_file or os.environ.get(KEYS_FILE_ENV)
+    if path is None:
+        _error(
+            "config error",
+            RuntimeError(
+                f"no keys file: pass --file PATH, set serving.auth.keys_file or ${KEYS_FILE_ENV}"
+            ),
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    wanted = [scope.strip() for scope in scopes.split(",") if scope.strip()]
+    try:
+        key = add_key(Path(path), ident, wanted)
+    except KeyFileError as exc:
+        _error("config error", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(f"added key {ident!r} ({', '.join(sorted(set(wanted)))}) to {path}")
+    sys.stdout.write(key + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -152,6 +152,68 @@ class OutputConfig(_Strict):
     reference_rows: int = Field(default=5000, ge=100)
 
 
+class AuthConfig(_Strict):
+    """API keys (see occam/auth.py and docs/service.md#authentication)."""
+
+    keys_file: Path | None = Field(
+        default=None,
+        description="JSON-lines file of hashed keys (`occam keys add` writes it); "
+        "$OCCAM_API_KEYS_FILE adds another. None and no env: no keys, anonymous calls",
+    )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Let `occam serve` / `occam monitor` listen on a non-loopback address "
+        "without keys (only behind something else that authenticates)",
+    )
+    metrics_scope: bool = Field(
+        default=False,
+        description="With keys configured, /metrics of the service and of the monitor needs a "
+        "key with scope `metrics` (Prometheus then sends it as a bearer token)",
+    )
+
+
+class LimitsConfig(_Strict):
+    """Bounds on every part of a request (see docs/service.md#limits)."""
+
+    max_string_chars: int = Field(
+        default=256, ge=1, le=1_000_000, description="Longest string value in a request (chars)"
+    )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request line plus headers; larger requests are refused (400)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="A connection that has not sent a request's full headers in this time is "
+        "closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="A request whose body has not fully arrived in this time gets 408",
+    )
+    feedback_per_second: float = Field(
+        default=50,
+        gt=0,
+        description="Feedback requests per second per API key and worker (token bucket); "
+        "beyond it 429 with Retry-After",
+    )
+    feedback_burst: int = Field(
+        default=200, ge=1, description="Feedback requests a key may send at once (bucket size)"
+    )
+    feedback_ids: int = Field(
+        default=200_000,
+        ge=1,
+        le=10_000_000,
+        description="Prediction ids remembered per worker to refuse a second label (409)",
+    )
+
+
 class ServingConfig(_Strict):
     """Serving settings (used by `occam serve` and the service)."""
 
@@ -168,7 +230,11 @@ class ServingConfig(_Strict):
     model_tag: str | None = Field(
         default=None, description="Pin a model tag instead of newest production"
     )
-    host: str = Field(default="0.0.0.0", description="Address `occam serve` listens on")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `occam serve` listens on; another than loopback needs API keys "
+        "(serving.auth)",
+    )
     port: int = Field(default=3000, ge=0, le=65535)
     workers: int = Field(
         default=1, ge=1, description="Server processes; one per CPU core serves the most"
@@ -190,6 +256,8 @@ class ServingConfig(_Strict):
         description="Records waiting for the disk per worker; beyond this they are dropped "
         "and counted (occam_service_log_dropped_records_total) instead of slowing requests",
     )
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 class MonitoringConfig(_Strict):
@@ -285,7 +353,11 @@ class MonitoringConfig(_Strict):
     retrain_cooldown_hours: float = Field(
         default=24, ge=0, description="Least time between two retrain notifications"
     )
-    host: str = Field(default="0.0.0.0", description="Address of the metrics endpoint")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address of the metrics endpoint; another than loopback needs API keys "
+        "(serving.auth)",
+    )
     port: int = Field(default=9108, ge=0, le=65535)
 
     @model_validator(mode="after")
@@ -391,7 +463,16 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
                 update={"reports_dir": resolve(config.output.reports_dir)}
             ),
             "serving": config.serving.model_copy(
-                update={"log_dir": resolve(config.serving.log_dir)}
+                update={
+                    "log_dir": resolve(config.serving.log_dir),
+                    "auth": config.serving.auth.model_copy(
+                        update={
+                            "keys_file": resolve(config.serving.auth.keys_file)
+                            if config.serving.auth.keys_file is not None
+                            else None
+                        }
+                    ),
+                }
             ),
         }
     )
