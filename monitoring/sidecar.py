@@ -25,7 +25,7 @@ from typing import Any
 
 from monitoring.check import CheckResult, every_rows, run_check
 from monitoring.exporter import MonitorCollector, Status
-from monitoring.policy import Notifier
+from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
 from monitoring.reference import Reference, build_reference, created_timestamp
 from monitoring.state import MonitorState
@@ -73,6 +73,9 @@ class Sidecar:
             self.mon.retrain_command,
             self.mon.retrain_webhook,
             self.mon.retrain_cooldown_hours * 3600,
+            timeout_seconds=self.mon.retrain_webhook_timeout_seconds,
+            retries=self.mon.retrain_webhook_retries,
+            backoff_seconds=self.mon.retrain_webhook_backoff_seconds,
         )
         self.reference: Reference | None = None
         self.last_check: CheckResult | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -150,6 +151,12 @@ class OutputConfig(_Strict):
     model_name: str = Field(default="occam", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     reports_dir: Path = Path("reports")
     reference_rows: int = Field(default=5000, ge=100)
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="File holding the key that signs bundles (HMAC-SHA256, at least 16 bytes); "
+        "with a key, unsigned or mis-signed bundles are refused. The environment "
+        "(OCCAM_SIGNING_KEY, OCCAM_SIGNING_KEY_FILE) takes precedence",
+    )
 
 
 class AuthConfig(_Strict):
@@ -348,7 +355,24 @@ class MonitoringConfig(_Strict):
         "OCCAM_RETRAIN_REASONS and OCCAM_MODEL_VERSION)",
     )
     retrain_webhook: str | None = Field(
-        default=None, description="POST the recommendation as JSON to this URL"
+        default=None,
+        max_length=2048,
+        description="POST the recommendation as JSON to this http(s) URL",
+    )
+    retrain_webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="Time limit of one webhook attempt (seconds)"
+    )
+    retrain_webhook_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Attempts after the first on a connection error, timeout, 408, 429 or 5xx",
+    )
+    retrain_webhook_backoff_seconds: float = Field(
+        default=1,
+        ge=0,
+        le=60,
+        description="Pause before the first retry; doubled before each next one (at most 60 s)",
     )
     retrain_cooldown_hours: float = Field(
         default=24, ge=0, description="Least time between two retrain notifications"
@@ -359,6 +383,19 @@ class MonitoringConfig(_Strict):
         "(serving.auth)",
     )
     port: int = Field(default=9108, ge=0, le=65535)
+
+    @field_validator("retrain_webhook")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host (e.g. "
+                "https://hooks.example.com/occam); other schemes are refused"
+            )
+        return url
 
     @model_validator(mode="after")
     def _window_sizes(self) -> MonitoringConfig:
@@ -460,7 +497,14 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
         update={
             "data": config.data.model_copy(update={"path": resolve(config.data.path)}),
             "output": config.output.model_copy(
-                update={"reports_dir": resolve(config.output.reports_dir)}
+                update={
+                    "reports_dir": resolve(config.output.reports_dir),
+                    "signing_key_file": (
+                        None
+                        if config.output.signing_key_file is None
+                        else resolve(config.output.signing_key_file)
+                    ),
+                }
             ),
             "serving": config.serving.model_copy(
                 update={
@@ -489,4 +533,12 @@ def load_config(path: str | Path) -> OccamConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(raw, source=str(path), base_dir=path.parent.resolve())
+    config = parse_config(raw, source=str(path), base_dir=path.parent.resolve())
+    key_file = config.output.signing_key_file
+    if key_file is not None and not key_file.is_file():
+        raise ConfigError(
+            f"{path}: `output.signing_key_file`: {key_file} is not a file; make one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE` "
+            "(readable only by the deploying user), or remove the key to turn signing off"
+        )
+    return config
