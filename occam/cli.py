@@ -26,6 +26,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NOT_PROMOTED = 4
+EXIT_CHECKPOINT = 6  # occam monitor: checkpoint refused
 
 app = typer.Typer(
     help="Occam: from a CSV and a goal to a gated, served and watched classifier.",
@@ -233,7 +234,8 @@ def monitor(
     metrics from feedback, and the retrain recommendation, exported for Prometheus on
     /metrics (see docs/metrics.md). Runs until SIGTERM or Ctrl+C, then saves its checkpoint.
 
-    Exit 2: bad config. Exit 1: the checkpoint cannot be read or the port cannot be bound."""
+    Exit 2: bad config. Exit 6: the checkpoint is refused (not an Occam checkpoint, corrupt or
+    tampered; nothing in it is run). Exit 1: the port cannot be bound."""
     from monitoring.sidecar import main as run_monitor
     from monitoring.state import CheckpointError
 
@@ -251,7 +253,10 @@ def monitor(
 
     try:
         run_monitor(cfg, port=port, host=host, once=once, max_seconds=max_seconds, on_ready=ready)
-    except (CheckpointError, OSError) as exc:
+    except CheckpointError as exc:
+        _error("monitor checkpoint refused", exc)
+        raise typer.Exit(EXIT_CHECKPOINT) from None
+    except OSError as exc:
         _error("monitor error", exc)
         raise typer.Exit(1) from None
 
