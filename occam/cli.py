@@ -31,6 +31,7 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NOT_PROMOTED = 4
 EXIT_MODEL = 5
+EXIT_CHECKPOINT = 6  # occam monitor: checkpoint refused
 
 app = typer.Typer(
     help="Occam: from a CSV and a goal to a gated, served and watched classifier.",
@@ -303,8 +304,9 @@ def monitor(
 
     Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
     (see serving.auth). Exit 5: the served bundle is refused (bad manifest, changed files,
-    unsigned or mis-signed while a signing key is set). Exit 1: the checkpoint cannot be read
-    or the port cannot be bound. With no promoted bundle yet it starts and waits for one."""
+    unsigned or mis-signed while a signing key is set). Exit 6: the checkpoint is refused (not
+    an Occam checkpoint, corrupt or tampered; nothing in it is run). Exit 1: the port cannot be
+    bound. With no promoted bundle yet it starts and waits for one."""
     from monitoring.sidecar import main as run_monitor
     from monitoring.state import CheckpointError
     from occam.bundle import BundleError, BundleNotFound, resolve_serving_bundle
@@ -330,7 +332,10 @@ def monitor(
 
     try:
         run_monitor(cfg, port=port, host=host, once=once, max_seconds=max_seconds, on_ready=ready)
-    except (CheckpointError, OSError) as exc:
+    except CheckpointError as exc:
+        _error("monitor checkpoint refused", exc)
+        raise typer.Exit(EXIT_CHECKPOINT) from None
+    except OSError as exc:
         _error("monitor error", exc)
         raise typer.Exit(1) from None
 

@@ -260,8 +260,32 @@ class ServingConfig(_Strict):
     log_queue_records: int = Field(
         default=100_000,
         ge=1,
-        description="Records waiting for the disk per worker; beyond this they are dropped "
-        "and counted (occam_service_log_dropped_records_total) instead of slowing requests",
+        description="Records waiting for the disk per worker (log_durability 'queue'); beyond "
+        "this they are dropped and counted (occam_service_log_dropped_records_total) instead of "
+        "slowing requests",
+    )
+    log_durability: Literal["queue", "write", "fsync"] = Field(
+        default="write",
+        description="'write': a request's records are written to the log file (write(2)) before "
+        "its answer is sent, so a killed worker loses no answered record; 'fsync': also "
+        "fdatasync before answering (survives a power cut, costs a disk flush per request); "
+        "'queue': written by a background thread every 50 ms (fastest; a killed worker loses "
+        "what was queued)",
+    )
+    log_redact: list[str] = Field(
+        default_factory=list,
+        description="Feature columns kept out of the prediction log: dropped, or replaced by a "
+        "keyed hash (see log_redact_mode); the monitor leaves them out of drift checks",
+    )
+    log_redact_mode: Literal["hash", "drop"] = Field(
+        default="hash",
+        description="'hash': the value becomes 'hmac-sha256:<hex>' (HMAC-SHA256 with the key of "
+        "log_redact_key_file or env OCCAM_LOG_REDACT_KEY), so equal values stay equal; "
+        "'drop': the column is left out",
+    )
+    log_redact_key_file: Path | None = Field(
+        default=None,
+        description="File holding the redaction key (default: env OCCAM_LOG_REDACT_KEY)",
     )
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
@@ -345,9 +369,31 @@ class MonitoringConfig(_Strict):
     checkpoint_interval_seconds: float = Field(
         default=5, gt=0, description="Seconds between checkpoints (also written on exit)"
     )
-    state_dir: Path | None = Field(
+    state_dir: Path = Field(
+        default=Path("monitor-state"),
+        description="Checkpoint folder (relative to the config file). Must not lie inside "
+        "serving.log_dir: the service may write there, the monitor trusts its checkpoint",
+    )
+    log_retention_bytes: int | None = Field(
         default=None,
-        description="Checkpoint folder; default `<serving.log_dir>/.occam-monitor`",
+        ge=1_000_000,
+        description="Keep the log folder under this many bytes: the monitor deletes the oldest "
+        "segments it has read; if that is not enough, the oldest unread ones too (their "
+        "records are counted in occam_log_lost_records_total). None: no size limit",
+    )
+    log_retention_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete log segments last written more than this long ago, read or not "
+        "(unread records counted as lost), and forget window and feedback rows as old. None: "
+        "no age limit",
+    )
+    feedback_shift_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Alarm level on occam_feedback_label_shift: the total variation distance "
+        "between the label mix of recent feedback and the mix its predictions expected",
     )
     retrain_command: list[str] | None = Field(
         default=None,
@@ -486,6 +532,7 @@ def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None)
         raise ConfigError(format_validation_error(exc, source)) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
+    _check_state_dir(config, source)
     return config
 
 
@@ -509,6 +556,11 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
             "serving": config.serving.model_copy(
                 update={
                     "log_dir": resolve(config.serving.log_dir),
+                    "log_redact_key_file": (
+                        resolve(config.serving.log_redact_key_file)
+                        if config.serving.log_redact_key_file is not None
+                        else None
+                    ),
                     "auth": config.serving.auth.model_copy(
                         update={
                             "keys_file": resolve(config.serving.auth.keys_file)
@@ -518,8 +570,22 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
                     ),
                 }
             ),
+            "monitoring": config.monitoring.model_copy(
+                update={"state_dir": resolve(config.monitoring.state_dir)}
+            ),
         }
     )
+
+
+def _check_state_dir(config: OccamConfig, source: str) -> None:
+    """The monitor's checkpoint must not live where the service writes (its log folder)."""
+    state = Path(config.monitoring.state_dir)
+    logs = Path(config.serving.log_dir)
+    if state == logs or logs in state.parents:
+        raise ConfigError(
+            f"{source}: `monitoring.state_dir` ({state}) lies inside `serving.log_dir` ({logs}); "
+            "the service writes there. Point it elsewhere, e.g. `monitor-state`"
+        )
 
 
 def load_config(path: str | Path) -> OccamConfig:

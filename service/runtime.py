@@ -151,12 +151,11 @@ class Runtime:
             log.warning("no API keys configured: /predict and /feedback accept anonymous calls")
         bundle = resolve_serving_bundle(config.output.model_name, model_tag or serving.model_tag)
         metrics = metrics or default_metrics()
-        writer = SegmentWriter(
-            serving.log_dir,
+        writer = SegmentWriter.from_config(
+            serving,
             worker=worker,
-            segment_bytes=serving.log_segment_bytes,
-            capacity=serving.log_queue_records,
             on_drop=metrics.log_dropped_records.inc,
+            features=bundle.schema.names,
         ).start()
         log.info(
             "worker %s serves %s (stage=%s); log in %s",
