@@ -237,7 +237,7 @@ class Validator:
         if value is None or (type(value) is float and value != value):
             return self._missing(index, feature, MISSING_CATEGORY)
         if not isinstance(value, str):
-            hint = f"; send categories as strings, e.g. {quote(str(value))}" if _is_number(value) else ""
+            hint = f'; send categories as strings, e.g. "{str(value)[:40]}"' if _is_number(value) else ""
             problem = Problem(
                 index,
                 feature.name,
