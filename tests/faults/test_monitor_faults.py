@@ -138,7 +138,8 @@ def test_a_crafted_checkpoint_is_refused_with_exit_6_and_runs_nothing(
     command = [sys.executable, "-m", "occam.cli", "monitor", "--config", str(config), "--once"]
     if content == "tampered":
         subprocess.run(command, env=empty_store, check=True, capture_output=True, timeout=300)
-        checkpoint.write_bytes(checkpoint.read_bytes().replace(b'"prediction":10', b'"prediction":0'))
+        saved = checkpoint.read_bytes()
+        checkpoint.write_bytes(saved.replace(b'"prediction":10', b'"prediction":0'))
     else:
         checkpoint.parent.mkdir(parents=True)
         data = pickle.dumps(_Exploit(marker)) if content == "pickle" else os.urandom(4096)
