@@ -180,6 +180,19 @@ class EvaluationConfig(_Strict):
         description="Time-ordered chunks of the held-out period scored to show how fast the "
         "model goes stale",
     )
+    slice_floors: dict[MetricName, float] = Field(
+        default_factory=dict,
+        description="Goal metric -> the least any slice (a value of an `evaluation.slices` "
+        "column with at least `min_slice_rows` rows) may score; checked by the retrain gate",
+    )
+
+    @field_validator("slice_floors")
+    @classmethod
+    def _floors_in_range(cls, floors: dict[str, float]) -> dict[str, float]:
+        bad = {m: v for m, v in floors.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"each floor must lie in [0, 1], got {bad}")
+        return floors
 
 
 class OutputConfig(_Strict):
@@ -488,6 +501,70 @@ class MonitoringConfig(_Strict):
         return self
 
 
+class RetrainConfig(_Strict):
+    """`occam retrain`: the challenger's training set and the champion-vs-challenger gate.
+
+    The training set is the original data's training period under the `original` rule plus the
+    labelled production rows from the prediction log (features as served, feedback labels),
+    except the newest `gate_share` of those rows: both models are scored on these, and neither
+    trained on them.
+    """
+
+    original: Literal["all", "last_rows", "last_days", "none"] = Field(
+        default="last_days",
+        description="Which rows of the original data's training period (before "
+        "`data.split.production_start`) join the log rows: all, the last `original_rows` "
+        "rows, the last `original_days` days, or none",
+    )
+    original_rows: int = Field(default=50_000, ge=1, description="Rows kept by 'last_rows'")
+    original_days: float = Field(default=90, gt=0, description="Days kept by 'last_days'")
+    gate_share: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="Newest share of the labelled log rows held out for the gate",
+    )
+    min_gate_rows: int = Field(
+        default=200, ge=10, description="Fewer held-out labelled rows than this: no retrain"
+    )
+    max_log_rows: int = Field(
+        default=2_000_000, ge=1, description="Most prediction records read from the log"
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="On every goal metric the challenger may score at most this much below "
+        "the champion on the gate rows",
+    )
+    require_interval: bool = Field(
+        default=False,
+        description="Also require the lower bound of the paired bootstrap interval of "
+        "(challenger - champion) to be at least -tolerance on every goal metric",
+    )
+
+
+class TrackingConfig(_Strict):
+    """MLflow experiment tracking of every `occam train` and `occam retrain` run."""
+
+    enabled: bool = True
+    uri: str = Field(
+        default="sqlite:///mlruns.db",
+        description="MLflow tracking URI; a relative sqlite path is taken from the config's "
+        "folder. A server: http://host:5000",
+    )
+    artifacts_dir: Path = Field(
+        default=Path("mlartifacts"),
+        description="Where a new experiment keeps run artifacts (plots, card) on a local store",
+    )
+    experiment: str | None = Field(default=None, description="Default: the `project` name")
+    register_models: bool = Field(
+        default=True,
+        description="Register each bundle as a version of the MLflow model `output.model_name` "
+        "with aliases mirroring the BentoML stage (champion, challenger)",
+    )
+
+
 class OccamConfig(_Strict):
     project: str
     seed: int = 0
@@ -504,6 +581,8 @@ class OccamConfig(_Strict):
     output: OutputConfig = OutputConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("goals")
     @classmethod
@@ -608,6 +687,12 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
             "monitoring": config.monitoring.model_copy(
                 update={"state_dir": resolve(config.monitoring.state_dir)}
             ),
+            "tracking": config.tracking.model_copy(
+                update={
+                    "uri": _resolve_sqlite(config.tracking.uri, base),
+                    "artifacts_dir": resolve(config.tracking.artifacts_dir),
+                }
+            ),
         }
     )
 
@@ -621,6 +706,12 @@ def _check_state_dir(config: OccamConfig, source: str) -> None:
             f"{source}: `monitoring.state_dir` ({state}) lies inside `serving.log_dir` ({logs}); "
             "the service writes there. Point it elsewhere, e.g. `monitor-state`"
         )
+def _resolve_sqlite(uri: str, base: Path) -> str:
+    """`sqlite:///relative.db` -> `sqlite:////abs/folder/relative.db`; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    return prefix + str((base / uri.removeprefix(prefix)).resolve())
 
 
 def load_config(path: str | Path) -> OccamConfig:

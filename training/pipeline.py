@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-from occam.bundle import ONNX_FILE, Bundle, save_bundle
+from occam.bundle import ONNX_FILE, PRODUCTION, Bundle, save_bundle
 from occam.config import OccamConfig
 from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
@@ -33,7 +33,19 @@ from training.staleness import staleness
 
 StageCallback = Callable[[str], None]
 RoundCallback = Callable[[int, int, float], None]
+#: Called before the bundle is saved with the fitted model, its schema, its training gate and
+#: the positive class; a verdict that did not pass keeps the bundle from production.
+ChallengeCallback = Callable[[Any, FeatureSchema, evaluate.GateResult, str], "Verdict"]
 PACKAGES = ("scikit-learn", "numpy", "pandas", "bentoml", "skl2onnx", "onnxruntime", "cleanlab")
+
+
+class Verdict(Protocol):
+    """A decision beside the training gate (e.g. `training.challenger.ChallengerGate`)."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class TrainResult:
 
     @property
     def promoted(self) -> bool:
-        return self.gate.passed
+        return self.bundle.stage == PRODUCTION
 
 
 def _raise_on_errors(report: checks.CheckReport) -> None:
@@ -69,12 +81,17 @@ def train(
     config: OccamConfig,
     on_stage: StageCallback = lambda message: None,
     on_round: RoundCallback | None = None,
+    *,
+    frame: pd.DataFrame | None = None,
+    challenge: ChallengeCallback | None = None,
 ) -> TrainResult:
     """Run the whole pipeline; raise `DataError`/`LabelQualityError` on bad data.
 
-    Saves a bundle whatever the gate says (labelled `production` only when it passed) so a
-    failed model can still be inspected, and writes the model card and metrics JSON into
-    `output.reports_dir`.
+    Saves a bundle whatever the gate says (labelled `production` only when it passed, and the
+    `challenge` verdict too when given) so a failed model can still be inspected, and writes
+    the model card and metrics JSON into `output.reports_dir`. `frame` replaces the file at
+    `data.path`: `occam retrain` passes its retrain set, and a `challenge` that scores the
+    fitted model against the champion (`training.retrain`).
     """
     seed = config.seed
     reports_dir = config.output.reports_dir
@@ -82,7 +99,7 @@ def train(
     target = config.data.target
 
     on_stage(f"loading {config.data.path}")
-    raw = load_frame(config.data.path)
+    raw = load_frame(config.data.path) if frame is None else frame
     features = choose_features(raw, config)
     _raise_on_errors(checks.check_columns(raw, features, config))
 
@@ -252,6 +269,7 @@ def train(
         weights,
     )
 
+    verdict = None if challenge is None else challenge(model, schema, gate_result, positive)
     on_stage("saving the bundle")
     reference = _reference_sample(
         split.train, x_train, y_train, oof, model, schema, classes, weights, config
@@ -328,13 +346,14 @@ def train(
         "staleness": stale,
         "monitoring": config.monitoring.model_dump(),
         "packages": package_versions(),
+        "challenge": None if verdict is None else verdict.to_dict(),
     }
     bundle = save_bundle(
         config.output.model_name,
         pipeline=model,
         metadata=report,
         reference=reference,
-        promoted=gate_result.passed,
+        promoted=gate_result.passed and (verdict is None or verdict.passed),
         extra_files={ONNX_FILE: onnx_bytes} if onnx_bytes is not None else None,
         holdout=holdout,
     )
