@@ -44,9 +44,8 @@ from training.challenger import (
     slice_floors,
 )
 from training.data import DataError, load_frame
-from training.evaluate import GateResult
+from training.evaluate import GateResult, aligned_proba
 from training.pipeline import RoundCallback, StageCallback, TrainResult, train
-from training.pipeline import _aligned_proba as aligned_proba
 
 log = logging.getLogger("occam.training.retrain")
 #: Time column of log rows when the config names none (kept only for ordering).
