@@ -114,9 +114,10 @@ def test_a_public_host_without_keys_refuses_to_start(
 def test_keys_add_prints_the_key_alone_on_stdout(trained: Any, tmp_path: Path) -> None:
     keys = tmp_path / "keys.jsonl"
     config = serving_config(trained, tmp_path, auth={"keys_file": str(keys)})
+    command = [sys.executable, "-m", "occam.cli", "keys", "add", "--config", str(config),
+               "--id", "demo", "--scopes", "predict,feedback,admin"]  # fmt: skip
     run = subprocess.run(
-        [sys.executable, "-m", "occam.cli", "keys", "add", "--config", str(config),
-         "--id", "demo", "--scopes", "predict,feedback,admin"],  # fmt: skip
+        command,
         capture_output=True,
         text=True,
         timeout=120,
