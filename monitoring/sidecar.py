@@ -31,6 +31,7 @@ from monitoring.reader import gc_paused, read_new
 from monitoring.reference import Reference, build_reference, created_timestamp
 from monitoring.retention import apply_retention
 from monitoring.state import STATE_FILE, MonitorState
+from occam.auth import metrics_guard
 from occam.bundle import Bundle, BundleError, get_bundle, latest_production
 from occam.config import OccamConfig
 
@@ -279,14 +280,29 @@ class Sidecar:
         return MonitorCollector(self.status, registry)
 
 
-def start_exporter(sidecar: Sidecar, host: str, port: int) -> tuple[Any, threading.Thread]:
+def start_exporter(
+    sidecar: Sidecar, host: str, port: int, guard: Callable[[Any], Any] | None = None
+) -> tuple[Any, threading.Thread]:
     """Serve /metrics from a fresh registry on (host, port); port 0 picks a free port
-    (read it from `server.server_port`)."""
+    (read it from `server.server_port`). `guard` wraps the WSGI app (API keys)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
     sidecar.collector(registry)
-    return start_http_server(port, addr=host, registry=registry)
+    if guard is None:
+        return start_http_server(port, addr=host, registry=registry)
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = make_server(host, port, guard(make_wsgi_app(registry)), ThreadingWSGIServer, Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
 
 
 def main(
@@ -307,7 +323,10 @@ def main(
     if not once:
         address = host or config.monitoring.host
         server, _ = start_exporter(
-            sidecar, address, config.monitoring.port if port is None else port
+            sidecar,
+            address,
+            config.monitoring.port if port is None else port,
+            metrics_guard(config.serving.auth),
         )
         on_ready(f"http://{address}:{server.server_port}/metrics")
     if threading.current_thread() is threading.main_thread():

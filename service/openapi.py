@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from _bentoml_sdk.service.factory import Service
 from bentoml._internal.service.openapi.specification import (
     MediaType,
@@ -24,6 +23,7 @@ from bentoml._internal.service.openapi.specification import (
     Response,
     Schema,
 )
+from pydantic import BaseModel
 
 from occam.errors import ErrorBody
 from service.messages import ID_PATTERN

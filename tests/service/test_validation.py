@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from occam.schema import MISSING_CATEGORY, FeatureSchema, FeatureSpec
 from occam import errors as p
 from occam.errors import Reason
+from occam.schema import MISSING_CATEGORY, FeatureSchema, FeatureSpec
 from service.validation import Validator
 
 SCHEMA = FeatureSchema(
