@@ -250,3 +250,13 @@ def test_concurrent_promotions_leave_one_production_and_a_consistent_log() -> No
     # each promotion replaced the one before it: the lock serialised them
     assert [r.from_tag for r in history[1:]] == [r.to_tag for r in history[:-1]]
     assert history[-1].to_tag == production[0]
+
+
+def test_rollback_in_a_store_from_before_the_registry(bentoml_home: Path) -> None:
+    # Before the registry every passing training left its bundle production: several at once.
+    name = model_name()
+    older = make_bundle(name, promoted=True)
+    newer = make_bundle(name, promoted=True)
+    record = rollback(name, reason="the newest is worse")
+    assert (record.from_tag, record.to_tag) == (newer.tag, older.tag)
+    assert stages(name) == {older.tag: PRODUCTION, newer.tag: RETIRED}
