@@ -59,6 +59,7 @@ RETIRED = "retired"
 STAGES = (PRODUCTION, CANDIDATE, RETIRED)
 #: Files of a bundle folder that are not in its manifest: BentoML's own and the manifest.
 _UNLISTED = frozenset({"model.yaml", MANIFEST_FILE})
+_LABEL_UPDATE_PREFIX = ".model.yaml."
 
 
 class BundleError(RuntimeError):
@@ -159,8 +160,9 @@ class Bundle:
             elif _sha256(file.read_bytes()) != expected:
                 problems.append(f"{name} does not match its recorded SHA-256")
         for file in sorted(self.path.iterdir()):
-            if file.name not in recorded and file.name not in _UNLISTED:
-                problems.append(f"{file.name} is not listed in {MANIFEST_FILE}")
+            if file.name in recorded or file.name in _UNLISTED or _is_label_update(file.name):
+                continue
+            problems.append(f"{file.name} is not listed in {MANIFEST_FILE}")
         if problems:
             raise BundleIntegrityError(
                 f"bundle {self.tag} failed its integrity check: {'; '.join(problems)}; "
@@ -196,6 +198,11 @@ class Bundle:
                 f"stage={self.stage}: the manifest or the stage label was changed without the "
                 "key, or it was signed with another key; it is refused"
             )
+
+
+def _is_label_update(filename: str) -> bool:
+    """A `set_stage` temporary file, there for an instant (or left by a crash)."""
+    return filename.startswith(_LABEL_UPDATE_PREFIX) and filename.endswith(".tmp")
 
 
 def _key() -> bytes | None:
@@ -340,7 +347,7 @@ def _write_model_yaml(model: Any, labels: dict[str, str]) -> None:
         creation_time=info.creation_time,
     )
     target = Path(model.path) / "model.yaml"
-    temporary = target.with_name(f".model.yaml.{os.getpid()}.tmp")
+    temporary = target.with_name(f"{_LABEL_UPDATE_PREFIX}{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf8") as stream:
         new.dump(stream)
         stream.flush()

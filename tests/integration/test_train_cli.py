@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def test_train_promotes_and_the_bundle_loads_back(tmp_path: Path) -> None:
     assert "goal" in out and "baseline" in out and "model (95% CI)" in out
     assert "promoted" in out
     assert store_labels(tmp_path) == ["production"]
+    assert audit_actions(tmp_path) == [("promote", "roc_auc", True)]
     # load it back in a fresh process, as the service will
     code = (
         "from occam.bundle import latest_production\n"
@@ -76,6 +78,14 @@ def test_impossible_goal_exits_4_and_is_not_promoted(tmp_path: Path) -> None:
     assert done.returncode == 4, done.stderr
     assert "NOT promoted" in done.stderr
     assert store_labels(tmp_path) == ["candidate"]
+    assert audit_actions(tmp_path) == [("reject", "roc_auc", False)]
+
+
+def audit_actions(tmp: Path) -> list[tuple[str, str, bool]]:
+    """(action, first goal, its verdict) of each audit record `occam train` left in the store."""
+    lines = (tmp / "store" / "occam" / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    return [(r["action"], r["gate"][0]["metric"], r["gate"][0]["passed"]) for r in records]
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
