@@ -99,3 +99,18 @@ def test_retrain_from_a_served_log_with_feedback(tmp_path: Path, trained: Any) -
     version = client.get_model_version_by_alias(champion.tag.split(":")[0], alias)
     assert version.tags["occam.bundle_tag"] == metrics["tag"]
     assert yaml.safe_load(config_path.read_text())["retrain"]["min_gate_rows"] == 200
+
+
+def test_retrain_without_a_champion_exits_3_and_says_what_to_do(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, small_config(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "occam.cli", "retrain", "--config", str(config_path)],
+        cwd=ROOT,
+        env={**os.environ, "BENTOML_HOME": str(tmp_path / "empty-store"), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "no champion" in done.stderr and "occam train" in done.stderr
+    assert not (tmp_path / "mlruns.db").exists()

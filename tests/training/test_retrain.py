@@ -247,3 +247,17 @@ def test_retrain_refuses_a_challenger_trained_on_noise(
     assert result.train.bundle.stage != PRODUCTION
     assert any("under the champion" in r for r in result.gate.reasons())
     assert "**Not promoted**" in result.train.card_path.read_text()
+
+
+def test_bad_retrain_and_floor_keys_name_the_key(tmp_path: Path) -> None:
+    from occam.config import ConfigError
+
+    raw = small_config(tmp_path)
+    raw["retrain"] = {"original": "last_weeks", "gate_shar": 0.2}
+    raw["evaluation"]["slice_floors"] = {"roc_auc": 1.5}
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    message = str(error.value)
+    assert "`retrain.original`" in message and "last_days" in message
+    assert "`retrain.gate_shar`: unknown key; did you mean `gate_share`?" in message
+    assert "`evaluation.slice_floors`" in message and "[0, 1]" in message
