@@ -15,7 +15,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
-    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass."""
+    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass; the last
+    row is the calibration gate (Brier score under the baseline's)."""
     rows = []
     for g in gate["goals"]:
         rows.append(
@@ -29,6 +30,8 @@ def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
                 else ("below goal" if not g["met"] else "baseline not beaten"),
             ]
         )
+    if "brier" in gate:
+        rows.append(brier_row(gate))
     return rows
 
 
@@ -171,7 +174,7 @@ def render(report: dict[str, Any]) -> str:
         "## Goals",
         _table(
             ["goal", "threshold", "baseline", "model (95% CI)", "result"],
-            [*goal_rows(gate), brier_row(gate)],
+            goal_rows(gate),
         ),
         verdict(gate),
         f"Baseline: `{report['baseline']['strategy']}`. Margin required over it: {gate['margin']}.",
