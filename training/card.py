@@ -55,8 +55,8 @@ def verdict(gate: dict[str, Any]) -> str:
         )
     if gate["passed"]:
         return (
-            f"Every goal is met, the baseline is beaten by at least {gate['margin']} and its Brier "
-            "score: promoted."
+            f"Every goal is met, the baseline is beaten by at least {gate['margin']} on each, "
+            "and the Brier score is under the baseline's: promoted."
         )
     if all(g["passed"] for g in gate["goals"]):
         return (
@@ -287,6 +287,8 @@ def render(report: dict[str, Any]) -> str:
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
         f"older than {mon['max_model_age_days']} days.\n"
+        "- At the latest when the staleness table above shows a goal slipping: its days "
+        "since the training data are a retrain cadence to start from.\n"
         "- Retraining runs the same gates; a model that misses a goal is never promoted.",
     ]
     return "\n\n".join(parts) + "\n"
