@@ -15,7 +15,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
-    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass."""
+    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass; the last
+    row is the calibration gate (Brier score under the baseline's)."""
     rows = []
     for g in gate["goals"]:
         rows.append(
@@ -29,6 +30,8 @@ def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
                 else ("below goal" if not g["met"] else "baseline not beaten"),
             ]
         )
+    if "brier" in gate:
+        rows.append(brier_row(gate))
     return rows
 
 
@@ -52,8 +55,8 @@ def verdict(gate: dict[str, Any]) -> str:
         )
     if gate["passed"]:
         return (
-            f"Every goal is met, the baseline is beaten by at least {gate['margin']} and its Brier "
-            "score: promoted."
+            f"Every goal is met, the baseline is beaten by at least {gate['margin']} on each, "
+            "and the Brier score is under the baseline's: promoted."
         )
     if all(g["passed"] for g in gate["goals"]):
         return (
@@ -171,7 +174,7 @@ def render(report: dict[str, Any]) -> str:
         "## Goals",
         _table(
             ["goal", "threshold", "baseline", "model (95% CI)", "result"],
-            [*goal_rows(gate), brier_row(gate)],
+            goal_rows(gate),
         ),
         verdict(gate),
         f"Baseline: `{report['baseline']['strategy']}`. Margin required over it: {gate['margin']}.",
@@ -284,6 +287,8 @@ def render(report: dict[str, Any]) -> str:
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
         f"older than {mon['max_model_age_days']} days.\n"
+        "- At the latest when the staleness table above shows a goal slipping: its days "
+        "since the training data are a retrain cadence to start from.\n"
         "- Retraining runs the same gates; a model that misses a goal is never promoted.",
     ]
     return "\n\n".join(parts) + "\n"

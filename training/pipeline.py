@@ -200,18 +200,12 @@ def train(
     reliability = {
         "calibrated": calibration.reliability(y_test, model_proba, classes, positive, bins),
         "uncalibrated": calibration.reliability(
-            y_test,
-            calibration.bare_forest_proba(model, x_test, classes),
-            classes,
-            positive,
-            bins,
+            y_test, calibration.bare_forest_proba(model, x_test, classes), classes, positive, bins
         ),
     }
     reliability_path = reliability_png(
-        {
-            f"{choice.method} calibrated forest": reliability["calibrated"],
-            "forest before calibration": reliability["uncalibrated"],
-        },
+        {f"{choice.method} calibrated forest": reliability["calibrated"]}
+        | {"forest before calibration": reliability["uncalibrated"]},
         reports_dir / "reliability.png",
         f"Reliability on the held-out test set ({len(y_test)} rows)",
     )
