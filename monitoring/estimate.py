@@ -25,8 +25,8 @@ and `quantile(q)` (`estimate + z(q) sd`) is what the risk policy compares with a
 Anchoring on labels (`anchored`): once feedback has labelled enough recent predictions, the
 estimator's present error is *measured* instead of assumed: on those labelled rows the estimate
 is compared with the true metric, and that bias corrects the window's estimate. Its standard
-deviation is then the window's sampling noise plus the live metric's (the measured bias replaces
-the systematic part). This catches the drops CBPE cannot see (a changed relation between inputs
+deviation is the window's (sampling noise and systematic part: the bias measured on other rows
+can move from one window to the next by about that much) plus the live metric's. This catches the drops CBPE cannot see (a changed relation between inputs
 and label, a new class) and silences its false alarms where calibration drifted but the labels
 show the goal met. Without labels the plain estimate stands.
 """
@@ -290,8 +290,7 @@ def anchored(
             continue
         labelled = on_labels.metrics[m]
         bias = live[m].value - labelled.value
-        sampling = u.sd**2 - u.systematic**2
-        sd = math.sqrt(max(sampling, 0.0) + live[m].sd ** 2)
+        sd = math.sqrt(u.sd**2 + live[m].sd ** 2)
         out[m] = Uncertain(min(max(u.value + bias, 0.0), 1.0), sd, u.level)
     return WindowEstimate(metrics=out, rows=window.rows)
 

@@ -256,14 +256,14 @@ class MonitoringConfig(_Strict):
         "and the live metrics",
     )
     risk_enter_confidence: float = Field(
-        default=0.8,
+        default=0.7,
         gt=0.5,
         lt=1,
         description="A goal is likely missed when the estimate or the live metric lies under "
         "its threshold with at least this probability",
     )
     risk_exit_confidence: float = Field(
-        default=0.5,
+        default=0.3,
         gt=0,
         lt=1,
         description="The evidence clears when every goal is missed with at most this probability",
@@ -272,7 +272,7 @@ class MonitoringConfig(_Strict):
         default=1, ge=1, description="Counted windows in a row that must enter a risk reason"
     )
     risk_exit_windows: int = Field(
-        default=3,
+        default=2,
         ge=1,
         description="Counted windows in a row whose evidence clears before a risk reason (and "
         "its retrain recommendation) ends",
