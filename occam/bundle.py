@@ -8,7 +8,10 @@ A bundle is one BentoML model (``<name>:<version>``) whose folder holds:
 - ``reference.csv.gz``: a sample of training inputs (in time order, with the time column) and
   the model's outputs on them: ``prediction``/``proba_<class>`` out-of-fold (what the model says
   on unseen rows: the drift reference) and ``model_prediction``/``model_proba_<class>`` from the
-  fitted model itself (what a served copy must reproduce exactly: the self-test);
+  fitted model itself (what a served copy must reproduce exactly: the self-test), and ``label``
+  (the true label, as str); all probabilities are calibrated;
+- ``holdout.csv.gz`` (optional, absent in older bundles): the held-out test period in time order:
+  features, the final model's calibrated ``proba_<class>`` and the true ``label``;
 - ``manifest.json``: the SHA-256 of every file above, checked before a bundle is served.
 
 The BentoML label ``stage`` is ``production`` only when every training gate passed, else
@@ -34,6 +37,7 @@ PIPELINE_FILE = "pipeline.joblib"
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 REFERENCE_FILE = "reference.csv.gz"
+HOLDOUT_FILE = "holdout.csv.gz"
 MANIFEST_FILE = "manifest.json"
 STAGE_LABEL = "stage"
 PRODUCTION = "production"
@@ -76,8 +80,31 @@ class Bundle:
     def load_reference(self) -> pd.DataFrame:
         """Reference inputs plus out-of-fold `prediction`/`proba_<class>` columns and the
         fitted model's own `model_prediction`/`model_proba_<class>` columns."""
-        frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True)
+        frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True, dtype={"label": str})
         return frame
+
+    def load_holdout(self) -> pd.DataFrame | None:
+        """The held-out test period in time order: features, calibrated `proba_<class>` from
+        the final model and the true `label` (str); None for bundles saved without it."""
+        path = self.path / HOLDOUT_FILE
+        if not path.is_file():
+            return None
+        return pd.read_csv(path, keep_default_na=True, dtype={"label": str})
+
+    @property
+    def feature_importance(self) -> dict[str, float]:
+        """Feature name -> permutation importance on held-out rows (mean drop of the first goal
+        metric when the feature is shuffled), most important first; empty for bundles saved
+        without it."""
+        stored = self.metadata.get("feature_importance", {})
+        return {k: float(v) for k, v in sorted(stored.items(), key=lambda kv: -float(kv[1]))}
+
+    @property
+    def decision_weights(self) -> dict[str, float] | None:
+        """Class -> weight that turns calibrated probabilities into the answered label
+        (`occam.metrics.predicted_labels`); None: the most likely class (and older bundles)."""
+        weights = self.metadata.get("decision_weights")
+        return {k: float(v) for k, v in weights.items()} if weights else None
 
     def verify(self) -> None:
         """Raise `BundleError` naming each file that is missing or whose hash changed."""
@@ -113,6 +140,7 @@ def save_bundle(
     reference: pd.DataFrame,
     promoted: bool,
     extra_files: dict[str, bytes] | None = None,
+    holdout: pd.DataFrame | None = None,
 ) -> Bundle:
     """Write a new bundle to the BentoML model store (``BENTOML_HOME``) and return it."""
     import bentoml
@@ -125,6 +153,8 @@ def save_bundle(
         REFERENCE_FILE: _gzip_csv(reference),
         **(extra_files or {}),
     }
+    if holdout is not None:
+        files[HOLDOUT_FILE] = _gzip_csv(holdout)
     stage = PRODUCTION if promoted else CANDIDATE
     summary = {
         "project": metadata.get("project", ""),

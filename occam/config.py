@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-#: Goal metrics Occam can gate on; all are "higher is better".
-GoalMetric = Literal[
-    "roc_auc", "average_precision", "balanced_accuracy", "accuracy", "f1", "precision", "recall"
-]
-#: Metrics that need `goals_positive_label` (the class they are computed for) on binary targets.
-POSITIVE_CLASS_METRICS = frozenset({"average_precision", "f1", "precision", "recall"})
+from occam.metrics import get_metric
+
+
+def _registered_metric(name: str) -> str:
+    """A goal metric name from `occam.metrics.GOAL_METRICS`; the error lists every name."""
+    return get_metric(name).name
+
+
+#: A goal metric name, checked against the registry (all metrics are "higher is better").
+MetricName = Annotated[str, AfterValidator(_registered_metric)]
 
 
 class ConfigError(ValueError):
@@ -78,7 +90,7 @@ class LabelsConfig(_Strict):
 
 
 class Goal(_Strict):
-    metric: GoalMetric
+    metric: MetricName = Field(description="A name from occam.metrics.GOAL_METRICS")
     threshold: float = Field(ge=0, le=1)
 
 
@@ -130,7 +142,7 @@ class SearchConfig(_Strict):
     shrink: float = Field(default=0.5, gt=0, lt=1)
     cv: int = Field(default=3, ge=2)
     n_jobs: int = Field(default=1)
-    scoring: GoalMetric | None = Field(default=None, description="Default: the first goal's metric")
+    scoring: MetricName | None = Field(default=None, description="Default: the first goal's metric")
 
 
 class AbstainConfig(_Strict):
@@ -144,6 +156,29 @@ class EvaluationConfig(_Strict):
     slices: list[str] = Field(default_factory=list)
     min_slice_rows: int = Field(default=50, ge=1)
     abstain: AbstainConfig | None = None
+    calibration: Literal["auto", "sigmoid", "isotonic"] = Field(
+        default="auto",
+        description="How the forest's probabilities are calibrated on out-of-fold predictions; "
+        "'auto' picks the method with the lower cross-validated Brier score",
+    )
+    calibration_bins: int = Field(
+        default=10, ge=2, le=100, description="Equal-width bins of the reliability curve and ECE"
+    )
+    importance_repeats: int = Field(
+        default=3, ge=1, le=50, description="Shuffles per feature for permutation importance"
+    )
+    importance_rows: int = Field(
+        default=5000,
+        ge=100,
+        description="Held-out rows (at most) used for permutation importance",
+    )
+    staleness_chunks: int = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="Time-ordered chunks of the held-out period scored to show how fast the "
+        "model goes stale",
+    )
 
 
 class OutputConfig(_Strict):

@@ -1,5 +1,8 @@
 """The fast inference form: the fitted pipeline converted to ONNX, checked against sklearn.
 
+The pipeline ends in the calibrated forest (`CalibratedClassifierCV(ensemble=False)`); skl2onnx
+converts the forest and its sigmoid or isotonic map, so ONNX answers calibrated probabilities.
+
 A forest in scikit-learn pays Python overhead per tree on every call (about 5.7 ms for one row
 with 100 trees here); ONNX Runtime runs the same trees in microseconds. The conversion is kept
 only when it reproduces sklearn's labels exactly and its probabilities to `tolerance` on the
@@ -41,9 +44,9 @@ def to_onnx_bytes(pipeline: Any, schema: FeatureSchema) -> bytes:
         (s.name, FloatTensorType([None, 1]) if s.kind == "numeric" else StringTensorType([None, 1]))
         for s in schema.features
     ]
-    forest = pipeline.steps[-1][1]
+    classifier = pipeline.steps[-1][1]  # the calibrated forest: probabilities as one tensor
     model = to_onnx(
-        pipeline, initial_types=inputs, options={id(forest): {"zipmap": False}}, target_opset=17
+        pipeline, initial_types=inputs, options={id(classifier): {"zipmap": False}}, target_opset=17
     )
     return bytes(model.SerializeToString())
 
