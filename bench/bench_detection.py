@@ -4,8 +4,9 @@ For each dataset (see /work/shared/datasets.md; loaded offline from the `rdatase
 GPL-3, a benchmark-only dependency: `pip install -e ".[bench]"`), rows are sorted by time with a
 stable sort. A calibrated 100-tree Random Forest is fitted on the first 80% of the earliest 55%
 ("train"), the rest of that period is the held-out test ("holdout"), every later row is
-production. The forest's probabilities are calibrated on its out-of-fold predictions (isotonic,
-one-vs-rest, renormalised), the reference sample holds out-of-fold probabilities with the true
+production. The forest's probabilities are calibrated on its out-of-fold predictions with
+Occam's training calibration (`training.calibration`: sigmoid or isotonic by cross-validated
+Brier score), the reference sample holds out-of-fold probabilities with the true
 label, and feature importance is the permutation drop of balanced accuracy on the holdout: the
 bundle contract of CONTRACTS.md, built here without the model store.
 
@@ -145,21 +146,28 @@ LOADERS: dict[str, Callable[[], Dataset]] = {
 
 
 class Calibrator:
-    """Isotonic regression per class (one-vs-rest) on out-of-fold probabilities, renormalised."""
+    """Occam's training calibration (`training.calibration`): sigmoid or isotonic, chosen by the
+    Brier score of cross-validated calibrated out-of-fold probabilities, fitted on all of the
+    forest's out-of-fold probabilities and applied to the final forest's."""
 
-    def fit(self, proba: np.ndarray, y: np.ndarray) -> Calibrator:
-        from sklearn.isotonic import IsotonicRegression
+    def fit(self, proba: np.ndarray, y: np.ndarray, classes: list[str]) -> Calibrator:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.frozen import FrozenEstimator
 
-        self.maps_ = [
-            IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(proba[:, c], y == c)
-            for c in range(proba.shape[1])
-        ]
+        from training.calibration import ProbaPassthrough, choose_method
+
+        labels = np.asarray(classes)[y]
+        folds = np.array_split(np.arange(len(y)), 5)
+        self.choice_ = choose_method(proba, labels, classes, folds)
+        base = FrozenEstimator(ProbaPassthrough(tuple(classes)).fit(proba, labels))
+        self.map_ = CalibratedClassifierCV(base, method=self.choice_.method).fit(proba, labels)
+        self.classes = classes
         return self
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
-        out = np.column_stack([m.predict(proba[:, c]) for c, m in enumerate(self.maps_)])
-        out = np.clip(out, 1e-6, None)
-        return out / out.sum(axis=1, keepdims=True)
+        from training.evaluate import aligned_proba
+
+        return np.asarray(aligned_proba(self.map_, proba, self.classes))
 
 
 def prepare(ds: Dataset) -> dict[str, Any]:
@@ -199,10 +207,10 @@ def prepare(ds: Dataset) -> dict[str, Any]:
     oof = cross_val_predict(
         pipeline, x.iloc[:train], y[:train], cv=KFold(5), method="predict_proba"
     )
-    calibrator = Calibrator().fit(oof, y[:train])
+    calibrator = Calibrator().fit(oof, y[:train], classes)
     pipeline.fit(x.iloc[:train], y[:train])
     proba = calibrator.transform(pipeline.predict_proba(x))
-    oof = calibrator.transform(oof)
+    oof = calibrator.choice_.calibrated_oof  # cross-validated: each fold mapped by the others
     held = slice(train, period)
     predicted = proba[held].argmax(axis=1)
     importance = {}
@@ -240,6 +248,7 @@ def prepare(ds: Dataset) -> dict[str, Any]:
         "production_labels": labels[period:],
         "importance": importance,
         "held_out": {m: _score(m, labels[held], proba[held], classes) for m in METRICS},
+        "calibration": calibrator.choice_.method,
         "brier_held_out": float(
             np.mean(np.sum((proba[held] - np.eye(len(classes))[y[held]]) ** 2, 1))
         ),

@@ -50,11 +50,12 @@ class CheckResult:
 
     `prediction_p_value` is the smaller of the two output tests' p-values, Bonferroni-adjusted
     for the two tests. `timestamp` is Unix seconds, `duration_seconds` the time the check took.
-    `estimate` is the label-free estimate, `anchored` the one the policy judged (corrected by the
-    bias measured on the labelled predictions when there are enough; see
-    `monitoring.estimate.anchored`). `signals` are this window's evidence per risk reason, `missed` the goals likely missed (per
-    goal reason), `named` the damaging features (largest weighted-drift contribution first);
-    `runs` the hysteresis memory after this check, which the sidecar applies.
+    `estimate` is the label-free estimate, `anchored` the one the policy judged (corrected by
+    the bias measured on the labelled predictions when there are enough; see
+    `monitoring.estimate.anchored`). `signals` are this window's evidence per risk reason,
+    `missed` the goals likely missed (per goal reason), `named` the damaging features (largest
+    weighted-drift contribution first); `runs` the hysteresis memory after this check, which the
+    sidecar applies.
     """
 
     timestamp: float
@@ -148,6 +149,7 @@ def run_check(
         config.live_min_labels,
         config.band_level,
         ref.estimator,
+        ref.decision_weights,
     )
     judged_estimate = estimate
     if estimate is not None and live.estimated is not None:

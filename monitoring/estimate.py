@@ -26,9 +26,10 @@ Anchoring on labels (`anchored`): once feedback has labelled enough recent predi
 estimator's present error is *measured* instead of assumed: on those labelled rows the estimate
 is compared with the true metric, and that bias corrects the window's estimate. Its standard
 deviation is the window's (sampling noise and systematic part: the bias measured on other rows
-can move from one window to the next by about that much) plus the live metric's. This catches the drops CBPE cannot see (a changed relation between inputs
-and label, a new class) and silences its false alarms where calibration drifted but the labels
-show the goal met. Without labels the plain estimate stands.
+can move from one window to the next by about that much) plus the live metric's. This catches
+the drops CBPE cannot see (a changed relation between inputs and label, a new class) and
+silences its false alarms where calibration drifted but the labels show the goal met. Without
+labels the plain estimate stands.
 """
 
 from __future__ import annotations
@@ -41,8 +42,25 @@ from statistics import NormalDist
 import numpy as np
 from scipy.stats import rankdata
 
-#: Metrics this module can estimate without labels (others are judged from feedback only).
+from occam.metrics import GOAL_METRICS
+
+#: Metrics this module knows how to estimate; a goal is estimated when the registry
+#: (`occam.metrics.GOAL_METRICS`) also calls it estimable. Others are judged from feedback only.
 ESTIMABLE = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def estimable(metric: str) -> bool:
+    """Whether `metric` gets a label-free estimate."""
+    found = GOAL_METRICS.get(metric)
+    return metric in ESTIMABLE and found is not None and found.estimable
+
+
+def decided(proba: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The decided class code of each row: argmax of probability x decision weight, the rule
+    of `occam.metrics.predicted_labels` (None: the most likely class)."""
+    return (proba if weights is None else proba * weights).argmax(axis=1)
+
+
 #: Labels drawn per window to measure sampling noise.
 DRAWS = 64
 
@@ -155,6 +173,7 @@ class WindowEstimate:
 class PerformanceEstimator:
     """CBPE for the goal metrics it can estimate; see the module docstring.
 
+    `decision_weights` (class -> weight, None: all 1) decide the labels as the service does.
     Fitted state: `metrics_` (the estimated goal metrics), `systematic_` (metric -> systematic
     error sd from the labelled chunks), `chunk_rows_`, `chunks_`, `source_` (where the labelled
     chunks came from: "holdout", "reference" or "none").
@@ -169,10 +188,12 @@ class PerformanceEstimator:
         level: float = 0.9,
         draws: int = DRAWS,
         seed: int = 0,
+        decision_weights: dict[str, float] | None = None,
     ) -> None:
         self.classes = classes
         self.positive = positive
         self.metrics = metrics
+        self.decision_weights = decision_weights
         self.level = level
         self.draws = draws
         self.seed = seed
@@ -193,7 +214,11 @@ class PerformanceEstimator:
         columns in class order, `labels` as class names); None: no labelled rows (no
         systematic part). Chunks span `window_rows` rows, fewer when the sample is short (at
         least 4 chunks), and overlap by half."""
-        self.metrics_ = [m for m in self.metrics if m in ESTIMABLE]
+        self.metrics_ = [m for m in self.metrics if estimable(m)]
+        weights = self.decision_weights or {}
+        self.weights_ = (
+            np.asarray([float(weights.get(str(c), 1.0)) for c in self.classes]) if weights else None
+        )
         self.systematic_ = dict.fromkeys(self.metrics_, 0.0)
         self.chunk_rows_, self.chunks_, self.source_ = 0, 0, "none"
         if proba is None or labels is None or not self.metrics_:
@@ -240,7 +265,7 @@ class PerformanceEstimator:
     def _estimate(self, proba: np.ndarray) -> dict[str, Uncertain]:
         """Expected metric and its sampling noise (no systematic part)."""
         k = proba.shape[1]
-        predicted = proba.argmax(axis=1)
+        predicted = decided(proba, self.weights_)
         expected = np.zeros((k, k))
         for p in range(k):  # E[C[t, p]] = sum of proba[:, t] over rows predicted p
             expected[:, p] = proba[predicted == p].sum(axis=0)
@@ -263,7 +288,7 @@ class PerformanceEstimator:
     def _score(self, proba: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Each metric for every row of label codes `labels` (draws x rows)."""
         k = proba.shape[1]
-        predicted = proba.argmax(axis=1)
+        predicted = decided(proba, self.weights_)
         confusions = _confusions(labels, predicted, k)
         out = {}
         for m in self.metrics_:

@@ -12,8 +12,8 @@ of the way from that level to a disjoint distribution (effect size 1):
 
 and the window's weighted drift is the weighted sum of the excesses, in [0, 1]: 0.5 (the default
 extreme level) means "features carrying half of the model's reliance moved all the way to inputs
-never seen in training", or all of it moved half of the way. The damaging features are the drifted ones,
-largest contribution (weight x excess) first.
+never seen in training", or all of it moved half of the way. The damaging features are the
+drifted ones, largest contribution (weight x excess) first.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ NAMED_FEATURES = 5
 
 
 def feature_importance(metadata: Mapping[str, Any]) -> dict[str, float]:
-    """The bundle's feature importances (the one place that reads them; empty when absent)."""
+    """The feature importances of a bundle's metadata (empty when absent); bundles are read
+    through `Bundle.feature_importance`, benchmarks pass metadata they built."""
     raw = metadata.get("feature_importance") or {}
     return {str(name): float(value) for name, value in dict(raw).items()}
 

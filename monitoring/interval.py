@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from monitoring.estimate import Uncertain, auc_classes, confusion_metric, z_score
+from monitoring.estimate import Uncertain, auc_classes, confusion_metric, decided, z_score
 from occam.metrics import score
 
 DRAWS = 100
@@ -72,18 +72,23 @@ def live_intervals(
     level: float,
     draws: int = DRAWS,
     seed: int = 0,
+    decision_weights: dict[str, float] | None = None,
 ) -> dict[str, Uncertain]:
     """Intervals around the live `values` (metric -> value, as `occam.metrics.score` gave them)
-    of the labelled rows (`labels` as class codes, `proba` rows x classes)."""
+    of the labelled rows (`labels` as class codes, `proba` rows x classes); labels are decided
+    with `decision_weights` as the service decides them."""
     k = len(classes)
     pos = list(classes).index(positive) if positive in classes else k - 1
     n = len(labels)
-    predicted = proba.argmax(axis=1)
+    weights = decision_weights or {}
+    predicted = decided(
+        proba, np.asarray([weights.get(str(c), 1.0) for c in classes]) if weights else None
+    )
     rng = np.random.default_rng(seed)
-    weights = rng.poisson(1.0, (draws, n)).astype(float)
+    counts = rng.poisson(1.0, (draws, n)).astype(float)  # each row's count in each draw
     cells = np.zeros((n, k * k))
     cells[np.arange(n), labels * k + predicted] = 1.0
-    confusions = (weights @ cells).reshape(draws, k, k)
+    confusions = (counts @ cells).reshape(draws, k, k)
     out: dict[str, Uncertain] = {}
     for metric, value in values.items():
         if metric == "accuracy":

@@ -86,6 +86,7 @@ def live_quality(
     min_labels: int,
     level: float = 0.9,
     estimator: PerformanceEstimator | None = None,
+    decision_weights: dict[str, float] | None = None,
 ) -> LiveQuality:
     """Score the labelled rows whose true label is a class (feedback naming anything else, such
     as an "unknown" label, is left out). `goals` maps metric name to threshold; `level` is the
@@ -100,7 +101,7 @@ def live_quality(
             # a fact about the traffic, not worth a warning on every check.
             warnings.simplefilter("ignore", UserWarning)
             for metric in goals:
-                value = score(metric, labels, proba, list(classes), positive)
+                value = score(metric, labels, proba, list(classes), positive, decision_weights)
                 if not np.isnan(value):  # e.g. ROC AUC on labels of a single class
                     metrics[metric] = value
     intervals = (

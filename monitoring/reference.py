@@ -19,10 +19,11 @@ import pandas as pd
 
 from monitoring.calibration import calendar_features
 from monitoring.drift import DriftDetector
-from monitoring.estimate import ESTIMABLE, PerformanceEstimator
+from monitoring.estimate import PerformanceEstimator
 from monitoring.importance import feature_importance, weights
 from occam.bundle import Bundle
 from occam.config import MonitoringConfig
+from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class Reference:
     """One watched model. `excluded` are the schema features left out of drift checks (the
     configured ones and calendar features); `created_ts` is the training time (Unix seconds).
     `importance` holds the bundle's feature importances, `weights` the normalised weights of the
-    checked inputs; `estimator` estimates the goal metrics without labels."""
+    checked inputs; `estimator` estimates the goal metrics without labels; `decision_weights`
+    turn probabilities into the answered label (`occam.metrics.predicted_labels`)."""
 
     tag: str
     version: str
@@ -54,6 +56,7 @@ class Reference:
     importance: dict[str, float]
     weights: dict[str, float]
     estimator: PerformanceEstimator
+    decision_weights: dict[str, float] | None = None
 
 
 def created_timestamp(metadata: dict[str, object]) -> float | None:
@@ -74,16 +77,16 @@ def output_frame(predicted: np.ndarray, confidence: np.ndarray) -> pd.DataFrame:
 
 def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> Reference:
     """Load the bundle's reference (and holdout) samples and fit the detectors and estimator."""
-    load_holdout = getattr(bundle, "load_holdout", None)  # bundles from before the holdout
     return reference_from_frames(
         tag=bundle.tag,
         metadata=bundle.metadata,
         schema=bundle.schema,
         classes=bundle.classes,
         raw=bundle.load_reference(),
-        holdout=load_holdout() if load_holdout is not None else None,
+        holdout=bundle.load_holdout(),
         config=config,
         seed=seed,
+        decision_weights=bundle.decision_weights,
     )
 
 
@@ -108,6 +111,7 @@ def reference_from_frames(
     holdout: pd.DataFrame | None,
     config: MonitoringConfig,
     seed: int = 0,
+    decision_weights: dict[str, float] | None = None,
 ) -> Reference:
     """A `Reference` from the reference sample `raw` (inputs in time order, `proba_<class>`,
     optionally `label`), the labelled `holdout` (or None) and the bundle's metadata."""
@@ -134,7 +138,7 @@ def reference_from_frames(
         **options,  # type: ignore[arg-type]
     ).fit(schema.coerce(raw), config.window_rows, config.calibration_chunk_rows, period_rows)
     proba = raw[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    predicted = predicted_labels(proba, classes, decision_weights)  # as the service answers
     confidence = proba.max(axis=1)
     outputs = DriftDetector([CONFIDENCE], [PREDICTED], **options).fit(  # type: ignore[arg-type]
         output_frame(predicted, confidence),
@@ -151,9 +155,10 @@ def reference_from_frames(
     estimator = PerformanceEstimator(
         classes,
         positive,
-        [m for m in goals if m in ESTIMABLE],
+        list(goals),
         level=config.band_level,
         seed=seed,
+        decision_weights=decision_weights,
     )
     labelled, source = labelled_sample(holdout, raw, classes)
     if labelled is None:
@@ -183,4 +188,5 @@ def reference_from_frames(
         importance=importance,
         weights=weights(importance, inputs.names_),
         estimator=estimator,
+        decision_weights=decision_weights,
     )

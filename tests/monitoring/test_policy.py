@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -66,7 +67,7 @@ def test_no_flapping_on_a_metric_oscillating_around_its_goal() -> None:
     # the live balanced accuracy of the demo run, against its goal 0.62
     oscillating = [0.624, 0.646, 0.655, 0.683, 0.570, 0.604, 0.631, 0.598, 0.640, 0.610]
     flags = verdicts([v + 0.08 for v in oscillating], sd=0.02)  # goal 0.7 here
-    changes = sum(a != b for a, b in zip(flags, flags[1:], strict=False))
+    changes = sum(a != b for a, b in itertools.pairwise(flags))
     assert flags[:4] == [False] * 4  # fine while above the goal
     assert flags[4] and all(flags[4:])  # enters once, holds: never 3 clear windows in a row
     assert changes == 1
