@@ -92,7 +92,7 @@ class ScipyTests:
         self.numeric = [f for f in range(n) if f not in set(categorical)]
         self.sorted = np.sort(reference[:, self.numeric], axis=0)
         self.reference = reference
-        self.categories = {f: np.unique(reference[:, f]) for f in self.categorical}
+        self.counts = {f: np.bincount(reference[:, f].astype(np.int64)) for f in self.categorical}
         self.p_value = p_value
         self.correction = correction
 
@@ -116,10 +116,16 @@ class ScipyTests:
             statistics[self.numeric] = gaps
             p_values[self.numeric] = np.clip(kstwo.sf(gaps, effective), 0, 1)
         for f in self.categorical:
-            ref, new = self.reference[:, f], x[:, f]
-            values = np.union1d(self.categories[f], np.unique(new))
-            counts = [(column[:, None] == values).sum(0) for column in (ref, new)]
-            statistics[f], p_values[f], _, _ = chi2_contingency(np.vstack(counts))
+            # category codes are small non-negative integers: count them, keep the categories
+            # seen in the reference or the window (alibi-detect's union of categories)
+            new = np.bincount(x[:, f].astype(np.int64))
+            ref = self.counts[f]
+            size = max(len(ref), len(new))
+            table = np.vstack(
+                [np.pad(ref, (0, size - len(ref))), np.pad(new, (0, size - len(new)))]
+            )
+            table = table[:, table.sum(axis=0) > 0]
+            statistics[f], p_values[f], _, _ = chi2_contingency(table)
         return TestResult(p_values, statistics, self._threshold(p_values))
 
     def _threshold(self, p_values: np.ndarray) -> float:

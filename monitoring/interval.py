@@ -3,8 +3,8 @@
 - accuracy: the Wilson score interval (exact enough from 30 labels, never outside [0, 1]);
 - ROC AUC: DeLong's variance (one-vs-rest per class and the mean of the standard deviations
   with more than two classes, which bounds the macro average's from above);
-- balanced accuracy, precision, recall, F1, average precision: a Poisson bootstrap (each row
-  weighted by a Poisson(1) count, `draws` times, seeded: the same labels give the same interval).
+- balanced accuracy, precision, recall, F1, average precision: a bootstrap (`draws` resamples
+  of the labelled rows, seeded: the same labels give the same interval).
 
 Each interval is an `Uncertain` (the value with its spread) so that the risk policy compares
 live metrics and label-free estimates with a goal in the same way.
@@ -85,10 +85,9 @@ def live_intervals(
         proba, np.asarray([weights.get(str(c), 1.0) for c in classes]) if weights else None
     )
     rng = np.random.default_rng(seed)
-    counts = rng.poisson(1.0, (draws, n)).astype(float)  # each row's count in each draw
-    cells = np.zeros((n, k * k))
-    cells[np.arange(n), labels * k + predicted] = 1.0
-    confusions = (counts @ cells).reshape(draws, k, k)
+    picks = rng.integers(0, n, (draws, n))  # bootstrap resamples of the labelled rows
+    cells = (labels * k + predicted)[picks] + (np.arange(draws) * k * k)[:, None]
+    confusions = np.bincount(cells.ravel(), minlength=draws * k * k).reshape(draws, k, k)
     out: dict[str, Uncertain] = {}
     for metric, value in values.items():
         if metric == "accuracy":
@@ -99,7 +98,7 @@ def live_intervals(
             sds = [_delong_sd(proba[:, c], labels == c) for c in auc_classes(k, pos)]
             sd = float(np.mean(sds))
         elif metric == "average_precision":
-            picks = rng.integers(0, n, (min(draws, 30), n))
+            picks = picks[: min(draws, 30)]
             names = np.asarray(classes)
             sd = float(
                 np.nanstd(
