@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from monitoring.check import CheckResult, every_rows, run_check
+from monitoring.check import CheckResult, describe, every_rows, run_check
 from monitoring.exporter import MonitorCollector, Status
 from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
@@ -95,6 +95,7 @@ class Sidecar:
         )
         self.reference: Reference | None = None
         self.last_check: CheckResult | None = None
+        self.last_counted: CheckResult | None = None
         self.checks = self.check_errors = 0
         self._stop = threading.Event()
         self._bundle_tried = -float("inf")
@@ -123,9 +124,12 @@ class Sidecar:
         except Exception as exc:  # the store or the bundle is broken: keep reading, retry later
             log.warning("cannot load the reference of model %s: %s", version or "(served)", exc)
             return False
-        self.state.adopt_model(reference.version)
+        if reference.version != self.state.model_version:
+            self.state.adopt_model(reference.version)
+            runs = self.state.runs  # a new model starts its risk verdict afresh
+            self.state.runs = replace(runs, risk_enter={}, risk_clear={}, risk_active=())
         self.reference = reference
-        self.last_check = None
+        self.last_check = self.last_counted = None
         self._checked_rows = -1
         log.info(
             "watching model %s (%d reference rows; left out of drift: %s)",
@@ -203,9 +207,20 @@ class Sidecar:
             self.check_errors += 1
             log.exception("check failed")
             return
+        self.apply(result)
+        self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+
+    def apply(self, result: CheckResult) -> None:
+        """Take a check's result: its hysteresis memory, and (when counted) its verdicts."""
+        before = self.state.runs.risk_active
+        self.state.runs = result.runs
         self.last_check = result
         self.checks += 1
-        self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+        if not result.counted:
+            return
+        self.last_counted = result
+        if result.runs.risk_active != before:
+            log.warning("model at risk: %s", describe(result) if result.model_at_risk else "no")
 
     def retain(self) -> None:
         """Apply log retention (`monitoring.log_retention_*`) to the log and the state."""
@@ -274,6 +289,7 @@ class Sidecar:
             notifications_failed=self.notifier.failed,
             reference=self.reference,
             check=self.last_check,
+            counted=self.last_counted,
         )
 
     def collector(self, registry: Any = None) -> MonitorCollector:

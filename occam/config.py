@@ -390,6 +390,50 @@ class MonitoringConfig(_Strict):
     consecutive_windows: int = Field(
         default=2, ge=1, description="Drifting windows in a row before 'model at risk'"
     )
+    drift_backend: Literal["alibi", "scipy"] = Field(
+        default="alibi",
+        description="Per-feature tests: 'alibi' (alibi-detect's TabularDrift, licence BSL 1.1) "
+        "or 'scipy' (the same tests in SciPy; the monitor then never imports alibi-detect)",
+    )
+    band_level: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="Two-sided level of the bands exported around the label-free estimates "
+        "and the live metrics",
+    )
+    risk_enter_confidence: float = Field(
+        default=0.7,
+        gt=0.5,
+        lt=1,
+        description="A goal is likely missed when the estimate or the live metric lies under "
+        "its threshold with at least this probability",
+    )
+    risk_exit_confidence: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="The evidence clears when every goal is missed with at most this probability",
+    )
+    risk_enter_windows: int = Field(
+        default=1, ge=1, description="Counted windows in a row that must enter a risk reason"
+    )
+    risk_exit_windows: int = Field(
+        default=2,
+        ge=1,
+        description="Counted windows in a row whose evidence clears before a risk reason (and "
+        "its retrain recommendation) ends",
+    )
+    weighted_drift_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Importance-weighted drift at which the model is at risk whatever the "
+        "estimates say (the explicit extreme level)",
+    )
+    weighted_drift_exit: float = Field(
+        default=0.3, ge=0, le=1, description="Importance-weighted drift under which it clears"
+    )
     live_min_labels: int = Field(
         default=200, ge=1, description="Labelled rows needed before live metrics are judged"
     )
@@ -497,6 +541,17 @@ class MonitoringConfig(_Strict):
             raise ValueError(
                 f"min_window_rows ({self.min_window_rows}) must not exceed window_rows "
                 f"({self.window_rows})"
+            )
+        if self.risk_exit_confidence >= self.risk_enter_confidence:
+            raise ValueError(
+                f"risk_exit_confidence ({self.risk_exit_confidence}) must be under "
+                f"risk_enter_confidence ({self.risk_enter_confidence}): the exit level lies "
+                "below the enter level"
+            )
+        if self.weighted_drift_exit >= self.weighted_drift_threshold:
+            raise ValueError(
+                f"weighted_drift_exit ({self.weighted_drift_exit}) must be under "
+                f"weighted_drift_threshold ({self.weighted_drift_threshold})"
             )
         return self
 
