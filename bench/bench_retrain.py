@@ -47,8 +47,10 @@ from training.retrain import retrain  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 
-def bench_config(folder: Path, quick: bool) -> OccamConfig:
+def bench_config(folder: Path, quick: bool, original: str | None) -> OccamConfig:
     raw = yaml.safe_load((ROOT / "occam.yaml").read_text())
+    if original is not None:
+        raw["retrain"] = {**raw.get("retrain", {}), "original": original}
     raw["data"]["path"] = str(ROOT / "data" / "flights.csv.gz")
     raw["output"]["reports_dir"] = str(folder / "reports")
     raw["serving"] = {**raw.get("serving", {}), "log_dir": str(folder / "logs")}
@@ -150,11 +152,7 @@ def render(result: dict[str, Any]) -> str:
         f"{result['retrain_set']['gate_period'][1]}).",
         "",
         f"Gate decision: **{'promoted' if result['gate']['passed'] else 'not promoted'}**"
-        + (
-            ""
-            if result["gate"]["passed"]
-            else " (" + "; ".join(result["gate"]["reasons"]) + ")"
-        ),
+        + ("" if result["gate"]["passed"] else " (" + "; ".join(result["gate"]["reasons"]) + ")"),
         "",
         "| goal | threshold | champion (gate rows) | challenger (gate rows) | difference (CI) |",
         "|---|---|---|---|---|",
@@ -195,10 +193,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller forest and search")
     parser.add_argument("--feedback-share", type=float, default=0.3)
     parser.add_argument("--served-until", default="2013-10-01", help="first later-month date")
+    parser.add_argument(
+        "--original",
+        choices=["all", "last_rows", "last_days", "none"],
+        help="retrain.original rule (default: the config's); results get a _<rule> suffix",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="occam-bench-retrain-work-"))
-    config = bench_config(folder, args.quick)
+    config = bench_config(folder, args.quick, args.original)
 
     champion_run = train(config, on_stage=lambda m: print("champion:", m, flush=True))
     champion = champion_run.bundle
@@ -218,7 +221,9 @@ def main() -> None:
     positive = str(champion.metadata["positive_label"])
     evaluation = evaluate_later(config, later, champion, result.train.bundle, positive)
     report = {
-        "command": "python bench/bench_retrain.py" + (" --quick" if args.quick else ""),
+        "command": "python bench/bench_retrain.py"
+        + (" --quick" if args.quick else "")
+        + (f" --original {args.original}" if args.original else ""),
         "mode": "quick" if args.quick else "default",
         "seconds": time.monotonic() - started,
         "champion": champion.tag,
@@ -228,16 +233,22 @@ def main() -> None:
         "served_rows": len(served),
         "feedback": feedback,
         "feedback_share": args.feedback_share,
-        "rule": f"{config.retrain.original} ({config.retrain.original_days} days)",
+        "rule": config.retrain.original
+        + (
+            f" ({config.retrain.original_days:g} days)"
+            if config.retrain.original == "last_days"
+            else ""
+        ),
         "retrain_set": result.summary,
         "gate": result.gate.to_dict(),
         "later_months": f"{cut.date()} .. {later[config.data.time_column].max()[:10]}",
         "later": evaluation,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrain.json").write_text(json.dumps(report, indent=2, default=str))
+    name = "retrain" + (f"_{args.original}" if args.original else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))
     text = render(report)
-    (RESULTS / "retrain.md").write_text(text)
+    (RESULTS / f"{name}.md").write_text(text)
     print(text)
 
 
