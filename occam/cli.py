@@ -188,11 +188,31 @@ def _track(
         console.print(Text(f"MLflow tracking failed (training stands): {outcome.error}"))
 
 
-def record_gate_decision(cfg: OccamConfig, result: Any) -> None:
-    """Call point for the audit log (occam.registry, to come): the champion-vs-challenger
-    decision of `occam retrain` (`result.gate.to_dict()`, `result.promoted`). Today the
-    decision lives in the challenger's bundle metadata (`challenge`), its model card and its
-    MLflow run."""
+def _record_challenge(result: Any) -> None:
+    """The champion-vs-challenger verdict of `occam retrain` into the registry's audit log: a
+    promotion retires the champion, a refusal is recorded with the gate table."""
+    from occam.registry import GateRow, record_decision
+
+    gate = result.gate
+    rows = [
+        GateRow(
+            metric=c.metric,
+            threshold=c.threshold,
+            score=c.challenger,
+            lower=c.difference_low,  # the paired difference's interval, as the registry says
+            upper=c.difference_high,
+            against="champion",
+            against_score=c.champion,
+            passed=c.passed,
+        )
+        for c in gate.comparisons
+    ]
+    reason = "occam retrain: " + (
+        f"challenger beats or ties champion {gate.champion}"
+        if gate.passed
+        else "; ".join(gate.reasons())
+    )
+    record_decision(result.train.bundle.tag, promoted=result.promoted, reason=reason, gate=rows)
 
 
 @app.command()
@@ -208,6 +228,7 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
 
     Exit 0: promoted. Exit 4: not promoted (saved as stage=candidate). Exit 3: bad data, no
     champion, or too few labelled rows. Exit 2: bad config."""
+    from occam.bundle import BundleError
     from training.challenger import TABLE_HEADER, table_rows
     from training.data import DataError
     from training.labels import LabelQualityError
@@ -249,7 +270,10 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
         console.print(Text("not promoted:\n" + "\n".join(f"  - {r}" for r in gate.reasons())))
     console.print(f"bundle {result.train.bundle.tag} (stage={result.train.bundle.stage})")
     console.print(f"model card {result.train.card_path}")
-    record_gate_decision(cfg, result)
+    try:
+        _record_challenge(result)
+    except BundleError as exc:
+        raise _model_error(exc) from None
     rows = EvalRows(result.labels, result.challenger_proba, result.classes, result.positive, "gate")
     _track(
         cfg,
@@ -526,6 +550,7 @@ def promote(
     except BundleError as exc:
         raise _model_error(exc) from None
     console.print(Text(f"promoted {record.to_tag} (was {record.from_tag or 'none'})"))
+    _mirror_champion(cfg, record.to_tag)
 
 
 @app.command()
@@ -547,6 +572,19 @@ def rollback(
     except BundleError as exc:
         raise _model_error(exc) from None
     console.print(Text(f"rolled back from {record.from_tag} to {record.to_tag}"))
+    _mirror_champion(cfg, record.to_tag)
+
+
+def _mirror_champion(cfg: OccamConfig, tag: str | None) -> None:
+    """Keep MLflow's `champion` alias on the bundle the BentoML label now names (the label is
+    the source of truth; a tracking failure is reported, never fatal)."""
+    if tag is None or not cfg.tracking.enabled:
+        return
+    from training.tracking import mirror_alias
+
+    outcome = mirror_alias(cfg, tag, "champion")
+    if not outcome.ok:
+        console.print(Text(f"MLflow alias not moved (the registry change stands): {outcome.error}"))
 
 
 @app.command()
