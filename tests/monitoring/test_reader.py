@@ -161,3 +161,13 @@ def test_a_replaced_or_rewritten_segment_is_read_as_the_new_file_it_is(tmp_path:
     rewritten = read_new(tmp_path, replaced.segments)
     assert [r["id"] for r in rewritten.predictions] == ["d", "e"]
     assert rewritten.events == {"rewritten": 1}
+
+
+def test_the_byte_budget_spans_files(tmp_path: Path) -> None:
+    line = len(dumps(prediction("a")))
+    append(tmp_path, [prediction("a"), prediction("b")], worker=0)
+    append(tmp_path, [prediction("c"), prediction("d")], worker=1)
+    first = read_new(tmp_path, {}, max_bytes=3 * line)
+    assert [r["id"] for r in first.predictions] == ["a", "b", "c"] and first.more
+    rest = read_new(tmp_path, first.segments, max_bytes=3 * line)
+    assert [r["id"] for r in rest.predictions] == ["d"] and not rest.more
