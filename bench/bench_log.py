@@ -321,6 +321,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Cost per request in-process (µs): CPU (all threads) / wall time in `submit`",
         "",
+        f"Measured by `{report.get('inprocess_command', report['command'])}`.",
+        "",
         "| durability | 1 record | 100 records |",
         "|---|---|---|",
     ]
