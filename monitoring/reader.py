@@ -283,7 +283,6 @@ def read_new(
     budget = max_bytes
     files = segment_files(folder)
     present = {name for name, _, _ in files}
-    inodes = {inode for _, _, inode in files}
     gone = {m.inode: name for name, m in marks.items() if name not in present}
     for name, size, inode in files:
         mark = _identify(folder, name, size, inode, marks, gone, batch)
@@ -308,10 +307,8 @@ def read_new(
             head_sha = hashlib.sha256(head[:head_len]).hexdigest()
         batch.segments[name] = SegmentMark(inode, offset, size, head_len, head_sha)
         batch.unread_bytes += size - offset
-    for name in gone.values():
+    for name in gone.values():  # renamed ones were taken out by `_identify`
         mark = marks[name]
-        if mark.inode in inodes and name not in present:
-            continue  # renamed: carried on under its new name
         unread = mark.size - mark.offset
         batch.event("deleted_unread" if unread > 0 else "deleted")
         if unread > 0:

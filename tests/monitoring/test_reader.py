@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from monitoring.reader import SegmentMark, read_new, segment_files
@@ -171,3 +172,17 @@ def test_the_byte_budget_spans_files(tmp_path: Path) -> None:
     assert [r["id"] for r in first.predictions] == ["a", "b", "c"] and first.more
     rest = read_new(tmp_path, first.segments, max_bytes=3 * line)
     assert [r["id"] for r in rest.predictions] == ["d"] and not rest.more
+
+
+def test_a_new_segment_on_a_recycled_inode_is_new_and_the_old_one_deleted(
+    tmp_path: Path,
+) -> None:
+    old = append(tmp_path, [prediction("a")], segment=0)
+    marks = read_new(tmp_path, {}).segments
+    old.unlink()
+    new = append(tmp_path, [prediction("b")], segment=1)
+    # the file system gave the new file the deleted one's inode (ext4 and tmpfs do)
+    marks = {old.name: replace(marks[old.name], inode=new.stat().st_ino)}
+    batch = read_new(tmp_path, marks)
+    assert [r["id"] for r in batch.predictions] == ["b"]
+    assert batch.events == {"deleted": 1}
