@@ -72,20 +72,18 @@ def test_cut_and_deleted_segments_are_counted_never_read_twice(
         assert metrics['occam_log_segment_events_total{event="deleted"}'] == 1
         assert metrics["occam_log_lost_bytes_total"] == 0  # what vanished had been read
 
-        process.send_signal(signal.SIGSTOP)  # the monitor falls behind ...
         unread = append(logs, batch("d", 200), worker=1, pid=11, segment=0)
-        process.send_signal(signal.SIGCONT)
         wait_for(url, READ, 4700)
-        process.send_signal(signal.SIGKILL)  # ... and is killed; meanwhile a segment goes
+        process.send_signal(signal.SIGKILL)  # killed: restarts from its last checkpoint
         process.wait(10)
         partial = dumps(prediction("e0", ts=time.time()))
         append(logs, [*batch("e", 10), partial[:50]], worker=1, pid=11, segment=1)
         process, url = start(config, empty_store)
-        wait_for(url, READ, 4710)
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        unread.unlink()
-        (logs / unread.name.replace("000000", "000001")).unlink()  # 50 bytes never readable
+        wait_for(url, READ, 4710)  # the 50-byte partial line stays unread
+        process.send_signal(signal.SIGTERM)  # stopped (its checkpoint knows those 50 bytes) ...
+        assert process.wait(30) == 0
+        unread.unlink()  # ... while both segments of that writer are deleted
+        (logs / unread.name.replace("000000", "000001")).unlink()
         process, url = start(config, empty_store)
         metrics = wait_for(url, 'occam_log_segment_events_total{event="deleted_unread"}', 1)
         assert metrics["occam_log_lost_bytes_total"] == 50
