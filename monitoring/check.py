@@ -96,7 +96,14 @@ def run_check(
     runs.data_drift = advance(runs.data_drift, data_drift, counted)
     runs.prediction_drift = advance(runs.prediction_drift, prediction_drift, counted)
     has_verdict = data_drift is not None
-    live = live_quality(state.join, ref.classes, ref.positive, ref.goals, config.live_min_labels)
+    live = live_quality(
+        state.join,
+        ref.classes,
+        ref.positive,
+        ref.goals,
+        config.live_min_labels,
+        ref.decision_weights,
+    )
     age = None if ref.created_ts is None else max(now - ref.created_ts, 0.0)
     recommendation = recommend(
         data_drift_run=runs.data_drift if has_verdict else None,

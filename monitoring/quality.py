@@ -9,7 +9,7 @@ function the training gate used, against the same goal thresholds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +77,7 @@ def live_quality(
     positive: str,
     goals: dict[str, float],
     min_labels: int,
+    weights: Mapping[str, float] | None = None,
 ) -> LiveQuality:
     """Score the labelled rows whose true label is a class (feedback naming anything else, such
     as an "unknown" label, is left out). `goals` maps metric name to threshold."""
@@ -90,7 +91,7 @@ def live_quality(
             # a fact about the traffic, not worth a warning on every check.
             warnings.simplefilter("ignore", UserWarning)
             for metric in goals:
-                value = score(metric, labels, proba, list(classes), positive)
+                value = score(metric, labels, proba, list(classes), positive, weights)
                 if not np.isnan(value):  # e.g. ROC AUC on labels of a single class
                     metrics[metric] = value
     return LiveQuality(

@@ -17,6 +17,7 @@ from monitoring.calibration import calendar_features
 from monitoring.drift import DriftDetector
 from occam.bundle import Bundle
 from occam.config import MonitoringConfig
+from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Reference:
     class_ratio: dict[str, float]
     confidence_mean: float
     rows: int
+    #: The bundle's decision weights: labels are `occam.metrics.predicted_labels` with them.
+    decision_weights: dict[str, float] | None = None
 
 
 def created_timestamp(metadata: dict[str, object]) -> float | None:
@@ -87,7 +90,8 @@ def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> 
         **options,  # type: ignore[arg-type]
     ).fit(schema.coerce(raw), config.window_rows, config.calibration_chunk_rows, period_rows)
     proba = raw[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    # the service answers the label the decision weights choose; the reference must say the same
+    predicted = predicted_labels(proba, classes, bundle.decision_weights)
     confidence = proba.max(axis=1)
     outputs = DriftDetector([CONFIDENCE], [PREDICTED], **options).fit(  # type: ignore[arg-type]
         output_frame(predicted, confidence),
@@ -109,4 +113,5 @@ def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> 
         class_ratio={c: float(np.mean(predicted == c)) for c in classes},
         confidence_mean=float(confidence.mean()),
         rows=len(raw),
+        decision_weights=bundle.decision_weights,
     )
