@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from occam.config import ConfigError, parse_config
-from occam.metrics import GOAL_METRICS, GoalMetric, get_metric, metric_names, score
+from occam.metrics import (
+    GOAL_METRICS,
+    GoalMetric,
+    get_metric,
+    metric_names,
+    predicted_labels,
+    score,
+)
+from training.calibration import decision_weights
 
 MINIMAL = {
     "project": "p",
@@ -61,3 +69,26 @@ def test_config_validates_goals_and_scoring_against_the_registry() -> None:
         parse_config({**MINIMAL, "search": {"scoring": "logloss"}})
     ok = parse_config({**MINIMAL, "search": {"scoring": "f1"}})
     assert ok.scoring == "f1" and ok.goals[0].metric == "roc_auc"
+
+
+def test_decision_weights_choose_the_label_and_every_label_metric_follows() -> None:
+    proba = np.array([[0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    classes = ["late", "on_time"]
+    assert predicted_labels(proba, classes).tolist() == ["on_time", "late", "on_time"]
+    weights = {"late": 2.5, "on_time": 0.625}  # 'balanced' for 20% late
+    assert predicted_labels(proba, classes, weights).tolist() == ["late", "late", "on_time"]
+    y = np.array(["late", "late", "on_time"])
+    assert score("accuracy", y, proba, classes, "late") == pytest.approx(2 / 3)
+    assert score("accuracy", y, proba, classes, "late", weights) == 1.0
+    # ranking metrics do not depend on the decision
+    assert score("roc_auc", y, proba, classes, "late", weights) == score(
+        "roc_auc", y, proba, classes, "late"
+    )
+
+
+def test_balanced_class_weight_gives_inverse_class_shares() -> None:
+    y = np.array(["late"] * 20 + ["on_time"] * 80)
+    weights = decision_weights("balanced_subsample", y, ["late", "on_time"])
+    assert weights == pytest.approx({"late": 2.5, "on_time": 0.625})
+    assert decision_weights(None, y, ["late", "on_time"]) is None
+    assert decision_weights({"late": 3}, y, ["late", "on_time"]) == {"late": 3.0}
