@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from occam.loopback import (
     Samples,
     alert_name,
     by_label,
+    firing_alerts,
     http_json,
     issue_api_key,
     occam_command,
@@ -65,8 +66,11 @@ CHECK_INTERVAL_SECONDS = 1.0
 #: Features drawn in the timeline's drift panel.
 TOP_FEATURES = 4
 API_KEY_SCOPES = "predict,feedback,admin"
-#: The truth at the end is judged on this many last windows pooled.
+#: The truth at the end is judged on this many last windows pooled, and a goal counts as missed
+#: when the true metric is more than WARRANT_MARGIN under it (the 2-point band within which a
+#: window counts as harmless in bench/bench_detection.py's terms).
 WARRANT_WINDOWS = 3
+WARRANT_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class DemoResult:
     """What a demo run ended with (returned to tests; the CLI turns it into an exit code).
 
     `firing` are the alerts firing in Prometheus at the end (per-feature ones as
-    `OccamFeatureDrift[temp]`), read once no alert was pending any more; `warranted` lists the
+    `OccamFeatureDrift[temp]`), read once no alert was pending any more; `fired` every span
+    during which an alert fired (Prometheus' ALERTS series); `warranted` lists the
     goals the model truly missed over the last windows (see `_warranted`), so a run where it is
     not empty should end with OccamModelAtRisk firing; `timeline` is the page written."""
 
@@ -83,6 +88,7 @@ class DemoResult:
     firing: list[str]
     warranted: list[str]
     timeline: Path | None
+    fired: list[AlertSpan] = field(default_factory=list)
 
 
 def run_demo(
@@ -127,10 +133,11 @@ def run_demo(
         )
         firing = _settle_alerts(stack, say)
         warranted = _warranted(stats, config, bundle) if windows else []
-        _tell_why(stack, windows, goals, firing, warranted, say)
+        spans = _alert_spans(stack)
+        _tell_why(stack, windows, goals, firing, warranted, spans, say)
         path = None
         if windows:
-            timeline = _timeline(stack, config, bundle, windows)
+            timeline = _timeline(stack, config, bundle, windows, spans)
             path = write_timeline(timeline, config.output.reports_dir / "timeline.html")
             say(f"timeline: {path}")
         say(f"sent {stats.rows} rows in {stats.requests} requests, {stats.feedback} labels")
@@ -138,7 +145,7 @@ def run_demo(
             say("still running: Ctrl+C stops the service, the monitor and Prometheus")
             while all(p.poll() is None for p in processes.children.values()):
                 time.sleep(1)
-        return DemoResult(0, windows, firing, warranted, path)
+        return DemoResult(0, windows, firing, warranted, path, spans)
     finally:
         processes.stop_all()
 
@@ -313,7 +320,8 @@ def _replay_windows(
             samples = _wait_counted(stack, stats)
             point = _window_point(len(windows), title, chunk, stats, begin, samples, config, bundle)
             windows.append(point)
-            say(_window_line(point, config))
+            firing = firing_alerts(stack.prometheus) if stack.prometheus else []
+            say(_window_line(point, config, firing))
     return windows, stats
 
 
@@ -404,9 +412,9 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _window_line(point: WindowPoint, config: OccamConfig) -> str:
+def _window_line(point: WindowPoint, config: OccamConfig, firing: list[str]) -> str:
     """One line per window: the first goal's truth, estimate and live metric, the drifted
-    features, and the verdict."""
+    features, the verdict, and the alerts firing in Prometheus at that moment."""
     goal = config.goals[0]
     metric = goal.metric
     parts = [f"  window {point.index + 1:>3} {(point.first_time or '')[:10]:>10}"]
@@ -421,6 +429,8 @@ def _window_line(point: WindowPoint, config: OccamConfig) -> str:
     if point.at_risk and point.reasons:
         verdict += f" ({', '.join(point.reasons)})"
     parts.append(verdict)
+    if firing:
+        parts.append(f"firing: {', '.join(firing)}")
     return " | ".join(parts)
 
 
@@ -479,14 +489,15 @@ def _rules_evaluated_since(prometheus: str, since: float) -> bool:
 
 
 def _warranted(stats: ReplayStats, config: OccamConfig, bundle: Bundle) -> list[str]:
-    """The goals the model truly missed at the end, as "metric true < goal": each goal metric
-    on the rows of the last WARRANT_WINDOWS windows pooled (one window alone is noisy)."""
+    """The goals the model truly missed at the end by more than WARRANT_MARGIN, as "metric true
+    < goal": each goal metric on the rows of the last WARRANT_WINDOWS windows pooled (one window
+    alone is noisy; a miss by less than the margin is within that noise and warrants nothing)."""
     rows = WARRANT_WINDOWS * (config.monitoring.check_every_rows or config.monitoring.window_rows)
     truth = true_metrics(stats, max(stats.rows - rows, 0), config, bundle)
     return [
         f"{g.metric} {truth[g.metric]:.3f} < {g.threshold:.2f}"
         for g in config.goals
-        if g.metric in truth and truth[g.metric] < g.threshold
+        if g.metric in truth and truth[g.metric] < g.threshold - WARRANT_MARGIN
     ]
 
 
@@ -496,6 +507,7 @@ def _tell_why(
     goals: dict[str, float],
     firing: list[str],
     warranted: list[str],
+    spans: list[AlertSpan],
     say: Callable[[str], None],
 ) -> None:
     """The closing story: what the truth says, what Prometheus fires, and the monitor's reasons
@@ -507,8 +519,16 @@ def _tell_why(
             + "; ".join(warranted)
         )
     elif windows:
-        say(f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal")
-    say(f"alerts firing in Prometheus: {', '.join(firing) or 'none'}")
+        say(
+            f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal "
+            f"(or missed it by less than {WARRANT_MARGIN})"
+        )
+    fired = [
+        f"{s.name} (windows {_window_of(windows, s.start)}-{_window_of(windows, s.end)})"
+        for s in sorted(spans, key=lambda s: s.start)
+    ]
+    say(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
+    say(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
     risk_firing = "OccamModelAtRisk" in firing
     if warranted and not risk_firing:
         say("MISSED: the goal was missed but OccamModelAtRisk is not firing")
@@ -516,6 +536,12 @@ def _tell_why(
         say("FALSE ALARM: OccamModelAtRisk fires although the model met every goal lately")
     for line in explain(samples, goals):
         say(f"  why: {line}")
+
+
+def _window_of(windows: list[WindowPoint], t: float) -> str:
+    """The window (1-based) whose verdict was the first read at or after Unix time `t`."""
+    later = [w.index + 1 for w in windows if w.wall_time >= t]
+    return str(later[0]) if later else "end"
 
 
 def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
@@ -576,7 +602,11 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
 
 
 def _timeline(
-    stack: _Stack, config: OccamConfig, bundle: Bundle, windows: list[WindowPoint]
+    stack: _Stack,
+    config: OccamConfig,
+    bundle: Bundle,
+    windows: list[WindowPoint],
+    spans: list[AlertSpan],
 ) -> Timeline:
     samples = scrape(stack.monitor)
     importance = by_label(samples, "occam_feature_importance", "feature") or {
@@ -592,13 +622,13 @@ def _timeline(
         title=f"{config.project}: model {bundle.tag}, replayed window by window",
         goals={g.metric: g.threshold for g in config.goals},
         windows=windows,
-        alerts=_alert_spans(stack, windows),
+        alerts=spans,
         top_features=top,
         weighted_drift_threshold=sample(samples, "occam_weighted_drift_threshold"),
     )
 
 
-def _alert_spans(stack: _Stack, windows: list[WindowPoint]) -> list[AlertSpan]:
+def _alert_spans(stack: _Stack) -> list[AlertSpan]:
     """When each alert fired, from Prometheus' ALERTS series (per-feature ones by feature)."""
     if stack.prometheus is None:
         return []

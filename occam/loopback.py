@@ -262,9 +262,11 @@ def prometheus_alerts(prometheus_url: str) -> list[dict[str, Any]]:
 
 
 def alert_name(alert: dict[str, Any]) -> str:
-    """An alert's name, with its feature for per-feature alerts: `OccamFeatureDrift[temp]`."""
+    """An alert's name, with its feature or goal metric for per-feature and per-metric alerts:
+    `OccamFeatureDrift[temp]`, `OccamLiveMetricBelowGoal[roc_auc]`."""
     labels = alert["labels"]
-    return labels["alertname"] + (f"[{labels['feature']}]" if "feature" in labels else "")
+    detail = labels.get("feature") or labels.get("metric")
+    return labels["alertname"] + (f"[{detail}]" if detail else "")
 
 
 def firing_alerts(prometheus_url: str) -> list[str]:

@@ -185,10 +185,24 @@ def _metric_panel(timeline: Timeline, metric: str, goal: float, scale: _XScale) 
         f'<line data-kind="goal-line" x1="{LEFT}" x2="{LEFT + PLOT}" y1="{y(goal):.1f}" '
         f'y2="{y(goal):.1f}" stroke="{GOAL}" stroke-width="2" stroke-dasharray="8 4"/>'
     )
+    has_estimate = any(metric in w.estimate for w in windows)
+    live_bands = [w.live[metric] for w in windows if metric in w.live]
     legend = [
         ("line", TRUTH, "true (from labels)", "filled: under the goal"),
-        ("band", ESTIMATE, "estimate, no labels", "line and band"),
-        ("bar", LIVE, "live, from feedback", "square and interval"),
+        (
+            "band",
+            ESTIMATE,
+            "estimate, no labels",
+            "line and band" if has_estimate else "none exported",
+        ),
+        (
+            "bar",
+            LIVE,
+            "live, from feedback",
+            ("square and interval" if any(b.lower is not None for b in live_bands) else "square")
+            if live_bands
+            else "no live metric yet",
+        ),
         ("dash", GOAL, f"goal {goal:.2f}", ""),
     ]
     parts.append(_legend(legend, top + 4))
@@ -206,7 +220,13 @@ def _drift_panel(timeline: Timeline, scale: _XScale) -> str:
     high = max(2.0, math.ceil(max(values) * 2) / 2)
     height, top = 240, 30
     y = _YScale(0.0, high, top, top + 180)
-    parts = [_frame("drift / alarm level (above 1: drifted)", y, height, scale, windows, 4)]
+    ranked_by = (
+        "most important features"
+        if any(i is not None for _, i in features)
+        else "features that moved most (no importance exported)"
+    )
+    title = f"drift / alarm level of the {ranked_by} (above 1: drifted)"
+    parts = [_frame(title, y, height, scale, windows, 4)]
     parts.append(_risk_shading(windows, scale, y))
     parts.append(
         f'<line data-kind="drift-level" x1="{LEFT}" x2="{LEFT + PLOT}" y1="{y(1):.1f}" '
@@ -245,6 +265,11 @@ def _alert_panel(timeline: Timeline, scale: _XScale) -> str:
         "firing in Prometheus</text>"
     ]
     parts.append(f'<text x="{LEFT + PLOT + 8}" y="{top + 14}">model at risk (verdict)</text>')
+    if not _risk_runs(windows):
+        parts.append(
+            f'<text class="small" x="{LEFT + 4}" y="{top + 14}">not at risk in any '
+            "judged window</text>"
+        )
     for first, last in _risk_runs(windows):
         parts.append(
             f'<rect data-kind="verdict" x="{scale.x(first - 0.5):.1f}" y="{top + 3}" '
