@@ -573,10 +573,14 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
     thresholds = by_label(samples, "occam_feature_drift_threshold", "feature")
     effects = by_label(samples, "occam_feature_drift_effect_size", "feature")
     ratios = {f: effects[f] / t for f, t in thresholds.items() if f in effects and t > 0}
-    top = sorted(ratios, key=lambda f: (importance.get(f, 0.0) * ratios[f], ratios[f]))[::-1][:3]
+    # the monitor's own share of the weighted drift when exported, else importance x drift
+    share = by_label(samples, "occam_weighted_drift_contribution", "feature")
+    weight = share or {f: importance.get(f, 0.0) * r for f, r in ratios.items()}
+    top = sorted(ratios, key=lambda f: (weight.get(f, 0.0), ratios[f]), reverse=True)[:3]
     drift = ", ".join(
         f"{f} {ratios[f]:.1f}x its alarm level"
         + (f" (importance {importance[f]:.3f})" if f in importance else "")
+        + (f" ({share[f]:.0%} of the weighted drift)" if f in share else "")
         for f in top
     )
     if weighted is not None and level is not None:
