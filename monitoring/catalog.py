@@ -15,6 +15,14 @@ COUNTERS: dict[str, str] = {
     "occam_check_errors": "Checks that failed; the previous results stay exported",
     "occam_retrain_notifications": "Retrain notifications (command/webhook calls), by outcome",
     "occam_exporter_errors": "Scrapes that could not build the full metric set",
+    # the log's accounting (docs/metrics.md, "Every record accounted for")
+    "occam_feedback_duplicates": "Feedback for a prediction already labelled (the first wins)",
+    "occam_log_lost_bytes": "Log bytes seen but gone before they were read (cut, deleted)",
+    "occam_log_lost_records": "Log records deleted unread by retention (counted before)",
+    "occam_log_segment_events": "Log segments truncated, rewritten, replaced, renamed or deleted",
+    "occam_log_retention_deleted_segments": "Log segments deleted by retention",
+    "occam_log_retention_deleted_bytes": "Bytes of log segments deleted by retention",
+    "occam_state_expired_rows": "Window and feedback rows the monitor forgot for their age",
 }
 
 GAUGES: dict[str, str] = {
@@ -28,6 +36,12 @@ GAUGES: dict[str, str] = {
     "occam_max_model_age_seconds": "Model age at which retraining is recommended",
     "occam_unread_log_bytes": "Bytes of the prediction log not read yet (partial lines included)",
     "occam_last_record_timestamp_seconds": "The ts field of the last record read (Unix time)",
+    "occam_log_bytes": "Bytes in the log's segment files at the last read",
+    "occam_log_segments": "Segment files in the log folder at the last read",
+    "occam_log_retention_bytes": "Configured log size limit (absent: none)",
+    "occam_log_retention_seconds": "Configured log age limit (absent: none)",
+    "occam_feedback_label_shift": "TVD between recent feedback labels and their predicted mix",
+    "occam_feedback_label_shift_threshold": "Alarm level on occam_feedback_label_shift",
     # the watched model and its reference
     "occam_model_info": "The watched model, by version (value always 1)",
     "occam_model_created_timestamp_seconds": "When the watched model was trained (Unix time)",

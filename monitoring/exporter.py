@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from monitoring.catalog import COUNTERS, GAUGES
 from monitoring.check import CheckResult
 from monitoring.reference import PREDICTED, Reference
+from monitoring.state import LogAccount
 from occam.config import MonitoringConfig
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ class Status:
     notifications_failed: int
     reference: Reference | None
     check: CheckResult | None
+    feedback_duplicates: int = 0
+    feedback_label_shift: float | None = None
+    account: LogAccount | None = None
+    log_bytes: int = 0
+    log_segments: int = 0
 
 
 class _Families:
@@ -91,6 +97,31 @@ def _counters(out: _Families, s: Status, exporter_errors: int) -> None:
     out.counter("occam_retrain_notifications", s.notifications_sent, outcome="sent")
     out.counter("occam_retrain_notifications", s.notifications_failed, outcome="failed")
     out.counter("occam_exporter_errors", exporter_errors)
+    _log_counters(out, s)
+
+
+def _log_counters(out: _Families, s: Status) -> None:
+    """The log's own accounting: feedback duplicates, losses, segment events, retention."""
+    out.counter("occam_feedback_duplicates", s.feedback_duplicates)
+    a = s.account or LogAccount()
+    out.counter("occam_log_lost_bytes", a.lost_bytes)
+    out.counter("occam_log_lost_records", a.lost_records)
+    for event, count in sorted(a.events.items()):
+        out.counter("occam_log_segment_events", count, event=event)
+    out.counter("occam_log_retention_deleted_segments", a.retained_segments)
+    out.counter("occam_log_retention_deleted_bytes", a.retained_bytes)
+    out.counter("occam_state_expired_rows", a.expired_rows)
+
+
+def _log_gauges(out: _Families, s: Status) -> None:
+    c = s.config
+    out.gauge("occam_log_bytes", s.log_bytes)
+    out.gauge("occam_log_segments", s.log_segments)
+    out.gauge("occam_log_retention_bytes", c.log_retention_bytes)
+    hours = c.log_retention_hours
+    out.gauge("occam_log_retention_seconds", None if hours is None else hours * 3600)
+    out.gauge("occam_feedback_label_shift", s.feedback_label_shift)
+    out.gauge("occam_feedback_label_shift_threshold", c.feedback_shift_threshold)
 
 
 def _settings(out: _Families, s: Status) -> None:
@@ -104,6 +135,7 @@ def _settings(out: _Families, s: Status) -> None:
     out.gauge("occam_max_model_age_seconds", c.max_model_age_days * 86400)
     out.gauge("occam_unread_log_bytes", s.unread_bytes)
     out.gauge("occam_last_record_timestamp_seconds", s.last_record_ts)
+    _log_gauges(out, s)
 
 
 def _model(out: _Families, ref: Reference, now: float) -> None:

@@ -1,9 +1,15 @@
-"""Reading the prediction log (`occam.records`): every segment file, by name and byte offset.
+"""Reading the prediction log (`occam.records`): every segment file, by identity and byte offset.
 
-The reader itself keeps no state: `read_new` takes the offsets reached so far and returns the
-new complete records with the offsets after them. The caller applies the records to its state
-and only then saves state and offsets together (see `monitoring.state`), so a crash between
-the two re-reads the same lines instead of losing or double-counting them.
+The reader itself keeps no state: `read_new` takes the `SegmentMark`s reached so far (per file
+name: inode, first-bytes checksum, offset, size seen) and returns the new complete records with
+the marks after them. The caller applies the records to its state and only then saves state and
+marks together (see `monitoring.state`), so a crash between the two re-reads the same lines
+instead of losing or double-counting them.
+
+A segment is known by its inode and the checksum of its first line, not only by its name: a
+segment cut below the read offset is read on from its new end (never again from the start), a
+segment deleted or cut before it was read is counted (`Batch.lost_bytes`, `Batch.events`), a
+renamed segment carries on where it was, a replaced one is read as the new file it is.
 
 A line counts once it ends with ``\\n``; a partial last line (a writer mid-write, or one that
 died mid-write) is left unread until it is completed. Lines that are not a valid record are
@@ -19,8 +25,10 @@ hundreds of thousands of fresh dicts pile up would halve the rate.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,24 +49,35 @@ DEFAULT_MAX_BYTES = 16_000_000
 class Batch:
     """New records from one `read_new` call, in file order (files sorted by worker, pid, segment).
 
-    `offsets` maps every segment file present to the byte offset after its last complete line
-    read; `unread_bytes` is what is left in the files after this batch (partial lines included),
-    `more` whether the byte budget stopped the read before the end of some file.
+    `segments` maps every segment file present to its mark after this batch; `lines` counts the
+    complete lines read per file; `unread_bytes` is what is left in the files after this batch
+    (partial lines included), `more` whether the byte budget stopped the read before the end of
+    some file. `events` counts what happened to segments (see `SEGMENT_EVENTS`) and
+    `lost_bytes` the bytes seen in a segment but gone before they were read.
     """
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     malformed: int = 0
-    offsets: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, SegmentMark] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     unread_bytes: int = 0
     more: bool = False
+    events: Counter[str] = field(default_factory=Counter)
+    lost_bytes: int = 0
 
     @property
     def records(self) -> int:
         """Valid records in the batch (all kinds)."""
         return len(self.predictions) + len(self.feedback) + len(self.rejected)
+
+    def event(self, name: str) -> None:
+        self.events[name] += 1
+
+    def lost(self, count: int) -> None:
+        self.lost_bytes += max(count, 0)
 
 
 def _valid(raw: Any) -> str | None:
@@ -136,9 +155,47 @@ def _parse_lines(data: bytes, batch: Batch) -> None:
     batch.malformed += malformed
 
 
-def segment_files(folder: Path) -> list[tuple[str, int]]:
-    """(name, size in bytes) of the log segments in `folder`, in (worker, pid, segment) order."""
-    found: list[tuple[tuple[int, int, int], str, int]] = []
+@dataclass(frozen=True)
+class SegmentMark:
+    """How far one segment file has been read, and which file it is.
+
+    `inode` and `head_sha` (SHA-256 hex of its first `head_len` bytes: the first line, at most
+    `HEAD_BYTES`) identify the file apart from its name; `offset` is the byte after the last
+    complete line read, `size` the file size when it was last looked at (what was known to
+    exist, for counting what disappears unread).
+    """
+
+    inode: int
+    offset: int
+    size: int
+    head_len: int = 0
+    head_sha: str = ""
+
+    def to_list(self) -> list[int | str]:
+        return [self.inode, self.offset, self.size, self.head_len, self.head_sha]
+
+    @classmethod
+    def from_list(cls, raw: Any) -> SegmentMark:
+        """The inverse of `to_list`; raises ValueError for anything else."""
+        if not isinstance(raw, list) or len(raw) != 5:
+            raise ValueError(f"a segment mark is a list of 5 values, got {raw!r:.80}")
+        inode, offset, size, head_len, head_sha = raw
+        numbers = (inode, offset, size, head_len)
+        if not all(type(v) is int and v >= 0 for v in numbers) or type(head_sha) is not str:
+            raise ValueError(f"bad segment mark {raw!r:.80}")
+        return cls(inode, offset, size, head_len, head_sha)
+
+
+#: Bytes of a segment's beginning (its first line, at most this) that identify it.
+HEAD_BYTES = 4096
+#: Segment events counted by `read_new` (exported as occam_log_segment_events_total{event}).
+SEGMENT_EVENTS = ("truncated", "rewritten", "replaced", "renamed", "deleted", "deleted_unread")
+
+
+def segment_files(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size in bytes, inode) of the log segments in `folder`, in (worker, pid, segment)
+    order."""
+    found: list[tuple[tuple[int, int, int], str, int, int]] = []
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
@@ -148,33 +205,98 @@ def segment_files(folder: Path) -> list[tuple[str, int]]:
         if key is None:
             continue
         try:
-            size = entry.stat().st_size
+            stat = entry.stat()
         except FileNotFoundError:  # deleted between listing and stat
             continue
-        found.append((key, entry.name, size))
+        found.append((key, entry.name, stat.st_size, stat.st_ino))
     found.sort()
-    return [(name, size) for _, name, size in found]
+    return [(name, size, inode) for _, name, size, inode in found]
 
 
-def read_new(folder: Path, offsets: dict[str, int], max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
-    """Read complete lines past `offsets` from every segment in `folder`, up to `max_bytes`.
+def _head(path: Path, length: int) -> str | None:
+    """SHA-256 hex of the first `length` bytes of `path`; None when it is shorter or gone."""
+    data = _read(path, 0, length)
+    return hashlib.sha256(data).hexdigest() if len(data) == length else None
 
-    Files that disappeared drop out of the returned offsets; a file smaller than its offset
-    is a new file under a reused name (segments are never rewritten) and is read from the start.
+
+def _identify(
+    folder: Path,
+    name: str,
+    size: int,
+    inode: int,
+    marks: dict[str, SegmentMark],
+    gone: dict[int, str],
+    batch: Batch,
+) -> SegmentMark | None:
+    """The mark to continue `name` from (None: read it from the start), counting events.
+
+    Same name and inode with the same first bytes: the same file. A smaller size than the read
+    offset is a truncation: reading goes on from the new end (the bytes below it were read
+    already; the unread bytes that were seen are counted lost), never from the start. A known
+    name with another inode was replaced; a known inode whose name vanished was renamed; the
+    same inode with other first bytes was rewritten.
+    """
+    mark = marks.get(name)
+    if mark is not None and mark.inode != inode:
+        batch.event("replaced")
+        gone[mark.inode] = name  # the old file: counted below if its bytes were unread
+        mark = None
+    if mark is None:
+        old = gone.get(inode)
+        if old is not None and old != name and old in marks:
+            mark = marks[old]
+            if mark.head_len and _head(folder / name, mark.head_len) != mark.head_sha:
+                return None  # a new file on a recycled inode
+            del gone[inode]
+            batch.event("renamed")
+        else:
+            return None
+    if size < mark.offset:
+        batch.event("truncated")
+        batch.lost(mark.size - mark.offset)
+        log.warning(
+            "log segment %s was cut to %d bytes below its read offset %d; reading on from its "
+            "new end (nothing is read twice)",
+            name,
+            size,
+            mark.offset,
+        )
+        return SegmentMark(inode, size, size, min(mark.head_len, size), "")
+    changed = mark.head_len and size != mark.size  # it changed: is it still the same file?
+    if changed and _head(folder / name, mark.head_len) != mark.head_sha:
+        batch.event("rewritten")
+        batch.lost(mark.size - mark.offset)
+        log.warning("log segment %s was rewritten in place; reading it anew", name)
+        return None
+    return mark
+
+
+def read_new(
+    folder: Path, marks: dict[str, SegmentMark], max_bytes: int = DEFAULT_MAX_BYTES
+) -> Batch:
+    """Read complete lines past `marks` from every segment in `folder`, up to `max_bytes`.
+
+    Files are identified by inode and first bytes (see `_identify`), so truncation, rewriting,
+    replacement, renaming and deletion are counted in `batch.events` and what disappeared
+    unread in `batch.lost_bytes`; nothing is read twice.
     """
     batch = Batch()
     budget = max_bytes
-    for name, size in segment_files(folder):
-        offset = offsets.get(name, 0)
-        if size < offset:
-            log.warning("log segment %s shrank below its read offset; reading it anew", name)
-            offset = 0
+    files = segment_files(folder)
+    present = {name for name, _, _ in files}
+    inodes = {inode for _, _, inode in files}
+    gone = {m.inode: name for name, m in marks.items() if name not in present}
+    for name, size, inode in files:
+        mark = _identify(folder, name, size, inode, marks, gone, batch)
+        offset = mark.offset if mark is not None else 0
+        head_len, head_sha = (mark.head_len, mark.head_sha) if mark is not None else (0, "")
         want = size - offset
         if want > 0 and budget > 0:
             data = _read(folder / name, offset, min(want, budget))
             end = data.rfind(b"\n") + 1
             if end:
                 parse_into(data[:end], batch)
+                batch.lines[name] = data.count(b"\n", 0, end)
                 offset += end
                 batch.bytes_read += end
                 budget -= end
@@ -182,8 +304,21 @@ def read_new(folder: Path, offsets: dict[str, int], max_bytes: int = DEFAULT_MAX
                 batch.more = True
         elif want > 0:
             batch.more = True
-        batch.offsets[name] = offset
+        if not head_sha and offset > 0:
+            head = _read(folder / name, 0, min(offset, HEAD_BYTES))
+            head_len = (head.find(b"\n") + 1) or len(head)
+            head_sha = hashlib.sha256(head[:head_len]).hexdigest()
+        batch.segments[name] = SegmentMark(inode, offset, size, head_len, head_sha)
         batch.unread_bytes += size - offset
+    for name in gone.values():
+        mark = marks[name]
+        if mark.inode in inodes and name not in present:
+            continue  # renamed: carried on under its new name
+        unread = mark.size - mark.offset
+        batch.event("deleted_unread" if unread > 0 else "deleted")
+        if unread > 0:
+            batch.lost(unread)
+            log.warning("log segment %s was deleted with %d bytes unread", name, unread)
     return batch
 
 

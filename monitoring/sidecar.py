@@ -20,28 +20,42 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from monitoring.check import CheckResult, every_rows, run_check
 from monitoring.exporter import MonitorCollector, Status
-from monitoring.policy import Notifier
+from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
 from monitoring.reference import Reference, build_reference, created_timestamp
-from monitoring.state import MonitorState
+from monitoring.retention import apply_retention
+from monitoring.state import STATE_FILE, MonitorState
 from occam.bundle import Bundle, BundleError, get_bundle, latest_production
 from occam.config import OccamConfig
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pkl"
 #: Seconds between attempts to find a bundle when none could be loaded.
 BUNDLE_RETRY_SECONDS = 30.0
 
 
 def state_path(config: OccamConfig) -> Path:
-    folder = config.monitoring.state_dir or (config.serving.log_dir / ".occam-monitor")
-    return Path(folder) / STATE_FILE
+    """The checkpoint file: `monitoring.state_dir` / STATE_FILE (outside the log folder)."""
+    return Path(config.monitoring.state_dir) / STATE_FILE
+
+
+def watched_config(config: OccamConfig) -> OccamConfig:
+    """`config` with the redacted log columns (`serving.log_redact`) added to
+    `monitoring.drift_exclude`: their logged values are hashes or absent, so drift checks
+    leave them out."""
+    redacted = [c for c in config.serving.log_redact if c not in config.monitoring.drift_exclude]
+    if not redacted:
+        return config
+    monitoring = config.monitoring.model_copy(
+        update={"drift_exclude": [*config.monitoring.drift_exclude, *redacted]}
+    )
+    return config.model_copy(update={"monitoring": monitoring})
 
 
 class Sidecar:
@@ -57,6 +71,7 @@ class Sidecar:
         clock: Callable[[], float] = time.time,
         find_bundle: Callable[[str | None], Bundle] | None = None,
     ) -> None:
+        config = watched_config(config)
         self.config = config
         self.mon = config.monitoring
         self.clock = clock
@@ -73,6 +88,9 @@ class Sidecar:
             self.mon.retrain_command,
             self.mon.retrain_webhook,
             self.mon.retrain_cooldown_hours * 3600,
+            timeout_seconds=self.mon.retrain_webhook_timeout_seconds,
+            retries=self.mon.retrain_webhook_retries,
+            backoff_seconds=self.mon.retrain_webhook_backoff_seconds,
         )
         self.reference: Reference | None = None
         self.last_check: CheckResult | None = None
@@ -151,7 +169,7 @@ class Sidecar:
             if self.reference is None and self.state.model_version is not None:
                 self._load(None)
         with gc_paused():  # parse, apply and drop the batch before the collector looks
-            batch = read_new(self.config.serving.log_dir, self.state.offsets)
+            batch = read_new(self.config.serving.log_dir, self.state.segments)
             if batch.predictions:
                 versions = {r["model_version"] for r in batch.predictions}
                 if versions - {self.state.model_version}:
@@ -188,7 +206,20 @@ class Sidecar:
         self.checks += 1
         self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
 
+    def retain(self) -> None:
+        """Apply log retention (`monitoring.log_retention_*`) to the log and the state."""
+        mon = self.mon
+        apply_retention(
+            self.config.serving.log_dir,
+            self.state,
+            self.clock(),
+            mon.log_retention_bytes,
+            mon.log_retention_hours,
+        )
+
     def save(self) -> None:
+        """Apply log retention (it changes the marks), then write the checkpoint."""
+        self.retain()
         self.state.save(self.path)
         self._saved_at = self.clock()
 
@@ -196,6 +227,7 @@ class Sidecar:
         """Loop until `stop()` (or SIGTERM/SIGINT when run in the main thread), `max_seconds`,
         or, with `once`, until a turn finds nothing new to read (then it checks once more)."""
         started = time.monotonic()
+        self.retain()  # a backlog past its age is deleted (and counted) before it is read
         try:
             while not self._stop.is_set():
                 read = self.step()
@@ -227,6 +259,11 @@ class Sidecar:
             records=dict(state.records),
             malformed=state.malformed,
             feedback_unmatched=state.feedback_unmatched,
+            feedback_duplicates=state.feedback_duplicates,
+            feedback_label_shift=state.join.label_shift(self.mon.live_min_labels),
+            account=replace(state.account, events=dict(state.account.events)),
+            log_bytes=state.log_bytes,
+            log_segments=state.log_segments,
             window_rows=len(state.window),
             unread_bytes=state.unread_bytes,
             last_record_ts=state.last_record_ts,

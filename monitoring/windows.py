@@ -3,7 +3,10 @@
 - `PredictionWindow`: the last `size` prediction records; a verdict needs at least `min_rows`.
 - `FeedbackJoin`: remembers the probabilities of the last `capacity` predictions by id, joins
   feedback (true labels) to them, and keeps the last `label_capacity` labelled rows for the
-  live goal metrics. Each prediction is labelled at most once.
+  live goal metrics. Each prediction is labelled at most once, across all replicas: the first
+  label the monitor reads wins (records of one read are taken in timestamp order), later ones
+  are counted as duplicates and ignored. `label_shift` compares the label mix of the labelled
+  rows with the mix their predictions expected (a sudden gap is the mark of poisoned feedback).
 
 Records are kept as the dicts read from the log; columns are built only when a check needs them.
 """
@@ -64,6 +67,15 @@ class PredictionWindow:
     def clear(self) -> None:
         self.rows.clear()
 
+    def forget_before(self, cutoff: float) -> int:
+        """Drop rows whose ts is older than `cutoff` (Unix seconds); return how many."""
+        rows = self.rows
+        dropped = 0
+        while rows and rows[0]["ts"] < cutoff:
+            rows.popleft()
+            dropped += 1
+        return dropped
+
     def data(self, names: Sequence[str]) -> WindowData:
         """The window's columns; `names` are the feature columns to build."""
         rows = list(self.rows)
@@ -87,17 +99,18 @@ class PredictionWindow:
 class FeedbackJoin:
     """Joins feedback to predictions by id; see the module docstring.
 
-    `matched` counts remembered predictions that received feedback, `coverage` is their share.
+    `ids` holds (id, ts) of the remembered predictions, oldest first; `pending` maps each id to
+    its probabilities until it is labelled (then None). `matched` counts remembered predictions
+    that received feedback, `coverage` is their share. `labelled` holds (probabilities, true
+    label, feedback ts) of the last labelled rows.
     """
 
     def __init__(self, capacity: int, label_capacity: int) -> None:
         self.capacity = capacity
-        self.label_capacity = label_capacity
-        self.ids: deque[str] = deque()
-        # id -> probabilities of a prediction not yet labelled, or None once labelled.
+        self.ids: deque[tuple[str, float]] = deque()
         self.pending: dict[str, dict[str, float] | None] = {}
         self.matched = 0
-        self.labelled: deque[tuple[dict[str, float], str]] = deque(maxlen=label_capacity)
+        self.labelled: deque[tuple[dict[str, float], str, float]] = deque(maxlen=label_capacity)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,25 +126,46 @@ class FeedbackJoin:
             ident = record["id"]
             if ident in pending:  # a repeated id: keep the first prediction
                 continue
-            ids.append(ident)
+            ids.append((ident, float(record["ts"])))
             pending[ident] = record["probabilities"]
         while len(ids) > self.capacity:
-            if pending.pop(ids.popleft(), 0) is None:
-                self.matched -= 1
+            self._forget_oldest()
 
-    def add_feedback(self, records: Iterable[dict[str, Any]]) -> int:
-        """Label the predictions the records refer to; return how many matched none."""
-        unmatched = 0
+    def _forget_oldest(self) -> None:
+        ident, _ = self.ids.popleft()
+        if self.pending.pop(ident, 0) is None:
+            self.matched -= 1
+
+    def add_feedback(self, records: Iterable[dict[str, Any]]) -> tuple[int, int]:
+        """Label the predictions the records refer to; return (unmatched, duplicates): feedback
+        naming no remembered prediction, and feedback for a prediction already labelled."""
+        unmatched = duplicates = 0
         pending = self.pending
         for record in records:
-            probabilities = pending.get(record["id"])
-            if probabilities is None:  # unknown, forgotten, or already labelled
+            ident = record["id"]
+            if ident not in pending:  # unknown or forgotten
                 unmatched += 1
                 continue
-            pending[record["id"]] = None
+            probabilities = pending[ident]
+            if probabilities is None:  # already labelled: the first label stays
+                duplicates += 1
+                continue
+            pending[ident] = None
             self.matched += 1
-            self.labelled.append((probabilities, record["label"]))
-        return unmatched
+            self.labelled.append((probabilities, record["label"], float(record["ts"])))
+        return unmatched, duplicates
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop remembered predictions and labelled rows older than `cutoff` (Unix seconds; the
+        ts of the prediction, of the feedback for labelled rows); return how many remembered
+        predictions were dropped."""
+        dropped = 0
+        while self.ids and self.ids[0][1] < cutoff:
+            self._forget_oldest()
+            dropped += 1
+        while self.labelled and self.labelled[0][2] < cutoff:
+            self.labelled.popleft()
+        return dropped
 
     def clear(self) -> None:
         self.ids.clear()
@@ -142,24 +176,59 @@ class FeedbackJoin:
     def labelled_arrays(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """True labels and probabilities (columns in `classes` order) of the labelled rows."""
         rows = list(self.labelled)
-        proba = np.array([[p.get(c, 0.0) for c in classes] for p, _ in rows], dtype=float)
-        labels = np.asarray([label for _, label in rows], dtype=object)
+        proba = np.array([[p.get(c, 0.0) for c in classes] for p, _, _ in rows], dtype=float)
+        labels = np.asarray([label for _, label, _ in rows], dtype=object)
         return labels, proba.reshape(len(rows), len(classes))
 
+    def label_shift(self, min_labels: int) -> float | None:
+        """Total variation distance between the label mix of the labelled rows and the mix
+        their predictions expected (mean probability per class; the probabilities are
+        calibrated, so honest labels match it up to noise). In [0, 1]; None under `min_labels`
+        labelled rows. Labels outside the predicted classes count in full."""
+        rows = list(self.labelled)
+        if len(rows) < max(min_labels, 1):
+            return None
+        expected: dict[str, float] = {}
+        observed: dict[str, float] = {}
+        for probabilities, label, _ in rows:
+            for cls, p in probabilities.items():
+                expected[cls] = expected.get(cls, 0.0) + p
+            observed[label] = observed.get(label, 0.0) + 1.0
+        n = len(rows)
+        classes = expected.keys() | observed.keys()
+        gap = sum(abs(expected.get(c, 0.0) - observed.get(c, 0.0)) for c in classes)
+        return 0.5 * gap / n
+
     def to_state(self) -> dict[str, Any]:
+        """JSON-ready state (lists and dicts of str and numbers)."""
         return {
-            "ids": list(self.ids),
+            "ids": [list(pair) for pair in self.ids],
             "pending": self.pending,
             "matched": self.matched,
-            "labelled": list(self.labelled),
+            "labelled": [list(row) for row in self.labelled],
         }
 
     @classmethod
     def from_state(cls, raw: dict[str, Any], capacity: int, label_capacity: int) -> FeedbackJoin:
+        """The inverse of `to_state`; raises ValueError/TypeError/KeyError on a malformed state."""
         join = cls(capacity, label_capacity)
-        join.ids = deque(raw["ids"])
-        join.pending = raw["pending"]
-        join.matched = raw["matched"]
-        join.labelled = deque(raw["labelled"], maxlen=label_capacity)
+        join.ids = deque((str(i), float(ts)) for i, ts in raw["ids"])
+        pending = raw["pending"]
+        if not isinstance(pending, dict):
+            raise TypeError("join.pending is not a mapping")
+        join.pending = {str(k): _probabilities(v) for k, v in pending.items()}
+        join.matched = int(raw["matched"])
+        join.labelled = deque(
+            ((_probabilities(p) or {}, str(label), float(ts)) for p, label, ts in raw["labelled"]),
+            maxlen=label_capacity,
+        )
         join.add_predictions([])  # apply a smaller capacity than the saved one
         return join
+
+
+def _probabilities(raw: Any) -> dict[str, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError("probabilities are not a mapping")
+    return {str(k): float(v) for k, v in raw.items()}

@@ -12,8 +12,17 @@ A bundle is one BentoML model (``<name>:<version>``) whose folder holds:
 - ``manifest.json``: the SHA-256 of every file above, checked before a bundle is served.
 
 The BentoML label ``stage`` is ``production`` only when every training gate passed, else
-``candidate``. BentoML writes the folder to a temporary place and moves it into the store when
+``candidate``; a promotion (`occam.registry`) moves it, and the bundle it replaces becomes
+``retired``. BentoML writes the folder to a temporary place and moves it into the store when
 the ``with`` block ends, so a failed save never leaves a half-written bundle.
+
+**Loading a scikit-learn pipeline runs code**: ``pipeline.joblib`` is a pickle, and unpickling
+executes whatever the file says. So `Bundle.load_pipeline` first checks the manifest (every file
+listed, every hash equal, no unlisted file) and, when a signing key is set (`occam.signing`),
+the HMAC signature over the manifest, the tag and the stage label (BentoML label
+``signature``). A bundle that fails raises `BundleIntegrityError` naming the file, and nothing
+of it is unpickled. Without a key the manifest only catches accidents: anyone who can write the
+model store can replace a file together with its hash.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,7 @@ import joblib
 import pandas as pd
 
 from occam.schema import FeatureSchema
+from occam.signing import SigningKeyError, matches, sign, signing_key
 
 PIPELINE_FILE = "pipeline.joblib"
 ONNX_FILE = "model.onnx"
@@ -36,12 +47,27 @@ METADATA_FILE = "metadata.json"
 REFERENCE_FILE = "reference.csv.gz"
 MANIFEST_FILE = "manifest.json"
 STAGE_LABEL = "stage"
+SIGNATURE_LABEL = "signature"
 PRODUCTION = "production"
 CANDIDATE = "candidate"
+RETIRED = "retired"
+#: Every stage label a bundle can carry: at most one bundle of a name is `production`.
+STAGES = (PRODUCTION, CANDIDATE, RETIRED)
+#: Files of a bundle folder that are not in its manifest: BentoML's own and the manifest.
+_UNLISTED = frozenset({"model.yaml", MANIFEST_FILE})
 
 
 class BundleError(RuntimeError):
     """A bundle that is missing, not promoted, or whose files do not match their hashes."""
+
+
+class BundleNotFound(BundleError):
+    """No bundle qualifies: none of that tag or name, none promoted, or the pinned one is not."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle whose manifest, files or signature do not check out; the message names the
+    file. Nothing of such a bundle may be loaded."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,8 @@ class Bundle:
     path: Path
     stage: str
     metadata: dict[str, Any]
+    #: The BentoML label `signature` (`occam.signing`), None for an unsigned bundle.
+    signature: str | None = None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -66,11 +94,19 @@ class Bundle:
         return self.tag.split(":", 1)[1]
 
     @property
+    def name(self) -> str:
+        """The model name (`output.model_name`), the tag without its version."""
+        return self.tag.split(":", 1)[0]
+
+    @property
     def onnx_path(self) -> Path | None:
         path = self.path / ONNX_FILE
         return path if path.is_file() else None
 
     def load_pipeline(self) -> Any:
+        """The fitted scikit-learn Pipeline. Unpickling runs code, so the bundle is verified
+        first (`verify`): a bundle that fails raises `BundleIntegrityError`, unloaded."""
+        self.verify()
         return joblib.load(self.path / PIPELINE_FILE)
 
     def load_reference(self) -> pd.DataFrame:
@@ -80,25 +116,93 @@ class Bundle:
         return frame
 
     def verify(self) -> None:
-        """Raise `BundleError` naming each file that is missing or whose hash changed."""
-        manifest_path = self.path / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise BundleError(
-                f"bundle {self.tag}: {MANIFEST_FILE} is missing; retrain with `occam train`"
-            )
-        manifest = json.loads(manifest_path.read_text())
+        """Check the signature (when a key is set) and the manifest; raise
+        `BundleIntegrityError` naming each file that is missing, changed or unlisted.
+
+        Reads files and hashes them; unpickles nothing.
+        """
+        manifest = self._manifest_bytes()
+        self._check_signature(manifest)
+        recorded = _parse_manifest(self.tag, manifest)
         problems = []
-        for name, expected in manifest["sha256"].items():
+        for name, expected in sorted(recorded.items()):
             file = self.path / name
             if not file.is_file():
                 problems.append(f"{name} is missing")
             elif _sha256(file.read_bytes()) != expected:
                 problems.append(f"{name} does not match its recorded SHA-256")
+        for file in sorted(self.path.iterdir()):
+            if file.name not in recorded and file.name not in _UNLISTED:
+                problems.append(f"{file.name} is not listed in {MANIFEST_FILE}")
         if problems:
-            raise BundleError(
+            raise BundleIntegrityError(
                 f"bundle {self.tag} failed its integrity check: {'; '.join(problems)}; "
                 "the files were changed after training: retrain with `occam train`"
             )
+
+    def _manifest_bytes(self) -> bytes:
+        try:
+            return (self.path / MANIFEST_FILE).read_bytes()
+        except FileNotFoundError:
+            raise BundleIntegrityError(
+                f"bundle {self.tag}: {self.path / MANIFEST_FILE} is missing; retrain with "
+                "`occam train`"
+            ) from None
+        except OSError as exc:
+            raise BundleIntegrityError(
+                f"bundle {self.tag}: cannot read {self.path / MANIFEST_FILE}: {exc}"
+            ) from None
+
+    def _check_signature(self, manifest: bytes) -> None:
+        key = _key()
+        if key is None:
+            return
+        where = f"(label `{SIGNATURE_LABEL}` in {self.path / 'model.yaml'})"
+        if not self.signature:
+            raise BundleIntegrityError(
+                f"bundle {self.tag} is not signed {where} and a signing key is set: it is "
+                "refused; retrain with the key set, or unset the key to serve unsigned bundles"
+            )
+        if not matches(key, self.signature, tag=self.tag, stage=self.stage, manifest=manifest):
+            raise BundleIntegrityError(
+                f"bundle {self.tag}: its signature {where} does not match {MANIFEST_FILE} and "
+                f"stage={self.stage}: the manifest or the stage label was changed without the "
+                "key, or it was signed with another key; it is refused"
+            )
+
+
+def _key() -> bytes | None:
+    try:
+        return signing_key()
+    except SigningKeyError as exc:
+        raise BundleIntegrityError(str(exc)) from None
+
+
+def _parse_manifest(tag: str, data: bytes) -> dict[str, str]:
+    """The manifest's {file name: SHA-256 hex}; `BundleIntegrityError` on anything else."""
+    where = f"bundle {tag}: {MANIFEST_FILE}"
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleIntegrityError(
+            f"{where} is not valid JSON ({exc}); retrain with `occam train`"
+        ) from None
+    recorded = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict) or not all(
+        isinstance(name, str)
+        and isinstance(digest, str)
+        and name == os.path.basename(name)
+        and name not in ("", ".", "..")
+        for name, digest in recorded.items()
+    ):
+        raise BundleIntegrityError(
+            f'{where} is not a manifest: expected {{"sha256": {{file name: hex digest}}}}; '
+            "retrain with `occam train`"
+        )
+    missing = [name for name in (PIPELINE_FILE, METADATA_FILE) if name not in recorded]
+    if missing:
+        raise BundleIntegrityError(f"{where} does not list {', '.join(missing)}")
+    return recorded
 
 
 def _sha256(data: bytes) -> str:
@@ -131,14 +235,87 @@ def save_bundle(
         "goals_passed": bool(metadata.get("gate", {}).get("passed", False)),
         "created_at": str(metadata.get("created_at", "")),
     }
-    with bentoml.models.create(name, labels={STAGE_LABEL: stage}, metadata=summary) as model:
+    manifest = json.dumps(
+        {"sha256": {f: _sha256(d) for f, d in files.items()}}, indent=2, sort_keys=True
+    ).encode()
+    # The version is drawn here, not by BentoML, so that the signature can cover the tag.
+    tag = bentoml.Tag.from_taglike(name).make_new_version()
+    labels = _labels(str(tag), stage, manifest, _key())
+    with bentoml.models.create(tag, labels=labels, metadata=summary) as model:
         folder = Path(model.path)
         for filename, data in files.items():
             (folder / filename).write_bytes(data)
-        manifest = {"sha256": {f: _sha256(d) for f, d in files.items()}}
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        tag = str(model.tag)
-    return get_bundle(tag)
+        (folder / MANIFEST_FILE).write_bytes(manifest)
+    return get_bundle(str(tag))
+
+
+def _labels(tag: str, stage: str, manifest: bytes, key: bytes | None) -> dict[str, str]:
+    labels = {STAGE_LABEL: stage}
+    if key is not None:
+        labels[SIGNATURE_LABEL] = sign(key, tag=tag, stage=stage, manifest=manifest)
+    return labels
+
+
+def set_stage(bundle: Bundle, stage: str, *, check: bool = True) -> Bundle:
+    """Relabel `bundle` with `stage` (one of `STAGES`), re-signed when a key is set; return it.
+
+    With `check` the bundle is verified first, so that a tampered bundle is never blessed with a
+    fresh signature. Without it (demoting a bundle that may be broken) an unverifiable bundle
+    loses its signature, so it can never be served while a key is set. Rewrites ``model.yaml``
+    through a temporary file and an atomic rename: every replica reading the store sees the old
+    labels or the new ones, never a mix. Callers serialise changes (`occam.registry`).
+    """
+    import bentoml
+
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    key = _key()
+    trusted = True
+    try:
+        bundle.verify()
+    except BundleIntegrityError:
+        if check:
+            raise
+        trusted = False
+    if key is None and bundle.signature:
+        raise BundleIntegrityError(
+            f"bundle {bundle.tag} is signed: set the signing key ({_KEY_VARS}) to change its "
+            "stage, or its signature would no longer match"
+        )
+    manifest = (bundle.path / MANIFEST_FILE).read_bytes() if trusted else b""
+    labels = _labels(bundle.tag, stage, manifest, key if trusted else None)
+    model = bentoml.models.get(bundle.tag)
+    others = {k: v for k, v in model.info.labels.items() if k not in (STAGE_LABEL, SIGNATURE_LABEL)}
+    _write_model_yaml(model, {**others, **labels})
+    return get_bundle(bundle.tag)
+
+
+_KEY_VARS = "OCCAM_SIGNING_KEY, OCCAM_SIGNING_KEY_FILE or output.signing_key_file"
+
+
+def _write_model_yaml(model: Any, labels: dict[str, str]) -> None:
+    """Replace the labels in BentoML's ``model.yaml``, written by BentoML's own dumper."""
+    from bentoml._internal.models.model import ModelInfo
+
+    info = model.info
+    new = ModelInfo(  # as `ModelInfo.with_options`, which cannot change labels
+        tag=info.tag,
+        module=info.module,
+        labels=labels,
+        options=info.options,
+        metadata=info.metadata,
+        context=info.context,
+        signatures=info.signatures,
+        api_version=info.api_version,
+        creation_time=info.creation_time,
+    )
+    target = Path(model.path) / "model.yaml"
+    temporary = target.with_name(f".model.yaml.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf8") as stream:
+        new.dump(stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, target)
 
 
 def _gzip_csv(frame: pd.DataFrame) -> bytes:
@@ -148,23 +325,48 @@ def _gzip_csv(frame: pd.DataFrame) -> bytes:
 
 
 def get_bundle(tag: str) -> Bundle:
-    """The bundle with this tag (``name:version``, or ``name`` for the newest of any stage)."""
+    """The bundle with this tag (``name:version``, or ``name`` for the newest of any stage).
+
+    Reads BentoML's ``model.yaml`` and ``metadata.json`` (data only); raises `BundleNotFound`
+    when there is no such model and `BundleIntegrityError` naming the file that is unreadable.
+    """
     import bentoml
     from bentoml.exceptions import NotFound
 
     try:
+        bentoml.Tag.from_taglike(tag)
+    except Exception as exc:  # BentoML's InvalidArgument or ValueError, by version
+        raise BundleNotFound(f"{tag!r} is not a model tag (name or name:version): {exc}") from None
+    try:
         model = bentoml.models.get(tag)
     except NotFound:
-        raise BundleError(f"no model {tag!r} in the model store; run `occam train` first") from None
+        raise BundleNotFound(
+            f"no model {tag!r} in the model store; run `occam train` first"
+        ) from None
+    except Exception as exc:  # BentoML, yaml and cattrs each raise their own on a bad model.yaml
+        raise BundleIntegrityError(
+            f"model {tag}: its model.yaml in the model store cannot be read: {exc}"
+        ) from None
     folder = Path(model.path)
     metadata_path = folder / METADATA_FILE
     if not metadata_path.is_file():
-        raise BundleError(f"model {model.tag} is not an Occam bundle ({METADATA_FILE} missing)")
+        raise BundleNotFound(f"model {model.tag} is not an Occam bundle ({METADATA_FILE} missing)")
+    try:
+        metadata = json.loads(metadata_path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleIntegrityError(
+            f"bundle {model.tag}: {metadata_path} is not valid JSON ({exc}); retrain with "
+            "`occam train`"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise BundleIntegrityError(f"bundle {model.tag}: {metadata_path} is not a JSON object")
+    labels = model.info.labels
     return Bundle(
         tag=str(model.tag),
         path=folder,
-        stage=str(model.info.labels.get(STAGE_LABEL, CANDIDATE)),
-        metadata=json.loads(metadata_path.read_text()),
+        stage=str(labels.get(STAGE_LABEL, CANDIDATE)),
+        metadata=metadata,
+        signature=labels.get(SIGNATURE_LABEL),
     )
 
 
@@ -193,20 +395,20 @@ def latest_production(name: str) -> Bundle | None:
 def resolve_serving_bundle(name: str, pinned: str | None) -> Bundle:
     """The bundle to serve: the pinned tag, else the newest production one; verified.
 
-    Raises `BundleError` with the reason when none qualifies, when the pinned bundle was not
-    promoted, or when its files do not match their hashes.
+    Raises `BundleNotFound` when none qualifies or the pinned bundle is not promoted, and
+    `BundleIntegrityError` when its files, manifest or signature do not check out.
     """
     if pinned:
         bundle = get_bundle(pinned)
         if bundle.stage != PRODUCTION:
-            raise BundleError(
+            raise BundleNotFound(
                 f"model {bundle.tag} is labelled stage={bundle.stage}: it did not pass the "
                 "training gates, so it is not served; pin a promoted tag or retrain"
             )
     else:
         found = latest_production(name)
         if found is None:
-            raise BundleError(
+            raise BundleNotFound(
                 f"no model {name!r} labelled stage=production in the model store; run "
                 "`occam train` until a model passes its goals"
             )

@@ -5,14 +5,18 @@ Exit codes (documented in the README):
   2  bad config, bad command-line usage
   3  bad data: a check failed, or too many "I don't know" labels
   4  `train` only: goals not met or baseline not beaten; saved as stage=candidate, not promoted
+  5  model error: no servable bundle, or a bundle refused (bad manifest, changed file, unsigned
+     or mis-signed while a signing key is set); for `promote`/`rollback` also an unknown tag or
+     nothing to roll back to. The message names the bundle and the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +30,8 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NOT_PROMOTED = 4
+EXIT_MODEL = 5
+EXIT_CHECKPOINT = 6  # occam monitor: checkpoint refused
 
 app = typer.Typer(
     help="Occam: from a CSV and a goal to a gated, served and watched classifier.",
@@ -53,17 +59,51 @@ def _error(kind: str, exc: BaseException) -> None:
 
 
 def _load(path: Path) -> OccamConfig:
+    """The config; also makes its signing key (`output.signing_key_file`) the process's key
+    unless the environment names one, so that child processes (the service's workers) use it.
+    A config or key that cannot be used exits 2."""
+    from occam.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKeyError, signing_key
+
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        cfg = load_config(path)
+        key_file = cfg.output.signing_key_file
+        if key_file and not (
+            os.environ.get(SIGNING_KEY_ENV) or os.environ.get(SIGNING_KEY_FILE_ENV)
+        ):
+            os.environ[SIGNING_KEY_FILE_ENV] = str(key_file)
+        signing_key()  # a configured key that cannot be used stops here, not mid-training
+        return cfg
+    except (ConfigError, SigningKeyError) as exc:
         _error("config error", exc)
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _check_bind(cfg: OccamConfig, host: str, what: str) -> None:
+    """Exit 2 when `what` may not listen on `host`: not loopback and no API keys, unless
+    `serving.auth.allow_anonymous`; also when a keys file cannot be read."""
+    from occam.auth import KeyFileError, KeyStore, bind_refusal, keys_files
+
+    try:
+        store = KeyStore.load(keys_files(cfg.serving.auth.keys_file))
+    except KeyFileError as exc:
+        _error("config error", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    refusal = bind_refusal(host, store, cfg.serving.auth.allow_anonymous, what)
+    if refusal is not None:
+        _error("config error", RuntimeError(refusal))
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def _model_error(exc: BaseException) -> typer.Exit:
+    _error("model error", exc)
+    return typer.Exit(EXIT_MODEL)
 
 
 @app.command()
 def train(config: ConfigOption = Path("occam.yaml")) -> None:
     """Check the data, score the baseline, search and evaluate the forest, gate it, and save
     the bundle to the BentoML model store (BENTOML_HOME) with its model card."""
+    from occam.bundle import BundleError
     from training.card import goal_rows, verdict
     from training.data import DataError
     from training.labels import LabelQualityError
@@ -98,6 +138,9 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
             progress.stop()
             _error("config error", exc)
             raise typer.Exit(EXIT_CONFIG) from None
+        except BundleError as exc:
+            progress.stop()
+            raise _model_error(exc) from None
         progress.update(rounds, completed=cfg.search.max_rounds)
 
     table = Table(title=f"{cfg.project}: goals on the held-out test set")
@@ -107,9 +150,35 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(verdict(result.gate.to_dict()))
+    try:  # promoted: the bundles it replaces are retired; either way, the audit log says so
+        _record_training(result)
+    except BundleError as exc:
+        raise _model_error(exc) from None
     console.print(f"bundle {result.bundle.tag} (stage={result.bundle.stage})")
     console.print(f"model card {result.card_path}\nmetrics {result.metrics_path}")
     raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
+
+
+def _record_training(result: Any) -> None:
+    """The training gate's verdict into the registry and its audit log (`occam.registry`)."""
+    from occam.registry import GateRow, record_decision
+    from training.card import verdict
+
+    rows = [
+        GateRow(
+            metric=g.metric,
+            threshold=g.threshold,
+            score=g.model,
+            lower=g.ci_low,
+            upper=g.ci_high,
+            against="baseline",
+            against_score=g.baseline,
+            passed=g.passed,
+        )
+        for g in result.gate.goals
+    ]
+    reason = f"occam train: {verdict(result.gate.to_dict())}"
+    record_decision(result.bundle.tag, promoted=result.promoted, reason=reason, gate=rows)
 
 
 @app.command()
@@ -136,22 +205,22 @@ def serve(
     """Serve the promoted model over HTTP with BentoML: POST /predict, POST /feedback,
     GET /model, /readyz, /metrics (see docs/service.md). Runs until stopped (Ctrl+C).
 
-    Exit 2: bad config. Exit 5: no servable bundle (none promoted, the pinned one not
-    promoted, or its files changed since training)."""
+    Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
+    (see serving.auth). Exit 5: no servable bundle (none promoted, the pinned one not
+    promoted) or the bundle is refused (bad manifest, files changed since training, unsigned
+    or mis-signed while a signing key is set); the message names the file."""
     import importlib.util
-    import sys
 
     from occam.bundle import BundleError, resolve_serving_bundle
 
-    exit_no_model = 5
     cfg = _load(config)
     serving = cfg.serving
+    _check_bind(cfg, host or serving.host, "occam serve")
     pinned = model_tag or os.environ.get("OCCAM_MODEL_TAG") or serving.model_tag
     try:  # check once here, with a clear message, rather than in every worker
         bundle = resolve_serving_bundle(cfg.output.model_name, pinned)
     except BundleError as exc:
-        _error("model error", exc)
-        raise typer.Exit(exit_no_model) from None
+        raise _model_error(exc) from None
     spec = importlib.util.find_spec("service")
     if spec is None or spec.origin is None:
         _error("install error", RuntimeError("the `service` package is not importable"))
@@ -233,11 +302,23 @@ def monitor(
     metrics from feedback, and the retrain recommendation, exported for Prometheus on
     /metrics (see docs/metrics.md). Runs until SIGTERM or Ctrl+C, then saves its checkpoint.
 
-    Exit 2: bad config. Exit 1: the checkpoint cannot be read or the port cannot be bound."""
+    Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
+    (see serving.auth). Exit 5: the served bundle is refused (bad manifest, changed files,
+    unsigned or mis-signed while a signing key is set). Exit 6: the checkpoint is refused (not
+    an Occam checkpoint, corrupt or tampered; nothing in it is run). Exit 1: the port cannot be
+    bound. With no promoted bundle yet it starts and waits for one."""
     from monitoring.sidecar import main as run_monitor
     from monitoring.state import CheckpointError
+    from occam.bundle import BundleError, BundleNotFound, resolve_serving_bundle
 
     cfg = _load(config)
+    _check_bind(cfg, host or cfg.monitoring.host, "occam monitor")
+    try:  # the bundle the service serves: refuse to watch one that must not be served
+        resolve_serving_bundle(cfg.output.model_name, cfg.serving.model_tag)
+    except BundleNotFound:
+        pass  # nothing promoted yet: the monitor counts records and looks again later
+    except BundleError as exc:
+        raise _model_error(exc) from None
     log_dir = cfg.serving.log_dir
     state_dir = cfg.monitoring.state_dir
     if state_dir is not None and not state_dir.is_absolute():  # like every path: config-relative
@@ -251,9 +332,154 @@ def monitor(
 
     try:
         run_monitor(cfg, port=port, host=host, once=once, max_seconds=max_seconds, on_ready=ready)
-    except (CheckpointError, OSError) as exc:
+    except CheckpointError as exc:
+        _error("monitor checkpoint refused", exc)
+        raise typer.Exit(EXIT_CHECKPOINT) from None
+    except OSError as exc:
         _error("monitor error", exc)
         raise typer.Exit(1) from None
+
+
+keys_app = typer.Typer(help="API keys of the service and the monitor (see serving.auth).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    ident: Annotated[str, typer.Option("--id", help="Name of the key (logged; the key is not)")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated scopes: predict, feedback, admin, metrics")
+    ],
+    config: ConfigOption = Path("occam.yaml"),
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Keys file to append to (default: serving.auth.keys_file, then "
+            "$OCCAM_API_KEYS_FILE)",
+        ),
+    ] = None,
+) -> None:
+    """Create an API key: print it once on stdout (nothing else goes there) and append its
+    SHA-256 hash, id and scopes to the keys file. Exit 2: bad config, id or scopes, or no
+    keys file given."""
+    from occam.auth import KEYS_FILE_ENV, KeyFileError, add_key
+
+    cfg = _load(config)
+    path = file or cfg.serving.auth.keys_file or os.environ.get(KEYS_FILE_ENV)
+    if path is None:
+        _error(
+            "config error",
+            RuntimeError(
+                f"no keys file: pass --file PATH, set serving.auth.keys_file or ${KEYS_FILE_ENV}"
+            ),
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    wanted = [scope.strip() for scope in scopes.split(",") if scope.strip()]
+    try:
+        key = add_key(Path(path), ident, wanted)
+    except KeyFileError as exc:
+        _error("config error", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(f"added key {ident!r} ({', '.join(sorted(set(wanted)))}) to {path}")
+    sys.stdout.write(key + "\n")
+    sys.stdout.flush()
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why; kept in the audit log (`occam history`)")
+]
+
+
+def _full_tag(cfg: OccamConfig, tag: str) -> str:
+    return tag if ":" in tag else f"{cfg.output.model_name}:{tag}"
+
+
+@app.command()
+def promote(
+    tag: Annotated[
+        str,
+        typer.Argument(help="Bundle to promote: name:version, or a version of output.model_name"),
+    ],
+    config: ConfigOption = Path("occam.yaml"),
+    reason: ReasonOption = "(none given)",
+) -> None:
+    """Make TAG the production bundle; the one it replaces becomes stage=retired. The bundle is
+    verified (and re-signed when a signing key is set) first; the change is appended to the
+    audit log. Services and monitors started afterwards use it.
+
+    Exit 2: bad config. Exit 5: unknown tag or refused bundle (the message says why)."""
+    from occam.bundle import BundleError
+    from occam.registry import AlreadyInProduction
+    from occam.registry import promote as run_promote
+
+    cfg = _load(config)
+    try:
+        record = run_promote(_full_tag(cfg, tag), reason=reason)
+    except AlreadyInProduction as exc:
+        console.print(Text(f"{exc}; nothing to do"), soft_wrap=True)
+        raise typer.Exit(EXIT_OK) from None
+    except BundleError as exc:
+        raise _model_error(exc) from None
+    console.print(Text(f"promoted {record.to_tag} (was {record.from_tag or 'none'})"))
+
+
+@app.command()
+def rollback(
+    config: ConfigOption = Path("occam.yaml"), reason: ReasonOption = "(none given)"
+) -> None:
+    """Put the previous production bundle back (the one the current one replaced, from the
+    audit log); the current one becomes stage=retired. Running it twice returns to where it
+    started. The change is appended to the audit log.
+
+    Exit 2: bad config. Exit 5: nothing in production, nothing to go back to, or the previous
+    bundle is refused (changed files, bad signature)."""
+    from occam.bundle import BundleError
+    from occam.registry import rollback as run_rollback
+
+    cfg = _load(config)
+    try:
+        record = run_rollback(cfg.output.model_name, reason=reason)
+    except BundleError as exc:
+        raise _model_error(exc) from None
+    console.print(Text(f"rolled back from {record.from_tag} to {record.to_tag}"))
+
+
+@app.command()
+def history(
+    config: ConfigOption = Path("occam.yaml"),
+    limit: Annotated[int, typer.Option(min=1, help="Show the newest N records")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the records as JSON lines instead of a table")
+    ] = False,
+) -> None:
+    """Show the audit log of output.model_name: every promotion, rejection and rollback, with
+    when, who (user@host), why and the gate's verdict, oldest first. Printed on stdout."""
+    from occam.registry import audit_log_path, read_history
+
+    cfg = _load(config)
+    records = read_history(cfg.output.model_name)[-limit:]
+    if as_json:
+        for record in records:
+            typer.echo(record.to_json())
+        return
+    table = Table(title=f"{cfg.output.model_name}: audit log {audit_log_path()}")
+    for column in ("when (UTC)", "action", "from", "to", "who", "reason", "gate"):
+        table.add_column(column)
+    for r in records:
+        gate = (
+            "" if r.gate is None else f"{sum(g.passed for g in r.gate)}/{len(r.gate)} goals passed"
+        )
+        table.add_row(
+            r.at.replace("T", " ")[:19],
+            r.action.value,
+            r.from_tag or "",
+            r.to_tag or "",
+            f"{r.user}@{r.host}",
+            Text(r.reason),
+            gate,
+        )
+    Console().print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

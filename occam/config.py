@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -150,6 +151,74 @@ class OutputConfig(_Strict):
     model_name: str = Field(default="occam", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     reports_dir: Path = Path("reports")
     reference_rows: int = Field(default=5000, ge=100)
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="File holding the key that signs bundles (HMAC-SHA256, at least 16 bytes); "
+        "with a key, unsigned or mis-signed bundles are refused. The environment "
+        "(OCCAM_SIGNING_KEY, OCCAM_SIGNING_KEY_FILE) takes precedence",
+    )
+
+
+class AuthConfig(_Strict):
+    """API keys (see occam/auth.py and docs/service.md#authentication)."""
+
+    keys_file: Path | None = Field(
+        default=None,
+        description="JSON-lines file of hashed keys (`occam keys add` writes it); "
+        "$OCCAM_API_KEYS_FILE adds another. None and no env: no keys, anonymous calls",
+    )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Let `occam serve` / `occam monitor` listen on a non-loopback address "
+        "without keys (only behind something else that authenticates)",
+    )
+    metrics_scope: bool = Field(
+        default=False,
+        description="With keys configured, /metrics of the service and of the monitor needs a "
+        "key with scope `metrics` (Prometheus then sends it as a bearer token)",
+    )
+
+
+class LimitsConfig(_Strict):
+    """Bounds on every part of a request (see docs/service.md#limits)."""
+
+    max_string_chars: int = Field(
+        default=256, ge=1, le=1_000_000, description="Longest string value in a request (chars)"
+    )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request line plus headers; larger requests are refused (400)",
+    )
+    header_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="A connection that has not sent a request's full headers in this time is "
+        "closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="A request whose body has not fully arrived in this time gets 408",
+    )
+    feedback_per_second: float = Field(
+        default=50,
+        gt=0,
+        description="Feedback requests per second per API key and worker (token bucket); "
+        "beyond it 429 with Retry-After",
+    )
+    feedback_burst: int = Field(
+        default=200, ge=1, description="Feedback requests a key may send at once (bucket size)"
+    )
+    feedback_ids: int = Field(
+        default=200_000,
+        ge=1,
+        le=10_000_000,
+        description="Prediction ids remembered per worker to refuse a second label (409)",
+    )
 
 
 class ServingConfig(_Strict):
@@ -168,7 +237,11 @@ class ServingConfig(_Strict):
     model_tag: str | None = Field(
         default=None, description="Pin a model tag instead of newest production"
     )
-    host: str = Field(default="0.0.0.0", description="Address `occam serve` listens on")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `occam serve` listens on; another than loopback needs API keys "
+        "(serving.auth)",
+    )
     port: int = Field(default=3000, ge=0, le=65535)
     workers: int = Field(
         default=1, ge=1, description="Server processes; one per CPU core serves the most"
@@ -187,9 +260,35 @@ class ServingConfig(_Strict):
     log_queue_records: int = Field(
         default=100_000,
         ge=1,
-        description="Records waiting for the disk per worker; beyond this they are dropped "
-        "and counted (occam_service_log_dropped_records_total) instead of slowing requests",
+        description="Records waiting for the disk per worker (log_durability 'queue'); beyond "
+        "this they are dropped and counted (occam_service_log_dropped_records_total) instead of "
+        "slowing requests",
     )
+    log_durability: Literal["queue", "write", "fsync"] = Field(
+        default="write",
+        description="'write': a request's records are written to the log file (write(2)) before "
+        "its answer is sent, so a killed worker loses no answered record; 'fsync': also "
+        "fdatasync before answering (survives a power cut, costs a disk flush per request); "
+        "'queue': written by a background thread every 50 ms (fastest; a killed worker loses "
+        "what was queued)",
+    )
+    log_redact: list[str] = Field(
+        default_factory=list,
+        description="Feature columns kept out of the prediction log: dropped, or replaced by a "
+        "keyed hash (see log_redact_mode); the monitor leaves them out of drift checks",
+    )
+    log_redact_mode: Literal["hash", "drop"] = Field(
+        default="hash",
+        description="'hash': the value becomes 'hmac-sha256:<hex>' (HMAC-SHA256 with the key of "
+        "log_redact_key_file or env OCCAM_LOG_REDACT_KEY), so equal values stay equal; "
+        "'drop': the column is left out",
+    )
+    log_redact_key_file: Path | None = Field(
+        default=None,
+        description="File holding the redaction key (default: env OCCAM_LOG_REDACT_KEY)",
+    )
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 class MonitoringConfig(_Strict):
@@ -270,9 +369,31 @@ class MonitoringConfig(_Strict):
     checkpoint_interval_seconds: float = Field(
         default=5, gt=0, description="Seconds between checkpoints (also written on exit)"
     )
-    state_dir: Path | None = Field(
+    state_dir: Path = Field(
+        default=Path("monitor-state"),
+        description="Checkpoint folder (relative to the config file). Must not lie inside "
+        "serving.log_dir: the service may write there, the monitor trusts its checkpoint",
+    )
+    log_retention_bytes: int | None = Field(
         default=None,
-        description="Checkpoint folder; default `<serving.log_dir>/.occam-monitor`",
+        ge=1_000_000,
+        description="Keep the log folder under this many bytes: the monitor deletes the oldest "
+        "segments it has read; if that is not enough, the oldest unread ones too (their "
+        "records are counted in occam_log_lost_records_total). None: no size limit",
+    )
+    log_retention_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete log segments last written more than this long ago, read or not "
+        "(unread records counted as lost), and forget window and feedback rows as old. None: "
+        "no age limit",
+    )
+    feedback_shift_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Alarm level on occam_feedback_label_shift: the total variation distance "
+        "between the label mix of recent feedback and the mix its predictions expected",
     )
     retrain_command: list[str] | None = Field(
         default=None,
@@ -280,13 +401,47 @@ class MonitoringConfig(_Strict):
         "OCCAM_RETRAIN_REASONS and OCCAM_MODEL_VERSION)",
     )
     retrain_webhook: str | None = Field(
-        default=None, description="POST the recommendation as JSON to this URL"
+        default=None,
+        max_length=2048,
+        description="POST the recommendation as JSON to this http(s) URL",
+    )
+    retrain_webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="Time limit of one webhook attempt (seconds)"
+    )
+    retrain_webhook_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Attempts after the first on a connection error, timeout, 408, 429 or 5xx",
+    )
+    retrain_webhook_backoff_seconds: float = Field(
+        default=1,
+        ge=0,
+        le=60,
+        description="Pause before the first retry; doubled before each next one (at most 60 s)",
     )
     retrain_cooldown_hours: float = Field(
         default=24, ge=0, description="Least time between two retrain notifications"
     )
-    host: str = Field(default="0.0.0.0", description="Address of the metrics endpoint")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address of the metrics endpoint; another than loopback needs API keys "
+        "(serving.auth)",
+    )
     port: int = Field(default=9108, ge=0, le=65535)
+
+    @field_validator("retrain_webhook")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host (e.g. "
+                "https://hooks.example.com/occam); other schemes are refused"
+            )
+        return url
 
     @model_validator(mode="after")
     def _window_sizes(self) -> MonitoringConfig:
@@ -377,6 +532,7 @@ def parse_config(raw: Any, source: str = "config", base_dir: Path | None = None)
         raise ConfigError(format_validation_error(exc, source)) from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
+    _check_state_dir(config, source)
     return config
 
 
@@ -388,13 +544,48 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
         update={
             "data": config.data.model_copy(update={"path": resolve(config.data.path)}),
             "output": config.output.model_copy(
-                update={"reports_dir": resolve(config.output.reports_dir)}
+                update={
+                    "reports_dir": resolve(config.output.reports_dir),
+                    "signing_key_file": (
+                        None
+                        if config.output.signing_key_file is None
+                        else resolve(config.output.signing_key_file)
+                    ),
+                }
             ),
             "serving": config.serving.model_copy(
-                update={"log_dir": resolve(config.serving.log_dir)}
+                update={
+                    "log_dir": resolve(config.serving.log_dir),
+                    "log_redact_key_file": (
+                        resolve(config.serving.log_redact_key_file)
+                        if config.serving.log_redact_key_file is not None
+                        else None
+                    ),
+                    "auth": config.serving.auth.model_copy(
+                        update={
+                            "keys_file": resolve(config.serving.auth.keys_file)
+                            if config.serving.auth.keys_file is not None
+                            else None
+                        }
+                    ),
+                }
+            ),
+            "monitoring": config.monitoring.model_copy(
+                update={"state_dir": resolve(config.monitoring.state_dir)}
             ),
         }
     )
+
+
+def _check_state_dir(config: OccamConfig, source: str) -> None:
+    """The monitor's checkpoint must not live where the service writes (its log folder)."""
+    state = Path(config.monitoring.state_dir)
+    logs = Path(config.serving.log_dir)
+    if state == logs or logs in state.parents:
+        raise ConfigError(
+            f"{source}: `monitoring.state_dir` ({state}) lies inside `serving.log_dir` ({logs}); "
+            "the service writes there. Point it elsewhere, e.g. `monitor-state`"
+        )
 
 
 def load_config(path: str | Path) -> OccamConfig:
@@ -408,4 +599,12 @@ def load_config(path: str | Path) -> OccamConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(raw, source=str(path), base_dir=path.parent.resolve())
+    config = parse_config(raw, source=str(path), base_dir=path.parent.resolve())
+    key_file = config.output.signing_key_file
+    if key_file is not None and not key_file.is_file():
+        raise ConfigError(
+            f"{path}: `output.signing_key_file`: {key_file} is not a file; make one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))' > KEYFILE` "
+            "(readable only by the deploying user), or remove the key to turn signing off"
+        )
+    return config

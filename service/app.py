@@ -5,9 +5,10 @@ pins a bundle tag, overriding `serving.model_tag`. Without a pin the newest bund
 `stage=production` is served. The service refuses to start (the error names the reason) on a
 bad config, on a bundle that is not promoted, or on one whose files fail their hash check.
 
-Routes: POST /predict, POST /feedback, GET /model; BentoML adds /readyz (503 until the model
-is loaded and its self-test passed), /livez, /healthz, /metrics and /docs.json.
-See docs/service.md for the bodies, the log format and the metric names.
+Routes: POST /predict (scope `predict`), POST /feedback (scope `feedback`), GET /model;
+BentoML adds /readyz (503 until the model is loaded and its self-test passed), /livez,
+/healthz, /metrics (scope `metrics` when `serving.auth.metrics_scope`) and /docs.json.
+See docs/service.md for keys, limits, the bodies, the log format and the metric names.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from occam.errors import Problem, Reason, error_body
 from service.http import RequestGuard
 from service.messages import (
     FeedbackItem,
@@ -30,33 +32,24 @@ from service.messages import (
     PredictRequest,
     PredictResponse,
 )
-from service.openapi import DocumentedService
-from service.runtime import Reply, Runtime
+from service.runtime import CONFIG_ENV, MODEL_TAG_ENV, Reply, Runtime, current_runtime
+from service.wire import OccamService
 
-CONFIG_ENV = "OCCAM_CONFIG"
-MODEL_TAG_ENV = "OCCAM_MODEL_TAG"
+__all__ = ["CONFIG_ENV", "MODEL_TAG_ENV", "Occam"]
 log = logging.getLogger("occam.service")
-
-
-def current_runtime() -> Runtime | None:
-    """The runtime of this process's service instance, None before it is created."""
-    try:
-        instance = bentoml.get_current_service()
-    except bentoml.exceptions.BentoMLException:
-        return None
-    return getattr(instance, "runtime", None)
 
 
 async def model_view(_: Request) -> Response:
     """GET /model: the model document (see `Runtime.model_document`)."""
     runtime = current_runtime()
     if runtime is None:
-        return JSONResponse({"error": "the service is starting"}, status_code=503)
+        starting = Problem(None, None, Reason.MODEL_UNAVAILABLE, "the service is starting")
+        return JSONResponse(error_body([starting]), status_code=503)
     return JSONResponse(runtime.model_document())
 
 
 def _json(reply: Reply) -> Response:
-    return JSONResponse(reply.body, status_code=reply.status)
+    return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
 
 class _QuietClientErrors(logging.Filter):
@@ -77,7 +70,7 @@ class _QuietClientErrors(logging.Filter):
     traffic={"timeout": 10},
     # The access log costs 5-14% throughput (bench); `serving.access_log: true` turns it on.
     logging={"access": {"enabled": False}},
-    service_class=DocumentedService,
+    service_class=OccamService,
 )
 @bentoml.mount_asgi_app(Starlette(routes=[Route("/model", model_view, methods=["GET"])]), path="/")
 class Occam:

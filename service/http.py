@@ -1,86 +1,148 @@
-"""An ASGI guard in front of the JSON API routes (/predict, /feedback).
+"""An ASGI guard in front of the JSON API routes (/predict, /feedback) and /metrics.
 
-- Refuses a body over `serving.max_body_bytes` with 413 before it is read (Content-Length), or
-  as soon as it grows past the limit (chunked uploads).
-- Refuses a content type other than JSON with 415 (never a pickle or any executable payload).
-- Rewrites BentoML's own 4xx bodies (malformed JSON, a body of the wrong shape: pydantic
-  errors) into Occam's error body `{"error", "problems": [{"row", "field", "reason",
-  "message"}]}`, and counts and logs them like every other refused request.
+In this order, before BentoML reads anything:
+- API keys (`occam.auth`): 401 without a key or with an unknown one, 403 without the route's
+  scope (`predict`, `feedback`; `metrics` for /metrics when `serving.auth.metrics_scope`).
+- A rate limit per key on /feedback (token bucket, `serving.limits.feedback_per_second` and
+  `feedback_burst`): 429 with Retry-After.
+- A content type other than JSON gets 415 (never a pickle or any executable payload).
+- The body is read here, bounded in size (`serving.max_body_bytes`: 413) and in time
+  (`serving.limits.body_timeout_seconds`: 408, connection closed). A client that disconnects
+  before its body has arrived is a client fault: counted with status 499 (as nginx does) and
+  reason `client_disconnected`, logged at INFO, never a 500.
+- BentoML's own 4xx bodies (malformed JSON, a body of the wrong shape: pydantic errors) are
+  rewritten into Occam's error body (`occam.errors.ErrorBody`), counted and logged like every
+  other refused request.
 
-Successful responses pass through untouched: the guard only inspects the status line.
+Refusals before the body is read are counted but not written to the prediction log. Successful
+responses pass through untouched: the guard only inspects the status line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from service.problems import (
-    BODY_TOO_LARGE,
-    EMPTY_REQUEST,
-    INVALID_REQUEST,
-    INVALID_VALUE,
-    MALFORMED_JSON,
-    NOT_AN_OBJECT,
-    TOO_MANY_ROWS,
-    UNKNOWN_FEATURE,
-    UNSUPPORTED_MEDIA_TYPE,
-    WRONG_TYPE,
-    Problem,
-)
+from occam.auth import Scope, Verdict, token_from_headers
+from occam.errors import Problem, Reason, quote
 from service.runtime import Reply, Runtime
 
-Scope = dict[str, Any]
+ASGIScope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 JSON_TYPES = (b"application/json", b"")
+#: Which scope each guarded (method, path) needs.
+ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/predict"): "predict",
+    ("POST", "/feedback"): "feedback",
+    ("GET", "/metrics"): "metrics",
+}
+log = logging.getLogger("occam.service")
+
+
+class TokenBuckets:
+    """One token bucket per key id: `rate` tokens a second, at most `burst` stored. The
+    number of buckets is bounded by the number of configured keys (plus anonymous)."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Take a token for `key`: 0 when allowed, else the seconds until one is available."""
+        now = self.clock()
+        with self._lock:
+            tokens, then = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
 
 
 class RequestGuard:
     """Wraps the ASGI `app`; `runtime` returns the serving runtime (None before it exists)."""
 
-    def __init__(
-        self, app: Any, runtime: Callable[[], Runtime | None], paths: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, app: Any, runtime: Callable[[], Runtime | None]) -> None:
         self.app = app
         self.runtime = runtime
-        self.paths = frozenset(paths or ("/predict", "/feedback"))
+        self._buckets: TokenBuckets | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        needed = ROUTE_SCOPES.get((scope.get("method", ""), scope.get("path", "")))
+        if scope["type"] != "http" or needed is None:
             await self.app(scope, receive, send)
             return
         runtime = self.runtime()
         if runtime is None:
             await self.app(scope, receive, send)
             return
+        auth = runtime.serving.auth
+        verdict = Verdict(None, None)
+        if needed != "metrics" or auth.metrics_scope:
+            verdict = runtime.keys.check(token_from_headers(scope["headers"]), needed)
+            if verdict.problem is not None:
+                await _answer(send, runtime.reject([verdict.problem], record=False))
+                return
+        if needed == "metrics":
+            await self.app(scope, receive, send)
+            return
+        if needed == "feedback":
+            wait = self._bucket(runtime).take(verdict.key_id or "")
+            if wait > 0:
+                problem = Problem(
+                    None,
+                    None,
+                    Reason.RATE_LIMITED,
+                    f"too many feedback requests for this key; retry in {wait:.1f} s "
+                    "(serving.limits.feedback_per_second)",
+                )
+                retry = {"retry-after": str(max(1, math.ceil(wait)))}
+                await _answer(send, runtime.reject([problem], record=False, headers=retry))
+                return
         headers = dict(scope["headers"])
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media_type not in JSON_TYPES:
             problem = Problem(
                 None,
                 None,
-                UNSUPPORTED_MEDIA_TYPE,
-                f"content type {media_type.decode(errors='replace')!r} is not "
+                Reason.UNSUPPORTED_MEDIA_TYPE,
+                f"content type {quote(media_type.decode(errors='replace'))} is not "
                 "accepted; send application/json",
             )
-            await _answer(send, runtime.reject([problem], 415))
+            await _answer(send, runtime.reject([problem]))
             return
         limit = runtime.serving.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > limit:
-                await _answer(send, runtime.reject([_too_large(limit)], 413))
-                return
-        else:  # chunked: read it here, up to the limit, then hand it on
-            body = await _read_limited(receive, limit)
-            if body is None:
-                await _answer(send, runtime.reject([_too_large(limit)], 413))
-                return
-            receive = _replay(body, receive)
-        await self.app(scope, receive, _Rewriter(send, runtime))
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _answer(send, runtime.reject([_too_large(limit)]))
+            return
+        outcome = await _read_body(receive, limit, runtime.serving.limits.body_timeout_seconds)
+        if isinstance(outcome, Problem):
+            if outcome.reason is Reason.CLIENT_DISCONNECTED:
+                log.info("%s %s: %s", scope["method"], scope["path"], outcome.message)
+            close = {"connection": "close"} if outcome.reason is Reason.BODY_TIMEOUT else None
+            record = outcome.reason is Reason.BODY_TOO_LARGE
+            await _answer(send, runtime.reject([outcome], record=record, headers=close))
+            return
+        await self.app(scope, _replay(outcome, receive), _Rewriter(send, runtime))
+
+    def _bucket(self, runtime: Runtime) -> TokenBuckets:
+        if self._buckets is None:
+            limits = runtime.serving.limits
+            self._buckets = TokenBuckets(limits.feedback_per_second, limits.feedback_burst)
+        return self._buckets
 
 
 class _Rewriter:
@@ -120,14 +182,14 @@ def problems_from_bentoml(status: int, payload: Any) -> list[Problem]:
     """Occam problems for one of BentoML's own 4xx bodies (pydantic errors carry `detail`)."""
     details = payload.get("detail") if isinstance(payload, dict) else None
     if status == 413:
-        return [Problem(None, None, BODY_TOO_LARGE, "the request body is too large")]
+        return [Problem(None, None, Reason.BODY_TOO_LARGE, "the request body is too large")]
     if status == 415:
-        return [Problem(None, None, UNSUPPORTED_MEDIA_TYPE, "send application/json")]
+        return [Problem(None, None, Reason.UNSUPPORTED_MEDIA_TYPE, "send application/json")]
     if not isinstance(details, list) or not details:
         message = _error_text(payload) or f"the request was refused (HTTP {status})"
-        return [Problem(None, None, INVALID_REQUEST, message)]
+        return [Problem(None, None, Reason.INVALID_REQUEST, message)]
     return [_problem(detail) for detail in details if isinstance(detail, dict)] or [
-        Problem(None, None, INVALID_REQUEST, _error_text(payload) or "invalid request")
+        Problem(None, None, Reason.INVALID_REQUEST, _error_text(payload) or "invalid request")
     ]
 
 
@@ -137,23 +199,23 @@ def _problem(detail: dict[str, Any]) -> Problem:
     message = str(detail.get("msg", kind))
     row = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
     field = str(loc[2]) if len(loc) > 2 else str(loc[0]) if len(loc) == 1 else None
-    where = ".".join(str(part) for part in loc)
+    where = ".".join(quote(part, 40) if isinstance(part, str) else str(part) for part in loc)
     text = f"{where}: {message}" if where else message
     if kind == "json_invalid":
-        return Problem(None, None, MALFORMED_JSON, f"the body is not valid JSON: {message}")
+        return Problem(None, None, Reason.MALFORMED_JSON, f"the body is not valid JSON: {message}")
     if kind == "too_short":
-        return Problem(None, field, EMPTY_REQUEST, text)
+        return Problem(None, field, Reason.EMPTY_REQUEST, text)
     if kind == "too_long":
-        return Problem(None, field, TOO_MANY_ROWS, text)
+        return Problem(None, field, Reason.TOO_MANY_ROWS, text)
     if kind == "extra_forbidden":
-        return Problem(row, field, UNKNOWN_FEATURE if row is not None else INVALID_REQUEST, text)
+        return Problem(row, field, Reason.UNKNOWN_FEATURE if row is not None else Reason.INVALID_REQUEST, text)
     if kind == "missing":
-        return Problem(row, field, INVALID_REQUEST, text)
+        return Problem(row, field, Reason.INVALID_REQUEST, text)
     if kind in ("dict_type", "model_type", "model_attributes_type") and len(loc) == 2:
-        return Problem(row, None, NOT_AN_OBJECT, text)
+        return Problem(row, None, Reason.NOT_AN_OBJECT, text)
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return Problem(row, field, WRONG_TYPE, text)
-    return Problem(row, field, INVALID_VALUE, text)
+        return Problem(row, field, Reason.WRONG_TYPE, text)
+    return Problem(row, field, Reason.INVALID_VALUE, text)
 
 
 def _error_text(payload: Any) -> str | None:
@@ -168,23 +230,41 @@ def _too_large(limit: int) -> Problem:
     return Problem(
         None,
         None,
-        BODY_TOO_LARGE,
+        Reason.BODY_TOO_LARGE,
         f"the request body is larger than {limit} bytes (serving.max_body_bytes); "
         "send fewer rows per request",
     )
 
 
-async def _read_limited(receive: Receive, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | Problem:
+    """The whole request body, or the problem: larger than `limit` bytes, not arrived within
+    `timeout` seconds, or the client disconnected first."""
     chunks: list[bytes] = []
     size = 0
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        message = await receive()
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            return Problem(
+                None,
+                None,
+                Reason.BODY_TIMEOUT,
+                f"the request body did not arrive within {timeout:g} s "
+                "(serving.limits.body_timeout_seconds)",
+            )
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            return Problem(
+                None,
+                None,
+                Reason.CLIENT_DISCONNECTED,
+                f"the client disconnected after sending {size} bytes of its body",
+            )
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return None
+            return _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -210,6 +290,7 @@ async def _answer(
     keep = [
         (k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type")
     ]
+    keep.extend((k.encode(), v.encode()) for k, v in reply.headers.items())
     await send(
         {
             "type": "http.response.start",

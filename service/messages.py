@@ -2,7 +2,8 @@
 (`/docs.json`) and the first, shape-level check of each request.
 
 Rows are checked against the model's feature schema afterwards (`service.validation`): the
-schema is known only once the bundle is loaded, so `instances` is typed as objects here.
+schema is known only once the bundle is loaded, so `instances` is typed as objects here. The
+error body of every refusal is `occam.errors.ErrorBody`.
 """
 
 from __future__ import annotations
@@ -74,18 +75,3 @@ class FeedbackRequest(_Strict):
 
 class FeedbackResponse(_Strict):
     accepted: int = Field(description="Labels logged")
-
-
-class ProblemModel(_Strict):
-    row: int | None = Field(description="Index of the row in the request; null: the request")
-    field: str | None = Field(description="Feature or field at fault; null: the whole row")
-    reason: str = Field(description="Short code, e.g. missing_feature (see docs/service.md)")
-    message: str
-
-
-class ErrorResponse(_Strict):
-    """The body of every 4xx from /predict and /feedback."""
-
-    error: str
-    problems: list[ProblemModel]
-    more_problems: int = Field(0, description="Problems found beyond those listed")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from service.problems import REASONS
+from occam.errors import Reason
 
 CounterFactory = Callable[..., Any]
 _DEFAULT: ServiceMetrics | None = None
@@ -46,8 +46,8 @@ class ServiceMetrics:
             ),
             rejected_rows=counter(
                 name="occam_service_rejected_rows",
-                documentation="Rows (or whole requests, for request-level problems) refused "
-                "with a 4xx, by reason",
+                documentation="Rows (or whole requests, for request-level problems) refused, "
+                "by reason (occam.errors.Reason: 4xx answers, and client_disconnected)",
                 labelnames=["reason"],
             ),
             feedback_labels=counter(
@@ -66,8 +66,9 @@ class ServiceMetrics:
         for label in labels:
             self.predictions.labels(model_version=model_version, label=label)
         self.abstentions.labels(model_version=model_version)
-        for reason in REASONS:
-            self.rejected_rows.labels(reason=reason)
+        for reason in Reason:
+            if reason.status < 500:  # 503 is an answer of the service, not a refusal
+                self.rejected_rows.labels(reason=reason.value)
         for label in classes:
             self.feedback_labels.labels(label=label)
 

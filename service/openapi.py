@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from _bentoml_sdk.service.factory import Service
 from bentoml._internal.service.openapi.specification import (
     MediaType,
@@ -24,40 +25,47 @@ from bentoml._internal.service.openapi.specification import (
     Schema,
 )
 
+from occam.errors import ErrorBody
 from service.messages import ID_PATTERN
+from service.runtime import current_runtime
 
 ERROR_SCHEMA = "OccamError"
 _REF = "#/components/schemas/{}"
 _ERRORS = {
     "400": "Refused: the body names each problem by row, field and reason",
+    "401": "Refused: no API key, or an unknown one (reason missing_key / unknown_key)",
+    "403": "Refused: the API key lacks this route's scope (reason missing_scope)",
+    "408": "Refused: the body did not arrive within serving.limits.body_timeout_seconds",
     "413": "Refused: the body is larger than serving.max_body_bytes",
     "415": "Refused: the content type is not application/json",
 }
+_FEEDBACK_ERRORS = {
+    "409": "Refused: a prediction id already has a label (reason duplicate_label)",
+    "429": "Refused: too many feedback requests for this key; see the Retry-After header",
+}
 
 
-def _error_schema() -> Schema:
-    nullable_int = Schema(type="integer", nullable=True)
-    nullable_str = Schema(type="string", nullable=True)
-    problem = Schema(
-        type="object",
-        required=["row", "field", "reason", "message"],
-        properties={
-            "row": nullable_int,
-            "field": nullable_str,
-            "reason": Schema(type="string"),
-            "message": Schema(type="string"),
-        },
-    )
-    return Schema(
-        type="object",
-        title=ERROR_SCHEMA,
-        required=["error", "problems"],
-        properties={
-            "error": Schema(type="string"),
-            "problems": Schema(type="array", items=problem),
-            "more_problems": Schema(type="integer"),
-        },
-    )
+def openapi_schemas(model: type[BaseModel], name: str) -> dict[str, dict[str, Any]]:
+    """`model`'s JSON schema as OpenAPI 3.0 component schemas: `name` and the models it
+    refers to (`int | None` becomes `nullable`, as OpenAPI 3.0 has no null type)."""
+    raw = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = raw.pop("$defs", {})
+    return {name: _openapi30(raw), **{key: _openapi30(value) for key, value in defs.items()}}
+
+
+def _openapi30(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_openapi30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options and len(options) == 2:
+        rest = {key: value for key, value in node.items() if key != "anyOf"}
+        (kept,) = [option for option in options if option != {"type": "null"}]
+        return _openapi30({**rest, **kept, "nullable": True})
+    if node.get("type") == "null":
+        return {"nullable": True}
+    return {key: _openapi30(value) for key, value in node.items()}
 
 
 def _json(description: str, schema: Schema | Reference | None = None) -> Response:
@@ -131,26 +139,14 @@ def _request_schemas(spec: OpenAPISpecification, runtime: Any) -> None:
         body.properties[field] = schema
 
 
-def _current_runtime() -> Any:
-    import bentoml
-
-    try:
-        return getattr(bentoml.get_current_service(), "runtime", None)
-    except bentoml.exceptions.BentoMLException:  # no instance: `bentoml build`, tests
-        return None
-
-
 def document(spec: OpenAPISpecification, runtime: Any = None) -> OpenAPISpecification:
     """Add Occam's real requests (when `runtime` serves a bundle) and answers to BentoML's
     generated spec, in place, and return it."""
     if runtime is not None:
         _request_schemas(spec, runtime)
     components: Any = spec.components  # a dict at run time, typed as an attrs class
-    components.setdefault("schemas", {})[ERROR_SCHEMA] = _error_schema()
-    unavailable = _json(
-        "The model is still loading or failed its self-test (see /readyz)",
-        Schema(type="object", required=["error"], properties={"error": Schema(type="string")}),
-    )
+    components.setdefault("schemas", {}).update(openapi_schemas(ErrorBody, ERROR_SCHEMA))
+    unavailable = _json("The model is still loading or failed its self-test (see /readyz)")
     for route in ("/predict", "/feedback"):
         item = spec.paths.get(route)
         if item is None or not isinstance(item.post, dict):
@@ -158,7 +154,8 @@ def document(spec: OpenAPISpecification, runtime: Any = None) -> OpenAPISpecific
         # BentoML leaves the body optional, but a request without one is refused.
         item.post["requestBody"]["required"] = True
         responses: dict[Any, Any] = item.post["responses"]
-        for code, description in _ERRORS.items():
+        errors = {**_ERRORS, **(_FEEDBACK_ERRORS if route == "/feedback" else {})}
+        for code, description in errors.items():
             responses.pop(int(code), None)
             responses[code] = _json(description)
         if route == "/predict":
@@ -187,4 +184,4 @@ class DocumentedService(Service):  # type: ignore[type-arg]
 
     @property
     def openapi_spec(self) -> OpenAPISpecification:
-        return document(super().openapi_spec, _current_runtime())
+        return document(super().openapi_spec, current_runtime())

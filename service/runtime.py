@@ -10,30 +10,76 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from occam.auth import KeyStore, keys_files
 from occam.bundle import Bundle, resolve_serving_bundle
 from occam.config import ServingConfig, load_config
+from occam.errors import Problem, Reason, counted, error_body, quote, status_of
 from occam.records import FeedbackRecord, PredictionRecord, Record, RejectedRecord
 from service.log import SegmentWriter
 from service.metrics import ServiceMetrics, default_metrics
 from service.predictor import Predictor, SelfTest, load_predictor, self_test
-from service.problems import UNKNOWN_LABEL, Problem, counted, error_body
 from service.validation import Validator
 
+CONFIG_ENV = "OCCAM_CONFIG"
+MODEL_TAG_ENV = "OCCAM_MODEL_TAG"
 log = logging.getLogger("occam.service")
 
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status code and JSON body."""
+    """An HTTP answer: status code, JSON body and extra headers (e.g. Retry-After)."""
 
     status: int
     body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime of this process's BentoML service instance; None before it is created (and
+    outside a server: `bentoml build`, tests on `Runtime` itself)."""
+    import bentoml
+
+    try:
+        instance = bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException:
+        return None
+    return getattr(instance, "runtime", None)
+
+
+class LabelledIds:
+    """The prediction ids that received a label, the newest `capacity` of them: a second
+    label for a remembered id is refused. Memory is bounded: the oldest ids are forgotten
+    first (the monitor keeps the first label of an id it sees twice, and counts the rest)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, ids: Sequence[str]) -> list[int]:
+        """Indexes in `ids` of ids labelled before (or earlier in `ids`); nothing is stored."""
+        with self._lock:
+            known = self._ids
+            first: set[str] = set()
+            repeated = []
+            for i, ident in enumerate(ids):
+                if ident in known or ident in first:
+                    repeated.append(i)
+                first.add(ident)
+            return repeated
+
+    def add(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            for ident in ids:
+                self._ids[ident] = None
+            while len(self._ids) > self.capacity:
+                self._ids.popitem(last=False)
 
 
 class Runtime:
@@ -41,7 +87,8 @@ class Runtime:
 
     Not ready until `load()` has loaded the predictor and its self-test passed; until then
     `predict` answers 503. `writer` None means nothing is logged; `log_predictions` False logs
-    feedback and rejections but no prediction rows.
+    feedback and rejections but no prediction rows. `keys` are the API keys the HTTP guard
+    checks (empty: anonymous calls).
     """
 
     def __init__(
@@ -51,8 +98,10 @@ class Runtime:
         *,
         metrics: ServiceMetrics,
         writer: SegmentWriter | None,
+        keys: KeyStore | None = None,
     ) -> None:
         self.serving = serving
+        self.keys = keys or KeyStore()
         self.bundle = bundle
         self.version = bundle.version
         self.classes = bundle.classes
@@ -66,7 +115,9 @@ class Runtime:
             max_rows=serving.max_rows,
             unseen_category=serving.unseen_category,
             out_of_range_factor=serving.out_of_range_factor,
+            max_string_chars=serving.limits.max_string_chars,
         )
+        self.labelled = LabelledIds(serving.limits.feedback_ids)
         self.metrics = metrics
         self.writer = writer
         self.predictor: Predictor | None = None
@@ -87,21 +138,24 @@ class Runtime:
         worker: int = 0,
         metrics: ServiceMetrics | None = None,
     ) -> Runtime:
-        """Read the config, resolve and verify the bundle, open the log; raise `ConfigError` or
-        `BundleError` (naming the reason) when the service must not start.
+        """Read the config and the API keys, resolve and verify the bundle, open the log; raise
+        `ConfigError`, `KeyFileError` or `BundleError` (naming the reason) when the service must
+        not start.
 
         `model_tag` pins a bundle, overriding `serving.model_tag`; `worker` names the log files.
         """
         config = load_config(config_path)
         serving = config.serving
+        keys = KeyStore.load(keys_files(serving.auth.keys_file))
+        if not keys:
+            log.warning("no API keys configured: /predict and /feedback accept anonymous calls")
         bundle = resolve_serving_bundle(config.output.model_name, model_tag or serving.model_tag)
         metrics = metrics or default_metrics()
-        writer = SegmentWriter(
-            serving.log_dir,
+        writer = SegmentWriter.from_config(
+            serving,
             worker=worker,
-            segment_bytes=serving.log_segment_bytes,
-            capacity=serving.log_queue_records,
             on_drop=metrics.log_dropped_records.inc,
+            features=bundle.schema.names,
         ).start()
         log.info(
             "worker %s serves %s (stage=%s); log in %s",
@@ -110,7 +164,7 @@ class Runtime:
             bundle.stage,
             serving.log_dir,
         )
-        return cls(serving, bundle, metrics=metrics, writer=writer)
+        return cls(serving, bundle, metrics=metrics, writer=writer, keys=keys)
 
     @property
     def ready(self) -> bool:
@@ -196,7 +250,9 @@ class Runtime:
         return Reply(200, {"model_version": self.version, "predictions": answers})
 
     def feedback(self, items: Sequence[tuple[str, str]]) -> Reply:
-        """Log (prediction id, true label) pairs; 202 when logged, a 4xx for unknown labels."""
+        """Log (prediction id, true label) pairs; 202 when logged. 400 for unknown labels, 409
+        when an id was labelled before (at most one label per prediction id, as far as this
+        worker remembers: `serving.limits.feedback_ids`); nothing is logged then."""
         problem = self.validator.check_count(len(items), "labels")
         if problem is not None:
             return self.reject([problem])
@@ -205,14 +261,30 @@ class Runtime:
             Problem(
                 i,
                 "label",
-                UNKNOWN_LABEL,
-                f"label {label!r} is not a class of this model; classes are {self.classes}",
+                Reason.UNKNOWN_LABEL,
+                f"label {quote(label)} is not a class of this model; classes are {self.classes}",
             )
             for i, (_, label) in enumerate(items)
             if label not in known
         ]
         if problems:
             return self.reject(problems)
+        ids = [ident for ident, _ in items]
+        repeated = self.labelled.seen(ids)
+        if repeated:
+            return self.reject(
+                [
+                    Problem(
+                        i,
+                        "id",
+                        Reason.DUPLICATE_LABEL,
+                        f"prediction {ids[i]} already has a label; one label per prediction "
+                        "id is accepted (nothing in this request was logged)",
+                    )
+                    for i in repeated
+                ]
+            )
+        self.labelled.add(ids)
         now = time.time()
         if self.writer is not None:
             self.writer.submit(
@@ -222,26 +294,47 @@ class Runtime:
             self.metrics.feedback_labels.labels(label).inc(count)
         return Reply(202, {"accepted": len(items)})
 
-    def reject(self, problems: Sequence[Problem], status: int = 400) -> Reply:
-        """Count, log and describe a refused request: one count and one `rejected` record per
-        bad row (its first problem) or per request-level problem."""
+    def reject(
+        self,
+        problems: Sequence[Problem],
+        status: int | None = None,
+        *,
+        record: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Count, log and describe a refused request: one count and (`record` True) one
+        `rejected` log record per bad row (its first problem) or per request-level problem.
+
+        `status` None: the status the reasons carry (`occam.errors.status_of`). Requests refused
+        before they are authenticated, read or allowed (401, 403, 408, 429, 499) are counted
+        but not logged (`record` False): nobody without a key can write to the log."""
         now = time.time()
         records = []
         for problem in counted(problems):
-            self.metrics.rejected_rows.labels(problem.reason).inc()
+            self.metrics.rejected_rows.labels(problem.reason.value).inc()
             records.append(
                 RejectedRecord(
-                    ts=now, model_version=self.version, reason=problem.reason, field=problem.field
+                    ts=now,
+                    model_version=self.version,
+                    reason=problem.reason.value,
+                    field=problem.field,
                 )
             )
-        if self.writer is not None:
+        if record and self.writer is not None:
             self.writer.submit(records)
-        return Reply(status, error_body(problems))
+        return Reply(
+            status_of(problems) if status is None else status,
+            error_body(problems),
+            headers or {},
+        )
 
     def unavailable(self) -> Reply:
+        """503 while the model loads, or for good when it failed to load or its self-test."""
         if self.failure is not None:
-            return Reply(503, {"error": f"model {self.bundle.tag} failed to load: {self.failure}"})
-        return Reply(503, {"error": f"model {self.bundle.tag} is still loading; retry shortly"})
+            message = f"model {self.bundle.tag} failed to load: {self.failure}"
+        else:
+            message = f"model {self.bundle.tag} is still loading; retry shortly"
+        return Reply(503, error_body([Problem(None, None, Reason.MODEL_UNAVAILABLE, message)]))
 
     def model_document(self) -> dict[str, Any]:
         """What a client needs to build valid requests, and what the model promises."""
@@ -269,6 +362,7 @@ class Runtime:
             "limits": {
                 "max_rows": self.serving.max_rows,
                 "max_body_bytes": self.serving.max_body_bytes,
+                "max_string_chars": self.serving.limits.max_string_chars,
                 "unseen_category": self.serving.unseen_category,
                 "out_of_range_factor": self.serving.out_of_range_factor,
             },

@@ -23,18 +23,7 @@ from typing import Any, Literal
 
 from occam.records import MARK_KINDS
 from occam.schema import MISSING_CATEGORY, FeatureSchema
-from service.problems import (
-    EMPTY_REQUEST,
-    MISSING_FEATURE,
-    MISSING_VALUE,
-    NOT_AN_OBJECT,
-    NOT_FINITE,
-    TOO_MANY_ROWS,
-    UNKNOWN_FEATURE,
-    UNSEEN_CATEGORY,
-    WRONG_TYPE,
-    Problem,
-)
+from occam.errors import Problem, Reason, quote
 
 #: The marks of a row without any (shared: never modify a row's marks).
 NO_MARKS: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
@@ -64,6 +53,7 @@ class _Feature:
     name: str
     numeric: bool
     nullable: bool
+    integer: bool
     categories: frozenset[str]
     low: float
     high: float
@@ -74,7 +64,8 @@ class Validator:
 
     `max_rows` is the most rows one request may carry, `unseen_category` the policy for a
     category never seen in training ("reject" or "accept" and mark), `out_of_range_factor` how
-    many training ranges beyond [min, max] a number may lie before it is marked.
+    many training ranges beyond [min, max] a number may lie before it is marked,
+    `max_string_chars` the longest string a category may be (`serving.limits`).
     """
 
     def __init__(
@@ -84,8 +75,10 @@ class Validator:
         max_rows: int,
         unseen_category: Literal["reject", "accept"],
         out_of_range_factor: float,
+        max_string_chars: int = 256,
     ) -> None:
         self.schema = schema
+        self.max_string_chars = max_string_chars
         self.max_rows = max_rows
         self.unseen_category = unseen_category
         self.out_of_range_factor = out_of_range_factor
@@ -103,6 +96,7 @@ class Validator:
             name=spec.name,
             numeric=spec.kind == "numeric",
             nullable=spec.nullable,
+            integer=spec.kind == "numeric" and spec.dtype == "integer",
             categories=frozenset(spec.categories or ()),
             low=low,
             high=high,
@@ -112,13 +106,13 @@ class Validator:
         """The request-level problem with a list of `count` rows, if any."""
         if count == 0:
             return Problem(
-                None, what, EMPTY_REQUEST, f"`{what}` is empty; send 1 to {self.max_rows} rows"
+                None, what, Reason.EMPTY_REQUEST, f"`{what}` is empty; send 1 to {self.max_rows} rows"
             )
         if count > self.max_rows:
             return Problem(
                 None,
                 what,
-                TOO_MANY_ROWS,
+                Reason.TOO_MANY_ROWS,
                 f"{count} rows in `{what}`; at most {self.max_rows} per request (serving.max_rows)",
             )
         return None
@@ -138,7 +132,7 @@ class Validator:
                     Problem(
                         index,
                         None,
-                        NOT_AN_OBJECT,
+                        Reason.NOT_AN_OBJECT,
                         f"row {index} is a {_json_type(row)}, not an object of {{feature: value}}",
                     )
                 )
@@ -162,8 +156,8 @@ class Validator:
                     Problem(
                         index,
                         name,
-                        UNKNOWN_FEATURE,
-                        f"`{name}` is not a feature of this "
+                        Reason.UNKNOWN_FEATURE,
+                        f"{quote(name)} is not a feature of this "
                         f"model; features are {sorted(self._names)}",
                     )
                 )
@@ -173,7 +167,9 @@ class Validator:
             kind = type(value)
             # Fast paths for the common case: a number inside the marking bounds (NaN and
             # +-inf fail the comparison), a category seen in training.
-            if feature.numeric and (kind is float or kind is int):
+            if feature.numeric and (
+                kind is int or (kind is float and (not feature.integer or value.is_integer()))
+            ):
                 if feature.low <= value <= feature.high:
                     columns[name].append(value if kind is float else float(value))
                     continue
@@ -185,7 +181,7 @@ class Validator:
                     Problem(
                         index,
                         name,
-                        MISSING_FEATURE,
+                        Reason.MISSING_FEATURE,
                         f"feature `{name}` is missing; send "
                         "every feature" + (" (null is allowed)" if feature.nullable else ""),
                     )
@@ -212,8 +208,8 @@ class Validator:
             problem = Problem(
                 index,
                 feature.name,
-                WRONG_TYPE,
-                f"`{feature.name}` must be a number, got {_json_type(value)} {_short(value)}",
+                Reason.WRONG_TYPE,
+                f"`{feature.name}` must be a number, got {_json_type(value)} {quote(value)}",
             )
             return problem, None
         try:
@@ -222,8 +218,17 @@ class Validator:
             number = math.inf
         if math.isinf(number):
             return Problem(
-                index, feature.name, NOT_FINITE, f"`{feature.name}` must be finite"
+                index, feature.name, Reason.NOT_FINITE, f"`{feature.name}` must be finite"
             ), None
+        if feature.integer and not number.is_integer():
+            problem = Problem(
+                index,
+                feature.name,
+                Reason.NOT_INTEGER,
+                f"`{feature.name}` is an integer feature; got {quote(value)}, "
+                "which has a fractional part",
+            )
+            return problem, None
         if number < feature.low or number > feature.high:
             return number, "out_of_range"
         return number, None
@@ -232,23 +237,33 @@ class Validator:
         if value is None or (type(value) is float and value != value):
             return self._missing(index, feature, MISSING_CATEGORY)
         if not isinstance(value, str):
-            hint = f'; send categories as strings, e.g. "{value}"' if _is_number(value) else ""
+            hint = f"; send categories as strings, e.g. {quote(str(value))}" if _is_number(value) else ""
             problem = Problem(
                 index,
                 feature.name,
-                WRONG_TYPE,
-                f"`{feature.name}` must be a string, got {_json_type(value)} {_short(value)}{hint}",
+                Reason.WRONG_TYPE,
+                f"`{feature.name}` must be a string, got {_json_type(value)} {quote(value)}{hint}",
             )
             return problem, None
         if value in feature.categories:
             return value, None
+        if len(value) > self.max_string_chars:
+            problem = Problem(
+                index,
+                feature.name,
+                Reason.VALUE_TOO_LONG,
+                f"`{feature.name}` is {len(value)} characters long; at most "
+                f"{self.max_string_chars} are accepted (serving.limits.max_string_chars): "
+                f"{quote(value)}",
+            )
+            return problem, None
         if self.unseen_category == "reject":
             problem = Problem(
                 index,
                 feature.name,
-                UNSEEN_CATEGORY,
-                f"`{feature.name}` = {_short(value)} was never seen in training; "
-                f"known values: {_short(sorted(feature.categories), 200)}",
+                Reason.UNSEEN_CATEGORY,
+                f"`{feature.name}` = {quote(value)} was never seen in training; "
+                f"known values: {quote(sorted(feature.categories), 200)}",
             )
             return problem, None
         return value, "unseen_category"
@@ -258,7 +273,7 @@ class Validator:
             problem = Problem(
                 index,
                 feature.name,
-                MISSING_VALUE,
+                Reason.MISSING_VALUE,
                 f"`{feature.name}` is null or NaN, but it was never missing in training; "
                 "send a value",
             )
@@ -289,6 +304,3 @@ def _json_type(value: Any) -> str:
     return "object" if isinstance(value, dict) else type(value).__name__
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

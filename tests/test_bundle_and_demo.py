@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 
-from occam.bundle import BundleError, get_bundle, latest_production, resolve_serving_bundle
+from occam.bundle import (
+    BundleError,
+    BundleIntegrityError,
+    get_bundle,
+    latest_production,
+    resolve_serving_bundle,
+)
+from occam.config import ConfigError, load_config
 from occam.demo import explain
 from occam.loopback import parse_metrics
+from occam.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKeyError, signing_key
+from tests.bundles import make_bundle, model_name, occam, rewrite_with_hash, set_label_by_hand
+from tests.conftest import small_config, write_config
+
+KEY = "0123456789abcdef" * 4
 
 
 def test_unknown_model_name_has_no_production_bundle(bentoml_home: Any) -> None:
@@ -29,6 +44,172 @@ def test_tampered_bundle_is_refused_naming_the_file(trained: Any) -> None:
     finally:
         reference.write_bytes(original)
     bundle.verify()
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (
+            lambda b: (b.path / "manifest.json").write_text("{not json"),
+            "manifest.json is not valid JSON",
+        ),
+        (
+            lambda b: (b.path / "manifest.json").write_text('["a list"]'),
+            "manifest.json is not a manifest",
+        ),
+        (lambda b: (b.path / "manifest.json").unlink(), "manifest.json is missing"),
+        (lambda b: (b.path / "reference.csv.gz").unlink(), "reference.csv.gz is missing"),
+        (
+            lambda b: (b.path / "model.onnx").write_bytes(b"x"),
+            "model.onnx does not match its recorded",
+        ),
+        (
+            lambda b: (b.path / "evil.pkl").write_bytes(b"x"),
+            "evil.pkl is not listed in manifest.json",
+        ),
+        (lambda b: (b.path / "metadata.json").write_text("{"), "metadata.json is not valid JSON"),
+    ],
+    ids=[
+        "garbage",
+        "not-a-manifest",
+        "no-manifest",
+        "missing-file",
+        "wrong-hash",
+        "unlisted",
+        "metadata",
+    ],
+)
+def test_a_bad_bundle_is_refused_naming_the_file(damage: Any, named: str) -> None:
+    name = model_name()
+    damage(make_bundle(name, promoted=True))
+    with pytest.raises(BundleIntegrityError, match=named):
+        resolve_serving_bundle(name, None)
+
+
+def test_a_garbage_manifest_stops_serve_and_monitor_with_exit_5(tmp_path: Path) -> None:
+    name = model_name()
+    bundle = make_bundle(name, promoted=True)
+    (bundle.path / "manifest.json").write_bytes(b"\x00garbage{")
+    for command in (("serve", "--port", "1"), ("monitor", "--once")):
+        done = occam(tmp_path, name, *command)
+        assert done.returncode == 5, (command, done.stderr)
+        assert "manifest.json is not valid JSON" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_monitor_without_a_promoted_bundle_starts_and_waits(tmp_path: Path) -> None:
+    done = occam(tmp_path, model_name(), "monitor", "--once")
+    assert done.returncode == 0, done.stderr
+
+
+def test_signed_bundle_refuses_a_replaced_onnx_with_its_recomputed_hash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(SIGNING_KEY_ENV, KEY)
+    name = model_name()
+    bundle = make_bundle(name, promoted=True)
+    assert bundle.signature and bundle.signature.startswith("hmac-sha256:")
+    resolve_serving_bundle(name, None)  # signed and intact: served
+    rewrite_with_hash(bundle, "model.onnx", b"an attacker's graph")
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+    get_bundle(bundle.tag).verify()  # the hashes agree: without a key it passes
+    monkeypatch.setenv(SIGNING_KEY_ENV, KEY)
+    with pytest.raises(BundleIntegrityError, match=r"signature .* does not match manifest\.json"):
+        resolve_serving_bundle(name, None)
+    done = occam(tmp_path, name, "serve", "--port", "1")
+    assert done.returncode == 5 and "does not match manifest.json" in done.stderr, done.stderr
+
+
+def test_a_stage_label_flipped_by_hand_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(SIGNING_KEY_ENV, KEY)
+    name = model_name()
+    bundle = make_bundle(name, promoted=False)
+    set_label_by_hand(bundle, "candidate", "production")
+    assert latest_production(name) is not None  # the label alone says production ...
+    with pytest.raises(BundleIntegrityError, match="stage=production"):
+        resolve_serving_bundle(name, None)  # ... the signature says otherwise
+    done = occam(tmp_path, name, "serve", "--port", "1")
+    assert done.returncode == 5 and "stage label was changed" in done.stderr, done.stderr
+
+
+def test_an_unsigned_bundle_is_refused_once_a_key_is_set_and_nothing_is_unpickled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    name = model_name()
+    bundle = make_bundle(name, promoted=True)
+    assert bundle.signature is None
+    marker = tmp_path / "code-ran"
+    rewrite_with_hash(bundle, "pipeline.joblib", _crafted_pickle(marker))
+
+    monkeypatch.setenv(SIGNING_KEY_ENV, KEY)
+    with pytest.raises(BundleIntegrityError, match="is not signed"):
+        get_bundle(bundle.tag).load_pipeline()
+    assert not marker.exists()
+    done = occam(tmp_path, name, "serve", "--port", "1")
+    assert done.returncode == 5 and "is not signed" in done.stderr, done.stderr
+    assert not marker.exists()
+
+    # The reason for all this: without a key the same load runs the attacker's code.
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+    get_bundle(bundle.tag).load_pipeline()
+    assert marker.read_text() == "ran"
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def _crafted_pickle(marker: Path) -> bytes:
+    path = marker.with_suffix(".joblib")
+    joblib.dump(_Payload(marker), path)
+    data = path.read_bytes()
+    assert pickle.HIGHEST_PROTOCOL >= 4
+    return data
+
+
+def test_signing_key_sources_and_bad_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    monkeypatch.delenv(SIGNING_KEY_FILE_ENV, raising=False)
+    assert signing_key() is None
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(KEY + "\n")
+    monkeypatch.setenv(SIGNING_KEY_FILE_ENV, str(key_file))
+    assert signing_key() == KEY.encode()
+    monkeypatch.setenv(SIGNING_KEY_ENV, "short")
+    with pytest.raises(SigningKeyError, match="OCCAM_SIGNING_KEY: the signing key has 5 bytes"):
+        signing_key()
+    monkeypatch.delenv(SIGNING_KEY_ENV)
+    monkeypatch.setenv(SIGNING_KEY_FILE_ENV, str(tmp_path / "absent.key"))
+    with pytest.raises(SigningKeyError, match="cannot read the signing key file"):
+        signing_key()
+
+
+def test_config_signing_key_file_must_exist_and_signs_training_side(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    monkeypatch.delenv(SIGNING_KEY_FILE_ENV, raising=False)
+    name = model_name()
+    raw = small_config(tmp_path, **{"output.model_name": name, "output.signing_key_file": "k.key"})
+    config = write_config(tmp_path, raw)
+    with pytest.raises(ConfigError, match=r"`output\.signing_key_file`: .*k\.key is not a file"):
+        load_config(config)
+    (tmp_path / "k.key").write_text(KEY)
+    assert load_config(config).output.signing_key_file == tmp_path / "k.key"
+    # the CLI hands the configured key to what it runs: an unsigned bundle is refused
+    make_bundle(name, promoted=True)
+    done = occam(tmp_path, name, "serve", "--port", "1")
+    assert done.returncode == 5 and "is not signed" in done.stderr, done.stderr
+    (tmp_path / "k.key").write_text("short")
+    done = occam(tmp_path, name, "serve", "--port", "1")
+    assert done.returncode == 2 and "signing key has 5 bytes" in done.stderr, done.stderr
 
 
 EXPOSITION = """\

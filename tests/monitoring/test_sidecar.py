@@ -32,7 +32,9 @@ def with_logs(config: OccamConfig, folder: Path, **monitoring: Any) -> OccamConf
     return config.model_copy(
         update={
             "serving": config.serving.model_copy(update={"log_dir": folder}),
-            "monitoring": config.monitoring.model_copy(update=monitoring),
+            "monitoring": config.monitoring.model_copy(
+                update={"state_dir": folder.parent / "monitor-state", **monitoring}
+            ),
         }
     )
 

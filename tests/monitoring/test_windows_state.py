@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitoring.reader import read_new
-from monitoring.state import CheckpointError, MonitorState
+from monitoring.state import FORMAT_NAME, CheckpointError, MonitorState
 from monitoring.windows import FeedbackJoin, PredictionWindow
 from tests.monitoring.logs import append, feedback, prediction, rejected
 
@@ -43,15 +47,15 @@ def test_feedback_join_labels_each_prediction_once() -> None:
     join = FeedbackJoin(capacity=3, label_capacity=10)
     join.add_predictions(rows(2))
     assert join.coverage == 0.0
-    unmatched = join.add_feedback(
+    unmatched, duplicates = join.add_feedback(
         [asdict(feedback("r0", "no")), asdict(feedback("r0", "yes")), asdict(feedback("zz", "no"))]
     )
-    assert unmatched == 2 and join.matched == 1 and join.coverage == 0.5
+    assert (unmatched, duplicates) == (1, 1) and join.matched == 1 and join.coverage == 0.5
     labels, proba = join.labelled_arrays(["no", "yes"])
     assert labels.tolist() == ["no"] and proba.tolist() == [[0.3, 0.7]]
     join.add_predictions(rows(3, start=2))  # r0 (labelled) and r1 are forgotten
     assert len(join) == 3 and join.matched == 0 and join.coverage == 0.0
-    assert join.add_feedback([asdict(feedback("r1", "no"))]) == 1
+    assert join.add_feedback([asdict(feedback("r1", "no"))]) == (1, 0)
     assert len(join.labelled) == 1  # the labelled rows stay for the live metric
 
 
@@ -70,35 +74,36 @@ def new_state() -> MonitorState:
 
 
 def test_state_counts_feeds_and_survives_a_restart(tmp_path: Path) -> None:
-    logs, checkpoint = tmp_path / "logs", tmp_path / "state" / "state.pkl"
+    logs, checkpoint = tmp_path / "logs", tmp_path / "state" / "monitor-checkpoint.json"
     append(logs, [prediction(f"p{i}") for i in range(7)])
     append(logs, [feedback("p6", "no"), rejected(), b"garbage\n"], worker=1)
     state = new_state()
-    state.apply(read_new(logs, state.offsets))
+    state.apply(read_new(logs, state.segments))
     assert state.records == {"prediction": 7, "feedback": 1, "rejected": 1}
     assert state.malformed == 1 and len(state.window) == 5 and state.join.matched == 1
     state.runs.data_drift = 3
     state.save(checkpoint)
-    assert [p.name for p in checkpoint.parent.iterdir()] == ["state.pkl"]  # no temp file left
+    names = [p.name for p in checkpoint.parent.iterdir()]
+    assert names == ["monitor-checkpoint.json"]  # no temp file left
 
     append(logs, [prediction("p7")])
     restored = MonitorState.load(checkpoint, 5, 2, 100, 10)
-    restored.apply(read_new(logs, restored.offsets))
+    restored.apply(read_new(logs, restored.segments))
     assert restored.records == {"prediction": 8, "feedback": 1, "rejected": 1}
     assert [r["id"] for r in restored.window.rows] == ["p3", "p4", "p5", "p6", "p7"]
     assert restored.runs.data_drift == 3 and restored.join.matched == 1
 
 
 def test_a_crash_before_the_checkpoint_rereads_instead_of_double_counting(tmp_path: Path) -> None:
-    logs, checkpoint = tmp_path / "logs", tmp_path / "state.pkl"
+    logs, checkpoint = tmp_path / "logs", tmp_path / "monitor-checkpoint.json"
     append(logs, [prediction("a"), prediction("b")])
     state = new_state()
-    state.apply(read_new(logs, state.offsets))
+    state.apply(read_new(logs, state.segments))
     state.save(checkpoint)
     append(logs, [prediction("c"), feedback("a", "yes")])
-    state.apply(read_new(logs, state.offsets))  # applied, then "killed" before saving
+    state.apply(read_new(logs, state.segments))  # applied, then "killed" before saving
     again = MonitorState.load(checkpoint, 5, 2, 100, 10)
-    again.apply(read_new(logs, again.offsets))
+    again.apply(read_new(logs, again.segments))
     assert again.records == state.records == {"prediction": 3, "feedback": 1, "rejected": 0}
     assert again.join.matched == state.join.matched == 1
 
@@ -107,12 +112,12 @@ def test_older_model_rows_stay_out_of_the_window(tmp_path: Path) -> None:
     state = new_state()
     state.adopt_model("v1")
     append(tmp_path, [prediction("a", version="v1")])
-    state.apply(read_new(tmp_path, state.offsets))
+    state.apply(read_new(tmp_path, state.segments))
     assert state.confirmed
     state.adopt_model("v2")
     assert state.skipped_versions == {"v1"} and len(state.window) == 0
     append(tmp_path, [prediction("b", version="v1"), prediction("c", version="v2")])
-    state.apply(read_new(tmp_path, state.offsets))
+    state.apply(read_new(tmp_path, state.segments))
     assert [r["id"] for r in state.window.rows] == ["c"]
     assert state.records["prediction"] == 3 and state.rows_total == 1
 
@@ -121,13 +126,111 @@ def test_time_order_is_restored_across_workers(tmp_path: Path) -> None:
     append(tmp_path, [prediction("late", ts=20.0)], worker=0)
     append(tmp_path, [prediction("early", ts=10.0)], worker=1)
     state = new_state()
-    state.apply(read_new(tmp_path, state.offsets))
+    state.apply(read_new(tmp_path, state.segments))
     assert [r["id"] for r in state.window.rows] == ["early", "late"]
     assert state.last_record_ts == 20.0
 
 
 def test_an_unreadable_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
-    path = tmp_path / "state.pkl"
+    path = tmp_path / "monitor-checkpoint.json"
     path.write_bytes(b"\x80\x05garbage")
-    with pytest.raises(CheckpointError, match="move it away"):
+    with pytest.raises(CheckpointError, match="Move it away"):
         MonitorState.load(path, 5, 2, 100, 10)
+
+
+class _Exploit:
+    """A pickle that creates a file when unpickled: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "monitor-checkpoint.json"
+    path.write_bytes(pickle.dumps({"format": 1, "x": _Exploit(marker)}))
+    with pytest.raises(CheckpointError, match="not an Occam monitor checkpoint"):
+        MonitorState.load(path, 5, 2, 100, 10)
+    assert not marker.exists()
+
+
+def test_a_tampered_or_cut_checkpoint_is_refused(tmp_path: Path) -> None:
+    logs, path = tmp_path / "logs", tmp_path / "monitor-checkpoint.json"
+    append(logs, [prediction("a"), feedback("a", "yes")])
+    state = new_state()
+    state.apply(read_new(logs, state.segments))
+    state.save(path)
+    good = path.read_bytes()
+    header, payload = good.split(b"\n", 1)
+    assert json.loads(header)["sha256"] == hashlib.sha256(payload).hexdigest()
+    loaded = MonitorState.load(path, 5, 2, 100, 10)
+    assert loaded.to_dict() == state.to_dict()  # a JSON round trip keeps everything
+
+    path.write_bytes(good.replace(b'"prediction":1', b'"prediction":0'))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        MonitorState.load(path, 5, 2, 100, 10)
+    path.write_bytes(good[:-5])
+    with pytest.raises(CheckpointError, match="cut or grown"):
+        MonitorState.load(path, 5, 2, 100, 10)
+    wrong = json.dumps({**json.loads(header), "version": 1}).encode()
+    path.write_bytes(wrong + b"\n" + payload)
+    with pytest.raises(CheckpointError, match="format version 1, expected 2"):
+        MonitorState.load(path, 5, 2, 100, 10)
+    # a payload with the right checksum but the wrong shape (e.g. hand-edited and re-summed)
+    bad = b'{"segments": {"x": [1, 2]}}'
+    header = json.dumps(
+        {
+            "format": FORMAT_NAME,
+            "version": 2,
+            "sha256": hashlib.sha256(bad).hexdigest(),
+            "length": len(bad),
+        }
+    ).encode()
+    path.write_bytes(header + b"\n" + bad)
+    with pytest.raises(CheckpointError, match="not a usable Occam checkpoint"):
+        MonitorState.load(path, 5, 2, 100, 10)
+
+
+def test_the_first_label_wins_and_duplicates_are_counted(tmp_path: Path) -> None:
+    append(tmp_path, [prediction("a"), prediction("b")], worker=0)
+    append(tmp_path, [feedback("a", "no", ts=5.0)], worker=1)  # replica 1 answered first
+    append(tmp_path, [feedback("a", "yes", ts=6.0), feedback("b", "yes", ts=6.0)], worker=2)
+    state = new_state()
+    state.apply(read_new(tmp_path, state.segments))
+    assert state.feedback_duplicates == 1 and state.feedback_unmatched == 0
+    assert [label for _, label, _ in state.join.labelled] == ["no", "yes"]  # a first, then b
+    append(tmp_path, [feedback("b", "no", ts=7.0)], worker=1)
+    state.apply(read_new(tmp_path, state.segments))
+    assert state.feedback_duplicates == 2 and state.join.matched == 2
+
+
+def test_label_shift_compares_feedback_with_what_its_predictions_expected() -> None:
+    join = FeedbackJoin(capacity=1000, label_capacity=1000)
+    join.add_predictions(rows(100))  # every prediction: p(yes) = 0.7
+    assert join.label_shift(min_labels=1) is None
+    honest = [asdict(feedback(f"r{i}", "yes" if i % 10 < 7 else "no")) for i in range(100)]
+    join.add_feedback(honest)
+    assert join.label_shift(min_labels=100) == pytest.approx(0.0)
+    assert join.label_shift(min_labels=101) is None
+    flipped = FeedbackJoin(capacity=1000, label_capacity=1000)
+    flipped.add_predictions(rows(100))
+    flipped.add_feedback([asdict(feedback(f"r{i}", "no")) for i in range(100)])
+    assert flipped.label_shift(min_labels=10) == pytest.approx(0.7)
+
+
+def test_expire_forgets_old_rows_in_window_and_join() -> None:
+    state = new_state()
+    old = [asdict(prediction(f"o{i}", ts=100.0)) for i in range(2)]
+    new = [asdict(prediction(f"n{i}", ts=200.0)) for i in range(2)]
+    state.window.extend(old + new)
+    state.join.add_predictions(old + new)
+    state.join.add_feedback(
+        [asdict(feedback("o0", "yes", ts=100.0)), asdict(feedback("n0", "yes", ts=200.0))]
+    )
+    state.expire(150.0)
+    assert [r["id"] for r in state.window.rows] == ["n0", "n1"]
+    assert [i for i, _ in state.join.ids] == ["n0", "n1"] and state.join.matched == 1
+    assert len(state.join.labelled) == 1 and state.account.expired_rows == 4

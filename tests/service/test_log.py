@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import os
 import threading
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from occam.config import ConfigError, ServingConfig
 from occam.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -19,7 +22,7 @@ from occam.records import (
     segment_name,
 )
 from service import log as log_module
-from service.log import SegmentWriter
+from service.log import REDACT_KEY_ENV, SegmentWriter
 
 from .conftest import read_log
 
@@ -92,7 +95,9 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(
 
     monkeypatch.setattr(log_module.os, "write", slow_write)
     dropped: list[int] = []
-    writer = SegmentWriter(tmp_path, worker=1, capacity=10, on_drop=dropped.append).start()
+    writer = SegmentWriter(
+        tmp_path, worker=1, capacity=10, on_drop=dropped.append, durability="queue"
+    ).start()
     writer.submit([prediction(0)])
     assert entered.wait(10)  # the writer thread is stuck in the disk
     assert writer.submit(prediction(i) for i in range(1, 16)) == 5  # returns at once
@@ -118,7 +123,7 @@ def test_a_failing_disk_counts_the_records_as_dropped(
 
 
 def test_close_writes_what_is_queued(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=1, flush_interval=3600).start()
+    writer = SegmentWriter(tmp_path, worker=1, flush_interval=3600, durability="queue").start()
     writer.submit([prediction(i) for i in range(5)])
     writer.close()
     assert len(read_log(tmp_path)) == 5
@@ -129,3 +134,128 @@ def test_start_fails_when_the_folder_cannot_be_created(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(OSError):
         SegmentWriter(blocker / "logs", worker=1).start()
+
+
+def test_write_durability_puts_records_in_the_file_before_submit_returns(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=5).start()
+    assert writer._thread is None  # no background thread: nothing waits in memory
+    writer.submit([prediction(0), prediction(1)])
+    assert [r.id for r in read_log(tmp_path)] == [f"{i:032x}" for i in range(2)]  # type: ignore[union-attr]
+    fsynced = SegmentWriter(tmp_path, worker=2, pid=5, durability="fsync").start()
+    fsynced.submit([prediction(2)])
+    assert len(read_log(tmp_path)) == 3 and fsynced.written == 1
+    writer.close()
+    fsynced.close()
+
+
+def full_disk_after(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write takes `budget` more bytes in all (a short write at the edge), then ENOSPC."""
+    real_write = os.write
+    left = [budget]
+
+    def write(fd: int, data: Any) -> int:
+        if left[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = real_write(fd, bytes(data)[: left[0]])
+        left[0] -= taken
+        return taken
+
+    monkeypatch.setattr(log_module.os, "write", write)
+
+
+def test_a_disk_full_mid_write_counts_exactly_and_leaves_no_merged_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = len(log_module.dumps(prediction(0)))
+    full_disk_after(3 * line + 40, monkeypatch)  # room for 3 lines and part of the 4th
+    dropped: list[int] = []
+    writer = SegmentWriter(tmp_path, worker=1, on_drop=dropped.append).start()
+    assert writer.submit([prediction(i) for i in range(6)]) == 3
+    assert writer.written == 3 and dropped == [3]
+    assert writer.path is not None and writer.path.stat().st_size == 3 * line  # cut line undone
+    monkeypatch.undo()  # space again
+    writer.submit([prediction(9)])
+    writer.close()
+    ids = [r.id for r in read_log(tmp_path)]  # type: ignore[union-attr]
+    assert ids == [f"{i:032x}" for i in (0, 1, 2, 9)]
+
+
+def test_when_the_cut_line_cannot_be_undone_the_next_write_starts_a_fresh_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = len(log_module.dumps(prediction(0)))
+    full_disk_after(line + 10, monkeypatch)
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    writer = SegmentWriter(tmp_path, worker=1).start()
+    writer.submit([prediction(0), prediction(1)])
+    assert (writer.written, writer.dropped) == (1, 1)
+    monkeypatch.undo()
+    writer.submit([prediction(2)])
+    writer.close()
+    assert writer.path is not None
+    lines = writer.path.read_bytes().split(b"\n")
+    assert len(lines) == 4 and lines[-1] == b""  # a, the fragment on its own line, c
+    assert len(lines[1]) == 10 and lines[2] == log_module.dumps(prediction(2))[:-1]
+
+
+def test_a_deleted_segment_is_left_for_a_new_one(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=3).start()
+    writer.submit([prediction(0)])
+    assert writer.path is not None
+    writer.path.unlink()  # retention took it
+    writer.submit([prediction(1)])
+    writer.close()
+    assert writer.path == tmp_path / segment_name(1, 3, 1)
+    assert [r.id for r in read_log(tmp_path)] == [f"{1:032x}"]  # type: ignore[union-attr]
+
+
+def serving(tmp_path: Path, **keys: Any) -> ServingConfig:
+    return ServingConfig(log_dir=tmp_path, **keys)
+
+
+def test_redacted_columns_are_hashed_with_the_key_or_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(REDACT_KEY_ENV, "k" * 32)
+    config = serving(tmp_path, log_redact=["origin", "temp"])
+    writer = SegmentWriter.from_config(config, worker=1, features=["distance", "origin", "temp"])
+    writer.start().submit([prediction(0), prediction(1)])
+    writer.close()
+    logged = read_log(tmp_path)
+    features = [r.features for r in logged]  # type: ignore[union-attr]
+    expected = "hmac-sha256:" + hmac.new(b"k" * 32, b'"JFK"', hashlib.sha256).hexdigest()
+    assert features[0]["origin"] == features[1]["origin"] == expected  # equal stays equal
+    assert features[0]["temp"] is None and features[0]["distance"] == 100  # null stays null
+    assert b"JFK" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+
+    dropped = serving(tmp_path / "d", log_redact=["origin"], log_redact_mode="drop")
+    writer = SegmentWriter.from_config(dropped, worker=1).start()
+    writer.submit([prediction(0)])
+    writer.close()
+    assert "origin" not in read_log(tmp_path / "d")[0].features  # type: ignore[union-attr]
+
+
+def test_redaction_config_errors_name_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(REDACT_KEY_ENV, raising=False)
+    with pytest.raises(ConfigError, match=r"`serving.log_redact` with .* OCCAM_LOG_REDACT_KEY"):
+        SegmentWriter.from_config(serving(tmp_path, log_redact=["origin"]), worker=1)
+    with pytest.raises(ConfigError, match=r"`serving.log_redact`: \['zip'\] are not features"):
+        SegmentWriter.from_config(
+            serving(tmp_path, log_redact=["zip"], log_redact_mode="drop"),
+            worker=1,
+            features=["origin"],
+        )
+    key_file = tmp_path / "key"
+    key_file.write_text("s" * 20 + "\n")
+    config = serving(tmp_path, log_redact=["origin"], log_redact_key_file=key_file)
+    writer = SegmentWriter.from_config(config, worker=1)
+    assert writer.redactor is not None
+    assert writer.redactor.hash("JFK").endswith(
+        hmac.new(b"s" * 20, b'"JFK"', hashlib.sha256).hexdigest()
+    )
