@@ -66,6 +66,8 @@ CHECK_INTERVAL_SECONDS = 1.0
 #: Features drawn in the timeline's drift panel.
 TOP_FEATURES = 4
 API_KEY_SCOPES = "predict,feedback,admin"
+#: The alert that pages when a goal is likely missed.
+RISK_ALERT = "OccamModelAtRisk"
 #: The truth at the end is judged on this many last windows pooled, and a goal counts as missed
 #: when the true metric is more than WARRANT_MARGIN under it (the 2-point band within which a
 #: window counts as harmless in bench/bench_detection.py's terms).
@@ -529,11 +531,16 @@ def _tell_why(
     ]
     say(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
     say(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
-    risk_firing = "OccamModelAtRisk" in firing
+    risk_firing = RISK_ALERT in firing
     if warranted and not risk_firing:
-        say("MISSED: the goal was missed but OccamModelAtRisk is not firing")
+        say(f"MISSED: the goal was missed but {RISK_ALERT} is not firing")
     if risk_firing and not warranted:
-        say("FALSE ALARM: OccamModelAtRisk fires although the model met every goal lately")
+        say(f"FALSE ALARM: {RISK_ALERT} fires although the model met every goal lately")
+    if stack.prometheus is not None:
+        for alert in prometheus_alerts(stack.prometheus):
+            description = alert.get("annotations", {}).get("description", "")
+            if alert.get("state") == "firing" and alert["labels"]["alertname"] == RISK_ALERT:
+                say(f"  Prometheus' {RISK_ALERT}: {' '.join(description.split())}")
     for line in explain(samples, goals):
         say(f"  why: {line}")
 
