@@ -256,46 +256,50 @@ def _drift_panel(timeline: Timeline, scale: _XScale) -> str:
 
 
 def _alert_panel(timeline: Timeline, scale: _XScale) -> str:
+    """One lane per alert (its name written in the lane, so long names fit), the monitor's
+    verdict first."""
     windows = timeline.windows
     names = sorted({a.name for a in timeline.alerts})
-    lane, top = 22, 30
-    height = top + (len(names) + 1) * lane + 46
+    lane, top = 32, 30
+    lanes = (
+        ["model at risk (the monitor's verdict)", *names]
+        if names
+        else ["model at risk (the monitor's verdict)", "no alert fired during the replay"]
+    )
+    height = top + len(lanes) * lane + 40
     parts = [
         f'<text class="title" x="{LEFT}" y="18">the monitor\'s verdict, and the alerts '
         "firing in Prometheus</text>"
     ]
-    parts.append(f'<text x="{LEFT + PLOT + 8}" y="{top + 14}">model at risk (verdict)</text>')
-    if not _risk_runs(windows):
+    for row, label in enumerate(lanes):
+        y0 = top + row * lane
         parts.append(
-            f'<text class="small" x="{LEFT + 4}" y="{top + 14}">not at risk in any '
-            "judged window</text>"
+            f'<text class="small" x="{LEFT + 2}" y="{y0 + 11}">{_e(label)}</text>'
+            f'<line x1="{LEFT}" x2="{LEFT + PLOT}" y1="{y0 + lane - 1}" y2="{y0 + lane - 1}" '
+            'stroke="#e5e5e5"/>'
         )
-    for first, last in _risk_runs(windows):
+    runs = _risk_runs(windows)
+    if not runs:
         parts.append(
-            f'<rect data-kind="verdict" x="{scale.x(first - 0.5):.1f}" y="{top + 3}" '
-            f'width="{scale.slot * (last - first + 1):.1f}" height="{lane - 8}" fill="{RISK}"/>'
+            f'<text class="small" x="{LEFT + 2}" y="{top + 25}">not at risk in any judged window'
+            "</text>"
         )
-    if not names:
+    for first, last in runs:
         parts.append(
-            f'<text x="{LEFT}" y="{top + lane + 15}">no alert fired during the replay</text>'
+            f'<rect data-kind="verdict" x="{scale.x(first - 0.5):.1f}" y="{top + 14}" '
+            f'width="{scale.slot * (last - first + 1):.1f}" height="{lane - 18}" fill="{RISK}"/>'
         )
     times = [w.wall_time for w in windows]
     for row, name in enumerate(names, start=1):
         y0 = top + row * lane
-        parts.append(
-            f'<text x="{LEFT + PLOT + 8}" y="{y0 + 14}">{_e(name)}</text>'
-            f'<line x1="{LEFT}" x2="{LEFT + PLOT}" y1="{y0 + lane - 2}" y2="{y0 + lane - 2}" '
-            'stroke="#eee"/>'
-        )
         for span in (a for a in timeline.alerts if a.name == name):
             x1, x2 = scale.x(_position(times, span.start)), scale.x(_position(times, span.end))
             parts.append(
                 f'<rect data-kind="alert-span" data-alert="{_e(name)}" x="{x1:.1f}" '
-                f'y="{y0 + 3}" width="{max(x2 - x1, 3):.1f}" height="{lane - 8}" fill="#C0392B">'
-                f"<title>{_e(name)} firing</title></rect>"
+                f'y="{y0 + 14}" width="{max(x2 - x1, 3):.1f}" height="{lane - 18}" '
+                f'fill="#C0392B"><title>{_e(name)} firing</title></rect>'
             )
-    axis_y = top + (max(len(names), 1) + 1) * lane
-    parts.append(_x_axis(windows, scale, axis_y))
+    parts.append(_x_axis(windows, scale, top + len(lanes) * lane))
     return _svg(height, "".join(parts), "panel-alerts")
 
 
