@@ -123,7 +123,11 @@ def run_demo(
     run_dir.mkdir(parents=True)
     demo_config = _demo_config(config, run_dir)
     keys_file = run_dir / "api-keys.jsonl"
-    key = issue_api_key(demo_config, keys_file, "demo", API_KEY_SCOPES)
+    try:
+        key = issue_api_key(demo_config, keys_file, "demo", API_KEY_SCOPES)
+    except RuntimeError as exc:
+        say(str(exc))
+        return DemoResult(2, [], [], [], None)
     say(f"API key issued by `occam keys add` (scopes {API_KEY_SCOPES}), hash in {keys_file}")
 
     processes = Processes(run_dir / "logs")
@@ -148,6 +152,9 @@ def run_demo(
             while all(p.poll() is None for p in processes.children.values()):
                 time.sleep(1)
         return DemoResult(0, windows, firing, warranted, path, spans)
+    except (TimeoutError, RuntimeError) as exc:  # a process died or did not answer in time
+        say(f"demo stopped: {exc} (process logs in {run_dir / 'logs'})")
+        return DemoResult(1, [], [], [], None)
     finally:
         processes.stop_all()
 
