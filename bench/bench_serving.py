@@ -261,6 +261,8 @@ def main() -> None:
 
     bundle = get_bundle(tag)
     forest = bundle.load_pipeline().steps[-1][1]
+    if hasattr(forest, "calibrated_classifiers_"):  # the calibrated forest wraps one forest
+        forest = forest.calibrated_classifiers_[0].estimator
     report = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {

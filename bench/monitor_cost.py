@@ -32,7 +32,10 @@ def ingest_rate(bundle: Any, config: OccamConfig, rows: pd.DataFrame, work: Path
     folder = work / "ingest-logs"
     folder.mkdir()
     cfg = config.model_copy(
-        update={"serving": config.serving.model_copy(update={"log_dir": folder})}
+        update={
+            "serving": config.serving.model_copy(update={"log_dir": folder}),
+            "monitoring": config.monitoring.model_copy(update={"state_dir": work / "state"}),
+        }
     )
     proba = bundle.load_pipeline().predict_proba(bundle.schema.coerce(rows))
     base = prediction_dicts(bundle, rows, proba, "x")
@@ -57,7 +60,7 @@ def ingest_rate(bundle: Any, config: OccamConfig, rows: pd.DataFrame, work: Path
     more = True
     while more:
         with gc_paused():
-            batch = read_new(folder, state.offsets)
+            batch = read_new(folder, state.segments)
             state.apply(batch)
             more = batch.more
             del batch

@@ -114,6 +114,7 @@ class Detection:
                 if len(state.window) < m.window_rows:
                     continue
                 res = run_check(state, ref, m, now=T0)
+                state.runs = res.runs  # run_check is pure: apply its hysteresis, as the sidecar
                 lo = start + stride - m.window_rows
                 det.windows.append(
                     {
@@ -123,7 +124,8 @@ class Detection:
                         "data_drift": res.data_drift,
                         "at_risk": res.model_at_risk,
                         "prediction_drift": res.prediction_drift,
-                        "prediction_drift_held": res.recommendation.reasons["prediction_drift"],
+                        "prediction_drift_held": (res.prediction_drift_run or 0)
+                        >= m.consecutive_windows,
                         "share": res.drift.drifted_share if res.drift else None,
                         "drifted": res.drift.drifted if res.drift else [],
                         "pvalue_verdict": any(f.significant for f in res.drift.features.values())

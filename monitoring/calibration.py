@@ -34,11 +34,12 @@ import pandas as pd
 CALENDAR_PARTS = ("dayofweek", "day", "dayofyear", "month", "quarter")
 
 
-def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Kolmogorov-Smirnov distance between two samples (NaN when either is empty)."""
+def ks_distance(a: np.ndarray, b: np.ndarray, b_sorted: bool = False) -> float:
+    """Kolmogorov-Smirnov distance between two samples (NaN when either is empty); `b_sorted`
+    says `b` is sorted already."""
     if not len(a) or not len(b):
         return float("nan")
-    a, b = np.sort(a), np.sort(b)
+    a, b = np.sort(a), (b if b_sorted else np.sort(b))
     points = np.concatenate([a, b])
     cdf_a = np.searchsorted(a, points, side="right") / len(a)
     cdf_b = np.searchsorted(b, points, side="right") / len(b)
@@ -54,10 +55,10 @@ def tv_distance(a: np.ndarray, b: np.ndarray, n_codes: int) -> float:
     return float(0.5 * np.abs(share_a - share_b).sum())
 
 
-def effect_size(a: np.ndarray, b: np.ndarray, n_codes: int | None) -> float:
+def effect_size(a: np.ndarray, b: np.ndarray, n_codes: int | None, b_sorted: bool = False) -> float:
     """KS distance for numeric samples (`n_codes` None), TV distance for category codes."""
     if n_codes is None:
-        return ks_distance(a, b)
+        return ks_distance(a, b, b_sorted)
     return tv_distance(a.astype(np.int64), b.astype(np.int64), n_codes)
 
 

@@ -3,7 +3,9 @@
 Every scrape builds fresh metric families from one `Status` (names and help texts in
 `monitoring.catalog`, meaning in docs/metrics.md). A gauge whose value is not known yet (no
 reference model, window under its minimum, too few labels) is *absent*, never 0: absence cannot
-be read as "no drift". The collector never raises: if building the families fails, it logs,
+be read as "no drift". Verdicts and window figures come from the last *counted* window (see
+`monitoring.check`); only the time of the last check, the live label count and the feedback
+coverage follow every check. The collector never raises: if building the families fails, it logs,
 counts `occam_exporter_errors_total` and serves the counters of the last good scrape.
 """
 
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Status:
-    """What the sidecar knows at scrape time. `check` is the last *successful* check (None
-    before the first one, and after a switch to another model until its first check)."""
+    """What the sidecar knows at scrape time. `check` is the last *successful* check and
+    `counted` the last successful check of a counted window (each None before the first one,
+    and after a switch to another model until its first one)."""
 
     config: MonitoringConfig
     now: float
@@ -50,6 +53,7 @@ class Status:
     account: LogAccount | None = None
     log_bytes: int = 0
     log_segments: int = 0
+    counted: CheckResult | None = None
 
 
 class _Families:
@@ -132,6 +136,12 @@ def _settings(out: _Families, s: Status) -> None:
     out.gauge("occam_drift_share_threshold", c.drift_share_threshold)
     out.gauge("occam_drift_required_windows", c.consecutive_windows)
     out.gauge("occam_live_min_labels", c.live_min_labels)
+    out.gauge("occam_band_level", c.band_level)
+    out.gauge("occam_risk_enter_confidence", c.risk_enter_confidence)
+    out.gauge("occam_risk_exit_confidence", c.risk_exit_confidence)
+    out.gauge("occam_risk_exit_windows", c.risk_exit_windows)
+    out.gauge("occam_weighted_drift_threshold", c.weighted_drift_threshold)
+    out.gauge("occam_weighted_drift_exit_threshold", c.weighted_drift_exit)
     out.gauge("occam_max_model_age_seconds", c.max_model_age_days * 86400)
     out.gauge("occam_unread_log_bytes", s.unread_bytes)
     out.gauge("occam_last_record_timestamp_seconds", s.last_record_ts)
@@ -153,10 +163,23 @@ def _model(out: _Families, ref: Reference, now: float) -> None:
         out.gauge("occam_feature_drift_threshold", level, feature=name)
     for name, level in zip(ref.outputs.names_, ref.outputs.thresholds_, strict=True):
         out.gauge("occam_output_drift_threshold", level, output=_output(name))
+    for name, value in ref.importance.items():
+        if name in ref.schema.names:  # label values only from the schema
+            out.gauge("occam_feature_importance", value, feature=name)
+    for metric, sd in ref.estimator.systematic_.items():
+        out.gauge("occam_estimate_systematic_error", sd, metric=metric)
 
 
-def _check(out: _Families, c: CheckResult) -> None:
+def _latest(out: _Families, c: CheckResult) -> None:
+    """Figures that follow every check, counted or not."""
     out.gauge("occam_last_check_timestamp_seconds", c.timestamp)
+    out.gauge("occam_live_labels", c.live.labels)
+    out.gauge("occam_feedback_coverage_ratio", c.coverage)
+
+
+def _counted(out: _Families, c: CheckResult) -> None:
+    """The last counted window: its figures and verdicts."""
+    out.gauge("occam_last_counted_window_timestamp_seconds", c.timestamp)
     out.gauge("occam_drift_check_duration_seconds", c.duration_seconds)
     if c.drift is not None:
         for name, f in c.drift.features.items():
@@ -164,10 +187,25 @@ def _check(out: _Families, c: CheckResult) -> None:
             out.gauge("occam_feature_drift_statistic", f.statistic, feature=name)
             out.gauge("occam_feature_drift_effect_size", f.effect_size, feature=name)
             out.gauge("occam_feature_drifted", f.drifted, feature=name)
+            if c.weighted is not None:
+                share = c.weighted.contributions.get(name, 0.0)
+                out.gauge("occam_weighted_drift_contribution", share, feature=name)
         out.gauge("occam_drifted_features_ratio", c.drift.drifted_share)
+    if c.weighted is not None:
+        out.gauge("occam_weighted_drift", c.weighted.score)
     out.gauge("occam_data_drift", c.data_drift)
     out.gauge("occam_drift_consecutive_windows", c.data_drift_run)
+    if c.estimate is not None:
+        for metric, u in c.estimate.metrics.items():
+            out.gauge("occam_goal_estimate", u.value, metric=metric)
+            out.gauge("occam_goal_estimate_lower", u.lower, metric=metric)
+            out.gauge("occam_goal_estimate_upper", u.upper, metric=metric)
+            judged = c.anchored.metrics.get(metric) if c.anchored is not None else None
+            if judged is not None:
+                out.gauge("occam_goal_estimate_bias", judged.value - u.value, metric=metric)
     out.gauge("occam_model_at_risk", c.model_at_risk)
+    for reason, active in c.reasons.items():
+        out.gauge("occam_model_at_risk_reason", active, reason=reason)
     out.gauge("occam_prediction_drift", c.prediction_drift)
     out.gauge("occam_prediction_drift_p_value", c.prediction_p_value)
     if c.output_drift is not None:
@@ -184,8 +222,10 @@ def _check(out: _Families, c: CheckResult) -> None:
         out.gauge("occam_out_of_range_ratio", q.out_of_range_ratio)
     for metric, value in c.live.metrics.items():
         out.gauge("occam_live_metric", value, metric=metric)
-    out.gauge("occam_live_labels", c.live.labels)
-    out.gauge("occam_feedback_coverage_ratio", c.coverage)
+        interval = c.live.intervals.get(metric)
+        if interval is not None:
+            out.gauge("occam_live_metric_lower", interval.lower, metric=metric)
+            out.gauge("occam_live_metric_upper", interval.upper, metric=metric)
     out.gauge("occam_retrain_recommended", c.recommendation.recommended)
     for reason, verdict in c.recommendation.reasons.items():
         out.gauge("occam_retrain_reason", verdict, reason=reason)
@@ -213,7 +253,9 @@ class MonitorCollector(Collector):
             if s.reference is not None:
                 _model(out, s.reference, s.now)
             if s.check is not None:
-                _check(out, s.check)
+                _latest(out, s.check)
+            if s.counted is not None:
+                _counted(out, s.counted)
             families = list(out.families.values())
             self._last_counters = counters
         except Exception:

@@ -1,26 +1,129 @@
-"""The retrain policy: hysteresis and the recommendation with its reasons.
+"""The risk policy: one "model at risk" verdict with hysteresis, the retrain recommendation, and
+its notifications. All hysteresis lives here.
 
-Reasons (each True, False, or None when it cannot be judged yet):
+Each counted window brings one `Signal` per risk reason:
 
-- ``data_drift``: the window drift verdict held for `consecutive` counted windows in a row
-  (the "model at risk" verdict; one noisy window does not flip it);
-- ``prediction_drift``: the same for the model's outputs (predicted class mix, confidence);
-- ``live_metric``: a goal metric under its threshold on at least the minimum number of labels;
-- ``model_age``: the model is older than the configured maximum.
+- ``estimate``: the label-free estimate of a goal metric (`monitoring.estimate`);
+- ``live_metric``: a goal metric on the labelled predictions, with its interval
+  (`monitoring.interval`); not judged (UNKNOWN) until `live_min_labels` labels arrived;
+- ``drift``: the importance-weighted drift (`monitoring.importance`) against its explicit
+  extreme level.
 
-Retraining is recommended when any reason is True; `monitoring.notify` tells the configured
-command and/or webhook.
+For the two goal reasons a goal is *likely missed* when the metric lies under its threshold with
+probability at least `risk_enter_confidence` (the one-sided band at that level lies under the
+goal): ENTER (default 0.7: odds better than 2 to 1). The evidence *clears* when, for every goal,
+that probability is at most `risk_exit_confidence` (default 0.3): CLEAR. In between:
+HOLD. Drift enters at `weighted_drift_threshold` and clears under `weighted_drift_exit`.
+
+A reason becomes active after `risk_enter_windows` entering windows in a row and stays active
+until `risk_exit_windows` clearing windows in a row (or a new model is watched, which starts
+afresh). HOLD resets both runs; UNKNOWN (no verdict possible) leaves them as they were. So a
+metric that oscillates around its goal changes the verdict once, not on every window.
+`occam_model_at_risk` is 1 while any reason is active; retraining is recommended for the active
+risk reasons and for ``model_age``. A configured command and/or webhook is called once per new
+recommendation (`monitoring.notify`: one whose reasons were not all notified already, at most
+once per cooldown; the memory of what was notified lives in the checkpoint, `state.Runs`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
-REASONS = ("data_drift", "live_metric", "prediction_drift", "model_age")
+from monitoring.estimate import Uncertain
+from monitoring.state import Runs
+from occam.config import MonitoringConfig
+
+log = logging.getLogger(__name__)
+
+#: The reasons of "model at risk", in the order they are reported.
+RISK_REASONS = ("estimate", "live_metric", "drift")
+#: The reasons of the retrain recommendation.
+REASONS = (*RISK_REASONS, "model_age")
+
+
+class Signal(enum.Enum):
+    """What one counted window says about one risk reason."""
+
+    ENTER = "enter"
+    HOLD = "hold"
+    CLEAR = "clear"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class RiskLevels:
+    """The policy's levels (see the module docstring); `from_config` reads them."""
+
+    enter_confidence: float = 0.7
+    exit_confidence: float = 0.3
+    enter_windows: int = 1
+    exit_windows: int = 2
+    drift_threshold: float = 0.5
+    drift_exit: float = 0.3
+
+    @classmethod
+    def from_config(cls, config: MonitoringConfig) -> RiskLevels:
+        return cls(
+            enter_confidence=config.risk_enter_confidence,
+            exit_confidence=config.risk_exit_confidence,
+            enter_windows=config.risk_enter_windows,
+            exit_windows=config.risk_exit_windows,
+            drift_threshold=config.weighted_drift_threshold,
+            drift_exit=config.weighted_drift_exit,
+        )
+
+
+def goal_signal(
+    metrics: Mapping[str, Uncertain], goals: Mapping[str, float], levels: RiskLevels
+) -> tuple[Signal, tuple[str, ...]]:
+    """The signal of goal metrics with their uncertainty, and the goals likely missed."""
+    judged = {m: u for m, u in metrics.items() if m in goals}
+    if not judged:
+        return Signal.UNKNOWN, ()
+    missed = tuple(m for m, u in judged.items() if u.quantile(levels.enter_confidence) < goals[m])
+    if missed:
+        return Signal.ENTER, missed
+    if all(u.quantile(levels.exit_confidence) >= goals[m] for m, u in judged.items()):
+        return Signal.CLEAR, ()
+    return Signal.HOLD, ()
+
+
+def drift_signal(weighted: float | None, levels: RiskLevels) -> Signal:
+    """The signal of an importance-weighted drift score (None: no verdict)."""
+    if weighted is None:
+        return Signal.UNKNOWN
+    if weighted >= levels.drift_threshold:
+        return Signal.ENTER
+    return Signal.CLEAR if weighted < levels.drift_exit else Signal.HOLD
+
+
+def step(runs: Runs, signals: Mapping[str, Signal], levels: RiskLevels) -> Runs:
+    """The hysteresis after one counted window (a new `Runs`; `runs` is left unchanged)."""
+    enter, clear = dict(runs.risk_enter), dict(runs.risk_clear)
+    active = set(runs.risk_active)
+    for reason in RISK_REASONS:
+        signal = signals.get(reason, Signal.UNKNOWN)
+        if signal is Signal.UNKNOWN:
+            continue
+        enter[reason] = enter.get(reason, 0) + 1 if signal is Signal.ENTER else 0
+        clear[reason] = clear.get(reason, 0) + 1 if signal is Signal.CLEAR else 0
+        if enter[reason] >= levels.enter_windows:
+            active.add(reason)
+        elif clear[reason] >= levels.exit_windows:
+            active.discard(reason)
+    return replace(
+        runs,
+        risk_enter=enter,
+        risk_clear=clear,
+        risk_active=tuple(r for r in RISK_REASONS if r in active),
+    )
 
 
 def advance(run: int, verdict: bool | None, counted: bool) -> int:
-    """The run length of drifting windows after a check.
+    """The run length of drifting windows after a check (informational drift gauges).
 
     A check without a verdict, or one that does not count as a new window (too few new rows
     since the last counted one), leaves the run as it was.
@@ -46,24 +149,17 @@ class Recommendation:
 
 
 def recommend(
-    *,
-    data_drift_run: int | None,
-    prediction_drift_run: int | None,
-    consecutive: int,
-    live_below: bool | None,
+    runs: Runs,
+    judged: bool,
     model_age_seconds: float | None,
     max_model_age_seconds: float,
 ) -> Recommendation:
-    """The recommendation; a run of None means no verdict has been reached for this model."""
-    return Recommendation(
-        reasons={
-            "data_drift": None if data_drift_run is None else data_drift_run >= consecutive,
-            "live_metric": live_below,
-            "prediction_drift": (
-                None if prediction_drift_run is None else prediction_drift_run >= consecutive
-            ),
-            "model_age": (
-                None if model_age_seconds is None else model_age_seconds > max_model_age_seconds
-            ),
-        }
+    """The recommendation: the active risk reasons (None before the model's first counted
+    window, `judged` False) and the model's age."""
+    reasons: dict[str, bool | None] = {
+        r: (r in runs.risk_active) if judged else None for r in RISK_REASONS
+    }
+    reasons["model_age"] = (
+        None if model_age_seconds is None else model_age_seconds > max_model_age_seconds
     )
+    return Recommendation(reasons=reasons)

@@ -3,7 +3,8 @@
 Data quality counts rows, not cells: `missing_ratio` is the share of window rows with at least
 one missing feature (as marked by the service), likewise for unseen categories and out-of-range
 numbers. Live quality scores the last labelled predictions with `occam.metrics.score`, the very
-function the training gate used, against the same goal thresholds.
+function the training gate used, against the same goal thresholds, with an interval around each
+value (`monitoring.interval`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitoring.estimate import PerformanceEstimator, Uncertain, WindowEstimate, class_codes
+from monitoring.interval import live_intervals
 from monitoring.windows import FeedbackJoin, WindowData
 from occam.metrics import score
 
@@ -53,7 +56,9 @@ def data_quality(data: WindowData, classes: Sequence[str]) -> DataQuality | None
 class LiveQuality:
     """Goal metrics on the last `labels` labelled predictions.
 
-    `metrics` is empty until `labels >= min_labels` (too few labels to judge); `below` lists the
+    `metrics` is empty until `labels >= min_labels` (too few labels to judge); `intervals`
+    holds each value with its uncertainty (band at the configured level), `estimated` the
+    label-free estimate of the same rows (to measure the estimator's bias); `below` lists the
     goals whose live value is under their threshold.
     """
 
@@ -61,6 +66,8 @@ class LiveQuality:
     min_labels: int
     metrics: dict[str, float]
     thresholds: dict[str, float]
+    intervals: dict[str, Uncertain]
+    estimated: WindowEstimate | None = None
 
     @property
     def judged(self) -> bool:
@@ -77,9 +84,13 @@ def live_quality(
     positive: str,
     goals: dict[str, float],
     min_labels: int,
+    level: float = 0.9,
+    estimator: PerformanceEstimator | None = None,
+    decision_weights: dict[str, float] | None = None,
 ) -> LiveQuality:
     """Score the labelled rows whose true label is a class (feedback naming anything else, such
-    as an "unknown" label, is left out). `goals` maps metric name to threshold."""
+    as an "unknown" label, is left out). `goals` maps metric name to threshold; `level` is the
+    two-sided level of the intervals."""
     labels, proba = join.labelled_arrays(classes)
     known = np.isin(labels.astype(str), list(classes))
     labels, proba = labels[known], proba[known]
@@ -90,9 +101,19 @@ def live_quality(
             # a fact about the traffic, not worth a warning on every check.
             warnings.simplefilter("ignore", UserWarning)
             for metric in goals:
-                value = score(metric, labels, proba, list(classes), positive)
+                value = score(metric, labels, proba, list(classes), positive, decision_weights)
                 if not np.isnan(value):  # e.g. ROC AUC on labels of a single class
                     metrics[metric] = value
+    intervals = (
+        live_intervals(class_codes(labels, classes), proba, metrics, classes, positive, level=level)
+        if metrics
+        else {}
+    )
     return LiveQuality(
-        labels=len(labels), min_labels=min_labels, metrics=metrics, thresholds=dict(goals)
+        labels=len(labels),
+        min_labels=min_labels,
+        metrics=metrics,
+        thresholds=dict(goals),
+        intervals=intervals,
+        estimated=estimator.estimate(proba) if estimator is not None and metrics else None,
     )

@@ -49,11 +49,11 @@ DEFAULT_MAX_BYTES = 16_000_000
 class Batch:
     """New records from one `read_new` call, in file order (files sorted by worker, pid, segment).
 
-    `segments` maps every segment file present to its mark after this batch; `lines` counts the
-    complete lines read per file; `unread_bytes` is what is left in the files after this batch
-    (partial lines included), `more` whether the byte budget stopped the read before the end of
-    some file. `events` counts what happened to segments (see `SEGMENT_EVENTS`) and
-    `lost_bytes` the bytes seen in a segment but gone before they were read.
+    `segments` maps every segment file present to its mark after this batch; `unread_bytes` is
+    what is left in the files after this batch (partial lines included), `more` whether the byte
+    budget stopped the read before the end of some file. `events` counts what happened to
+    segments (see `SEGMENT_EVENTS`) and `lost_bytes` the bytes seen in a segment but gone
+    before they were read.
     """
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -61,7 +61,6 @@ class Batch:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     malformed: int = 0
     segments: dict[str, SegmentMark] = field(default_factory=dict)
-    lines: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     unread_bytes: int = 0
     more: bool = False
@@ -284,7 +283,6 @@ def read_new(
     budget = max_bytes
     files = segment_files(folder)
     present = {name for name, _, _ in files}
-    inodes = {inode for _, _, inode in files}
     gone = {m.inode: name for name, m in marks.items() if name not in present}
     for name, size, inode in files:
         mark = _identify(folder, name, size, inode, marks, gone, batch)
@@ -296,7 +294,6 @@ def read_new(
             end = data.rfind(b"\n") + 1
             if end:
                 parse_into(data[:end], batch)
-                batch.lines[name] = data.count(b"\n", 0, end)
                 offset += end
                 batch.bytes_read += end
                 budget -= end
@@ -310,10 +307,8 @@ def read_new(
             head_sha = hashlib.sha256(head[:head_len]).hexdigest()
         batch.segments[name] = SegmentMark(inode, offset, size, head_len, head_sha)
         batch.unread_bytes += size - offset
-    for name in gone.values():
+    for name in gone.values():  # renamed ones were taken out by `_identify`
         mark = marks[name]
-        if mark.inode in inodes and name not in present:
-            continue  # renamed: carried on under its new name
         unread = mark.size - mark.offset
         batch.event("deleted_unread" if unread > 0 else "deleted")
         if unread > 0:

@@ -1,7 +1,11 @@
-"""What a bundle says "normal" looks like: the fitted drift detectors for inputs and outputs.
+"""What a bundle says "normal" looks like: the fitted drift detectors for inputs and outputs,
+the feature weights, and the label-free performance estimator.
 
-Built once per watched model from its bundle (`Bundle.load_reference()`: training inputs in
-time order with the model's outputs) and the `monitoring` section of the config.
+Built once per watched model from its bundle and the `monitoring` section of the config:
+`Bundle.load_reference()` (training inputs in time order with the model's out-of-fold outputs
+and, in newer bundles, the true `label`) fits the drift detectors; the labelled held-out sample
+(`Bundle.load_holdout()`, else the labelled reference) calibrates the estimator's band.
+`reference_from_frames` does the same from frames and metadata (benchmarks build no bundle).
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import pandas as pd
 
 from monitoring.calibration import calendar_features
 from monitoring.drift import DriftDetector
+from monitoring.estimate import PerformanceEstimator
+from monitoring.importance import feature_importance, weights
 from occam.bundle import Bundle
 from occam.config import MonitoringConfig
+from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 
 log = logging.getLogger(__name__)
@@ -28,7 +35,10 @@ PREDICTED, CONFIDENCE = "predicted_class", "confidence"
 @dataclass(frozen=True)
 class Reference:
     """One watched model. `excluded` are the schema features left out of drift checks (the
-    configured ones and calendar features); `created_ts` is the training time (Unix seconds)."""
+    configured ones and calendar features); `created_ts` is the training time (Unix seconds).
+    `importance` holds the bundle's feature importances, `weights` the normalised weights of the
+    checked inputs; `estimator` estimates the goal metrics without labels; `decision_weights`
+    turn probabilities into the answered label (`occam.metrics.predicted_labels`)."""
 
     tag: str
     version: str
@@ -43,6 +53,10 @@ class Reference:
     class_ratio: dict[str, float]
     confidence_mean: float
     rows: int
+    importance: dict[str, float]
+    weights: dict[str, float]
+    estimator: PerformanceEstimator
+    decision_weights: dict[str, float] | None = None
 
 
 def created_timestamp(metadata: dict[str, object]) -> float | None:
@@ -62,24 +76,61 @@ def output_frame(predicted: np.ndarray, confidence: np.ndarray) -> pd.DataFrame:
 
 
 def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> Reference:
-    """Load the bundle's reference sample and fit the input and output detectors."""
-    metadata = bundle.metadata
-    schema = bundle.schema
-    raw = bundle.load_reference()
-    classes = bundle.classes
+    """Load the bundle's reference (and holdout) samples and fit the detectors and estimator."""
+    return reference_from_frames(
+        tag=bundle.tag,
+        metadata=bundle.metadata,
+        schema=bundle.schema,
+        classes=bundle.classes,
+        raw=bundle.load_reference(),
+        holdout=bundle.load_holdout(),
+        config=config,
+        seed=seed,
+        decision_weights=bundle.decision_weights,
+    )
+
+
+def labelled_sample(
+    holdout: pd.DataFrame | None, raw: pd.DataFrame, classes: list[str]
+) -> tuple[pd.DataFrame | None, str]:
+    """The labelled rows that calibrate the estimator's band, and where they came from."""
+    columns = ["label", *(f"proba_{c}" for c in classes)]
+    for frame, source in ((holdout, "holdout"), (raw, "reference")):
+        if frame is not None and set(columns) <= set(frame.columns):
+            return frame[columns].dropna(), source
+    return None, "none"
+
+
+def reference_from_frames(
+    *,
+    tag: str,
+    metadata: dict[str, object],
+    schema: FeatureSchema,
+    classes: list[str],
+    raw: pd.DataFrame,
+    holdout: pd.DataFrame | None,
+    config: MonitoringConfig,
+    seed: int = 0,
+    decision_weights: dict[str, float] | None = None,
+) -> Reference:
+    """A `Reference` from the reference sample `raw` (inputs in time order, `proba_<class>`,
+    optionally `label`), the labelled `holdout` (or None) and the bundle's metadata."""
     excluded = [n for n in config.drift_exclude if n in schema.names]
     if config.exclude_calendar_features:
-        found = calendar_features(raw, metadata.get("time_column"), schema.names)
+        time_column = metadata.get("time_column")
+        found = calendar_features(raw, str(time_column) if time_column else None, schema.names)
         excluded += [n for n in found if n not in excluded]
     if excluded:
         log.info("drift checks leave out %s", ", ".join(excluded))
-    period_rows = (metadata.get("data") or {}).get("train_rows")
+    data = metadata.get("data")
+    period_rows = data.get("train_rows") if isinstance(data, dict) else None
     options = {
         "p_value": config.p_value,
         "correction": config.correction,
         "margin": config.drift_margin,
         "min_effect_size": config.min_effect_size,
         "seed": seed,
+        "backend": config.drift_backend,
     }
     inputs = DriftDetector(
         [n for n in schema.numeric if n not in excluded],
@@ -87,7 +138,7 @@ def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> 
         **options,  # type: ignore[arg-type]
     ).fit(schema.coerce(raw), config.window_rows, config.calibration_chunk_rows, period_rows)
     proba = raw[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
-    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    predicted = predicted_labels(proba, classes, decision_weights)  # as the service answers
     confidence = proba.max(axis=1)
     outputs = DriftDetector([CONFIDENCE], [PREDICTED], **options).fit(  # type: ignore[arg-type]
         output_frame(predicted, confidence),
@@ -95,18 +146,47 @@ def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> 
         config.calibration_chunk_rows,
         period_rows,
     )
+    positive = str(metadata.get("positive_label") or classes[-1])
+    raw_goals = metadata.get("goals")
+    goals = {
+        str(g["metric"]): float(g["threshold"])
+        for g in (raw_goals if isinstance(raw_goals, list) else [])
+    }
+    estimator = PerformanceEstimator(
+        classes,
+        positive,
+        list(goals),
+        level=config.band_level,
+        seed=seed,
+        decision_weights=decision_weights,
+    )
+    labelled, source = labelled_sample(holdout, raw, classes)
+    if labelled is None:
+        estimator.fit(None, None, config.window_rows, source)
+    else:
+        estimator.fit(
+            labelled[[f"proba_{c}" for c in classes]].to_numpy(dtype=float),
+            labelled["label"].astype(str).to_numpy(),
+            config.window_rows,
+            source,
+        )
+    importance = feature_importance(metadata)
     return Reference(
-        tag=bundle.tag,
-        version=bundle.version,
+        tag=tag,
+        version=tag.split(":", 1)[-1],
         created_ts=created_timestamp(metadata),
         schema=schema,
         classes=classes,
-        positive=str(metadata.get("positive_label") or classes[-1]),
-        goals={str(g["metric"]): float(g["threshold"]) for g in metadata.get("goals", [])},
+        positive=positive,
+        goals=goals,
         excluded=excluded,
         inputs=inputs,
         outputs=outputs,
         class_ratio={c: float(np.mean(predicted == c)) for c in classes},
         confidence_mean=float(confidence.mean()),
         rows=len(raw),
+        importance=importance,
+        weights=weights(importance, inputs.names_),
+        estimator=estimator,
+        decision_weights=decision_weights,
     )

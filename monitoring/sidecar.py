@@ -24,13 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from monitoring.check import CheckResult, every_rows, run_check
+from monitoring.check import CheckResult, describe, every_rows, run_check
 from monitoring.exporter import MonitorCollector, Status
 from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
 from monitoring.reference import Reference, build_reference, created_timestamp
 from monitoring.retention import apply_retention
 from monitoring.state import STATE_FILE, MonitorState
+from occam.auth import metrics_guard
 from occam.bundle import Bundle, BundleError, get_bundle, latest_production
 from occam.config import OccamConfig
 
@@ -94,6 +95,7 @@ class Sidecar:
         )
         self.reference: Reference | None = None
         self.last_check: CheckResult | None = None
+        self.last_counted: CheckResult | None = None
         self.checks = self.check_errors = 0
         self._stop = threading.Event()
         self._bundle_tried = -float("inf")
@@ -122,9 +124,12 @@ class Sidecar:
         except Exception as exc:  # the store or the bundle is broken: keep reading, retry later
             log.warning("cannot load the reference of model %s: %s", version or "(served)", exc)
             return False
-        self.state.adopt_model(reference.version)
+        if reference.version != self.state.model_version:
+            self.state.adopt_model(reference.version)
+            runs = self.state.runs  # a new model starts its risk verdict afresh
+            self.state.runs = replace(runs, risk_enter={}, risk_clear={}, risk_active=())
         self.reference = reference
-        self.last_check = None
+        self.last_check = self.last_counted = None
         self._checked_rows = -1
         log.info(
             "watching model %s (%d reference rows; left out of drift: %s)",
@@ -202,9 +207,20 @@ class Sidecar:
             self.check_errors += 1
             log.exception("check failed")
             return
+        self.apply(result)
+        self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+
+    def apply(self, result: CheckResult) -> None:
+        """Take a check's result: its hysteresis memory, and (when counted) its verdicts."""
+        before = self.state.runs.risk_active
+        self.state.runs = result.runs
         self.last_check = result
         self.checks += 1
-        self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+        if not result.counted:
+            return
+        self.last_counted = result
+        if result.runs.risk_active != before:
+            log.warning("model at risk: %s", describe(result) if result.model_at_risk else "no")
 
     def retain(self) -> None:
         """Apply log retention (`monitoring.log_retention_*`) to the log and the state."""
@@ -273,20 +289,36 @@ class Sidecar:
             notifications_failed=self.notifier.failed,
             reference=self.reference,
             check=self.last_check,
+            counted=self.last_counted,
         )
 
     def collector(self, registry: Any = None) -> MonitorCollector:
         return MonitorCollector(self.status, registry)
 
 
-def start_exporter(sidecar: Sidecar, host: str, port: int) -> tuple[Any, threading.Thread]:
+def start_exporter(
+    sidecar: Sidecar, host: str, port: int, guard: Callable[[Any], Any] | None = None
+) -> tuple[Any, threading.Thread]:
     """Serve /metrics from a fresh registry on (host, port); port 0 picks a free port
-    (read it from `server.server_port`)."""
+    (read it from `server.server_port`). `guard` wraps the WSGI app (API keys)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
     sidecar.collector(registry)
-    return start_http_server(port, addr=host, registry=registry)
+    if guard is None:
+        return start_http_server(port, addr=host, registry=registry)
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = make_server(host, port, guard(make_wsgi_app(registry)), ThreadingWSGIServer, Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
 
 
 def main(
@@ -307,7 +339,10 @@ def main(
     if not once:
         address = host or config.monitoring.host
         server, _ = start_exporter(
-            sidecar, address, config.monitoring.port if port is None else port
+            sidecar,
+            address,
+            config.monitoring.port if port is None else port,
+            metrics_guard(config.serving.auth),
         )
         on_ready(f"http://{address}:{server.server_port}/metrics")
     if threading.current_thread() is threading.main_thread():

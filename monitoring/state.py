@@ -52,6 +52,8 @@ class Runs:
     `data_drift` / `prediction_drift`: how many counted windows in a row had that verdict.
     `counted_rows`: `MonitorState.rows_total` when the last window was counted.
     `notified_at` (Unix seconds) and `notified_reasons`: the last retrain notification.
+    `risk_enter` / `risk_clear`: per risk reason, counted windows in a row that entered /
+    cleared it; `risk_active`: the active risk reasons (see `monitoring.policy`).
     """
 
     data_drift: int = 0
@@ -59,6 +61,9 @@ class Runs:
     counted_rows: int = 0
     notified_at: float | None = None
     notified_reasons: tuple[str, ...] = ()
+    risk_enter: dict[str, int] = field(default_factory=dict)
+    risk_clear: dict[str, int] = field(default_factory=dict)
+    risk_active: tuple[str, ...] = ()
 
 
 @dataclass

@@ -22,11 +22,12 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from occam.config import AuthConfig
 from occam.errors import Problem, Reason, error_body
 
 Scope = Literal["predict", "feedback", "admin", "metrics"]
@@ -256,3 +257,14 @@ def guard_wsgi(app: Any, store: KeyStore, scope: Scope) -> Any:
         return [body]
 
     return guarded
+
+
+def metrics_guard(auth: AuthConfig) -> Callable[[Any], Any] | None:
+    """What wraps a /metrics WSGI app under `serving.auth`: None (open) unless
+    `metrics_scope` is set and keys are configured. Raises `KeyFileError` on a bad file."""
+    if not auth.metrics_scope:
+        return None
+    store = KeyStore.load(keys_files(auth.keys_file))
+    if not store:
+        return None
+    return lambda app: guard_wsgi(app, store, "metrics")

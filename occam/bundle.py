@@ -8,7 +8,10 @@ A bundle is one BentoML model (``<name>:<version>``) whose folder holds:
 - ``reference.csv.gz``: a sample of training inputs (in time order, with the time column) and
   the model's outputs on them: ``prediction``/``proba_<class>`` out-of-fold (what the model says
   on unseen rows: the drift reference) and ``model_prediction``/``model_proba_<class>`` from the
-  fitted model itself (what a served copy must reproduce exactly: the self-test);
+  fitted model itself (what a served copy must reproduce exactly: the self-test), and ``label``
+  (the true label, as str); all probabilities are calibrated;
+- ``holdout.csv.gz`` (optional, absent in older bundles): the held-out test period in time order:
+  features, the final model's calibrated ``proba_<class>`` and the true ``label``;
 - ``manifest.json``: the SHA-256 of every file above, checked before a bundle is served.
 
 The BentoML label ``stage`` is ``production`` only when every training gate passed, else
@@ -45,6 +48,7 @@ PIPELINE_FILE = "pipeline.joblib"
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 REFERENCE_FILE = "reference.csv.gz"
+HOLDOUT_FILE = "holdout.csv.gz"
 MANIFEST_FILE = "manifest.json"
 STAGE_LABEL = "stage"
 SIGNATURE_LABEL = "signature"
@@ -55,6 +59,7 @@ RETIRED = "retired"
 STAGES = (PRODUCTION, CANDIDATE, RETIRED)
 #: Files of a bundle folder that are not in its manifest: BentoML's own and the manifest.
 _UNLISTED = frozenset({"model.yaml", MANIFEST_FILE})
+_LABEL_UPDATE_PREFIX = ".model.yaml."
 
 
 class BundleError(RuntimeError):
@@ -112,8 +117,31 @@ class Bundle:
     def load_reference(self) -> pd.DataFrame:
         """Reference inputs plus out-of-fold `prediction`/`proba_<class>` columns and the
         fitted model's own `model_prediction`/`model_proba_<class>` columns."""
-        frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True)
+        frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True, dtype={"label": str})
         return frame
+
+    def load_holdout(self) -> pd.DataFrame | None:
+        """The held-out test period in time order: features, calibrated `proba_<class>` from
+        the final model and the true `label` (str); None for bundles saved without it."""
+        path = self.path / HOLDOUT_FILE
+        if not path.is_file():
+            return None
+        return pd.read_csv(path, keep_default_na=True, dtype={"label": str})
+
+    @property
+    def feature_importance(self) -> dict[str, float]:
+        """Feature name -> permutation importance on held-out rows (mean drop of the first goal
+        metric when the feature is shuffled), most important first; empty for bundles saved
+        without it."""
+        stored = self.metadata.get("feature_importance", {})
+        return {k: float(v) for k, v in sorted(stored.items(), key=lambda kv: -float(kv[1]))}
+
+    @property
+    def decision_weights(self) -> dict[str, float] | None:
+        """Class -> weight that turns calibrated probabilities into the answered label
+        (`occam.metrics.predicted_labels`); None: the most likely class (and older bundles)."""
+        weights = self.metadata.get("decision_weights")
+        return {k: float(v) for k, v in weights.items()} if weights else None
 
     def verify(self) -> None:
         """Check the signature (when a key is set) and the manifest; raise
@@ -132,8 +160,9 @@ class Bundle:
             elif _sha256(file.read_bytes()) != expected:
                 problems.append(f"{name} does not match its recorded SHA-256")
         for file in sorted(self.path.iterdir()):
-            if file.name not in recorded and file.name not in _UNLISTED:
-                problems.append(f"{file.name} is not listed in {MANIFEST_FILE}")
+            if file.name in recorded or file.name in _UNLISTED or _is_label_update(file.name):
+                continue
+            problems.append(f"{file.name} is not listed in {MANIFEST_FILE}")
         if problems:
             raise BundleIntegrityError(
                 f"bundle {self.tag} failed its integrity check: {'; '.join(problems)}; "
@@ -169,6 +198,11 @@ class Bundle:
                 f"stage={self.stage}: the manifest or the stage label was changed without the "
                 "key, or it was signed with another key; it is refused"
             )
+
+
+def _is_label_update(filename: str) -> bool:
+    """A `set_stage` temporary file, there for an instant (or left by a crash)."""
+    return filename.startswith(_LABEL_UPDATE_PREFIX) and filename.endswith(".tmp")
 
 
 def _key() -> bytes | None:
@@ -217,6 +251,7 @@ def save_bundle(
     reference: pd.DataFrame,
     promoted: bool,
     extra_files: dict[str, bytes] | None = None,
+    holdout: pd.DataFrame | None = None,
 ) -> Bundle:
     """Write a new bundle to the BentoML model store (``BENTOML_HOME``) and return it."""
     import bentoml
@@ -229,6 +264,8 @@ def save_bundle(
         REFERENCE_FILE: _gzip_csv(reference),
         **(extra_files or {}),
     }
+    if holdout is not None:
+        files[HOLDOUT_FILE] = _gzip_csv(holdout)
     stage = PRODUCTION if promoted else CANDIDATE
     summary = {
         "project": metadata.get("project", ""),
@@ -310,7 +347,7 @@ def _write_model_yaml(model: Any, labels: dict[str, str]) -> None:
         creation_time=info.creation_time,
     )
     target = Path(model.path) / "model.yaml"
-    temporary = target.with_name(f".model.yaml.{os.getpid()}.tmp")
+    temporary = target.with_name(f"{_LABEL_UPDATE_PREFIX}{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf8") as stream:
         new.dump(stream)
         stream.flush()

@@ -4,10 +4,12 @@ Exit codes (documented in the README):
   0  success (for `train`: the model passed every gate and is labelled stage=production)
   2  bad config, bad command-line usage
   3  bad data: a check failed, or too many "I don't know" labels
-  4  `train` only: goals not met or baseline not beaten; saved as stage=candidate, not promoted
+  4  `train`, `retrain`: goals not met, baseline not beaten, or (retrain) the challenger did
+     not pass the gate against the champion; saved as stage=candidate, not promoted
   5  model error: no servable bundle, or a bundle refused (bad manifest, changed file, unsigned
      or mis-signed while a signing key is set); for `promote`/`rollback` also an unknown tag or
      nothing to roll back to. The message names the bundle and the file.
+  6  `monitor`: its checkpoint is refused (corrupt, tampered or not an Occam checkpoint)
 """
 
 from __future__ import annotations
@@ -110,15 +112,7 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
     from training.pipeline import train as run_training
 
     cfg = _load(config)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    with progress:
+    with _progress() as progress:
         rounds = progress.add_task("search rounds", total=cfg.search.max_rounds, info="")
 
         def on_round(index: int, total: int, best: float) -> None:
@@ -156,6 +150,140 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
         raise _model_error(exc) from None
     console.print(f"bundle {result.bundle.tag} (stage={result.bundle.stage})")
     console.print(f"model card {result.card_path}\nmetrics {result.metrics_path}")
+    _track(cfg, result.report, result.card_path, result.bundle, "train")
+    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _track(
+    cfg: OccamConfig,
+    report: dict[str, Any],
+    card: Path,
+    bundle: Any,
+    kind: str,
+    eval_rows: Any = None,
+    gate: dict[str, Any] | None = None,
+) -> None:
+    """Log the run to MLflow (`tracking.*`); a failure is reported, never fatal."""
+    from training.tracking import holdout_rows, log_run
+
+    if not cfg.tracking.enabled:
+        return
+    rows = eval_rows if eval_rows is not None else holdout_rows(bundle)
+    outcome = log_run(cfg, report, card, bundle, kind=kind, eval_rows=rows, gate=gate)
+    if outcome.ok:
+        version = f", model version {outcome.model_version}" if outcome.model_version else ""
+        console.print(Text(f"MLflow run {outcome.run_id} in {cfg.tracking.uri}{version}"))
+    else:
+        console.print(Text(f"MLflow tracking failed (training stands): {outcome.error}"))
+
+
+def _record_challenge(result: Any) -> None:
+    """The champion-vs-challenger verdict of `occam retrain` into the registry's audit log: a
+    promotion retires the champion, a refusal is recorded with the gate table."""
+    from occam.registry import GateRow, record_decision
+
+    gate = result.gate
+    rows = [
+        GateRow(
+            metric=c.metric,
+            threshold=c.threshold,
+            score=c.challenger,
+            lower=c.difference_low,  # the paired difference's interval, as the registry says
+            upper=c.difference_high,
+            against="champion",
+            against_score=c.champion,
+            passed=c.passed,
+        )
+        for c in gate.comparisons
+    ]
+    reason = "occam retrain: " + (
+        f"challenger beats or ties champion {gate.champion}"
+        if gate.passed
+        else "; ".join(gate.reasons())
+    )
+    record_decision(result.train.bundle.tag, promoted=result.promoted, reason=reason, gate=rows)
+
+
+@app.command()
+def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
+    """Retrain on production feedback and gate the challenger against the champion.
+
+    Joins the prediction log (serving.log_dir) with its feedback, adds the original data under
+    the `retrain.original` rule, trains a challenger with the same checks, goals and search,
+    and scores champion (newest stage=production bundle) and challenger on the newest labelled
+    rows neither trained on. The challenger is saved as stage=production only when it meets
+    every goal, is within `retrain.tolerance` of the champion on each, and passes the slice
+    floors; the table goes into its model card (`<output.reports_dir>/retrain`).
+
+    Exit 0: promoted. Exit 4: not promoted (saved as stage=candidate). Exit 3: bad data, no
+    champion, or too few labelled rows. Exit 2: bad config."""
+    from occam.bundle import BundleError
+    from training.challenger import TABLE_HEADER, table_rows
+    from training.data import DataError
+    from training.labels import LabelQualityError
+    from training.retrain import retrain as run_retrain
+    from training.tracking import EvalRows
+
+    cfg = _load(config)
+    with _progress() as progress:
+        rounds = progress.add_task("search rounds", total=cfg.search.max_rounds, info="")
+
+        def on_round(index: int, total: int, best: float) -> None:
+            progress.update(rounds, completed=index, info=f"best {cfg.scoring} {best:.4f}")
+
+        def on_stage(message: str) -> None:
+            progress.console.print(Text(f"- {message}"))
+
+        try:
+            result = run_retrain(cfg, on_stage=on_stage, on_round=on_round)
+        except (DataError, LabelQualityError) as exc:
+            progress.stop()
+            _error("data error", exc)
+            raise typer.Exit(EXIT_DATA) from None
+        except ConfigError as exc:
+            progress.stop()
+            _error("config error", exc)
+            raise typer.Exit(EXIT_CONFIG) from None
+        progress.update(rounds, completed=cfg.search.max_rounds)
+
+    gate = result.gate
+    table = Table(title=f"{cfg.project}: champion vs challenger on the {gate.rows} newest rows")
+    for column in TABLE_HEADER:
+        table.add_column(column)
+    for row in table_rows(gate):
+        table.add_row(*row)
+    console.print(table)
+    if gate.passed:
+        console.print(f"promoted: {gate.challenger} replaces {gate.champion}")
+    else:
+        console.print(Text("not promoted:\n" + "\n".join(f"  - {r}" for r in gate.reasons())))
+    console.print(f"bundle {result.train.bundle.tag} (stage={result.train.bundle.stage})")
+    console.print(f"model card {result.train.card_path}")
+    try:
+        _record_challenge(result)
+    except BundleError as exc:
+        raise _model_error(exc) from None
+    rows = EvalRows(result.labels, result.challenger_proba, result.classes, result.positive, "gate")
+    _track(
+        cfg,
+        result.train.report,
+        result.train.card_path,
+        result.train.bundle,
+        "retrain",
+        rows,
+        gate.to_dict(),
+    )
     raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
 
 
@@ -422,6 +550,7 @@ def promote(
     except BundleError as exc:
         raise _model_error(exc) from None
     console.print(Text(f"promoted {record.to_tag} (was {record.from_tag or 'none'})"))
+    _mirror_champion(cfg, record.to_tag)
 
 
 @app.command()
@@ -443,6 +572,19 @@ def rollback(
     except BundleError as exc:
         raise _model_error(exc) from None
     console.print(Text(f"rolled back from {record.from_tag} to {record.to_tag}"))
+    _mirror_champion(cfg, record.to_tag)
+
+
+def _mirror_champion(cfg: OccamConfig, tag: str | None) -> None:
+    """Keep MLflow's `champion` alias on the bundle the BentoML label now names (the label is
+    the source of truth; a tracking failure is reported, never fatal)."""
+    if tag is None or not cfg.tracking.enabled:
+        return
+    from training.tracking import mirror_alias
+
+    outcome = mirror_alias(cfg, tag, "champion")
+    if not outcome.ok:
+        console.print(Text(f"MLflow alias not moved (the registry change stands): {outcome.error}"))
 
 
 @app.command()

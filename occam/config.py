@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-#: Goal metrics Occam can gate on; all are "higher is better".
-GoalMetric = Literal[
-    "roc_auc", "average_precision", "balanced_accuracy", "accuracy", "f1", "precision", "recall"
-]
-#: Metrics that need `goals_positive_label` (the class they are computed for) on binary targets.
-POSITIVE_CLASS_METRICS = frozenset({"average_precision", "f1", "precision", "recall"})
+from occam.metrics import get_metric
+
+
+def _registered_metric(name: str) -> str:
+    """A goal metric name from `occam.metrics.GOAL_METRICS`; the error lists every name."""
+    return get_metric(name).name
+
+
+#: A goal metric name, checked against the registry (all metrics are "higher is better").
+MetricName = Annotated[str, AfterValidator(_registered_metric)]
 
 
 class ConfigError(ValueError):
@@ -79,7 +91,7 @@ class LabelsConfig(_Strict):
 
 
 class Goal(_Strict):
-    metric: GoalMetric
+    metric: MetricName = Field(description="A name from occam.metrics.GOAL_METRICS")
     threshold: float = Field(ge=0, le=1)
 
 
@@ -131,7 +143,7 @@ class SearchConfig(_Strict):
     shrink: float = Field(default=0.5, gt=0, lt=1)
     cv: int = Field(default=3, ge=2)
     n_jobs: int = Field(default=1)
-    scoring: GoalMetric | None = Field(default=None, description="Default: the first goal's metric")
+    scoring: MetricName | None = Field(default=None, description="Default: the first goal's metric")
 
 
 class AbstainConfig(_Strict):
@@ -145,6 +157,42 @@ class EvaluationConfig(_Strict):
     slices: list[str] = Field(default_factory=list)
     min_slice_rows: int = Field(default=50, ge=1)
     abstain: AbstainConfig | None = None
+    calibration: Literal["auto", "sigmoid", "isotonic"] = Field(
+        default="auto",
+        description="How the forest's probabilities are calibrated on out-of-fold predictions; "
+        "'auto' picks the method with the lower cross-validated Brier score",
+    )
+    calibration_bins: int = Field(
+        default=10, ge=2, le=100, description="Equal-width bins of the reliability curve and ECE"
+    )
+    importance_repeats: int = Field(
+        default=3, ge=1, le=50, description="Shuffles per feature for permutation importance"
+    )
+    importance_rows: int = Field(
+        default=5000,
+        ge=100,
+        description="Held-out rows (at most) used for permutation importance",
+    )
+    staleness_chunks: int = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="Time-ordered chunks of the held-out period scored to show how fast the "
+        "model goes stale",
+    )
+    slice_floors: dict[MetricName, float] = Field(
+        default_factory=dict,
+        description="Goal metric -> the least any slice (a value of an `evaluation.slices` "
+        "column with at least `min_slice_rows` rows) may score; checked by the retrain gate",
+    )
+
+    @field_validator("slice_floors")
+    @classmethod
+    def _floors_in_range(cls, floors: dict[str, float]) -> dict[str, float]:
+        bad = {m: v for m, v in floors.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"each floor must lie in [0, 1], got {bad}")
+        return floors
 
 
 class OutputConfig(_Strict):
@@ -342,6 +390,50 @@ class MonitoringConfig(_Strict):
     consecutive_windows: int = Field(
         default=2, ge=1, description="Drifting windows in a row before 'model at risk'"
     )
+    drift_backend: Literal["alibi", "scipy"] = Field(
+        default="alibi",
+        description="Per-feature tests: 'alibi' (alibi-detect's TabularDrift, licence BSL 1.1) "
+        "or 'scipy' (the same tests in SciPy; the monitor then never imports alibi-detect)",
+    )
+    band_level: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="Two-sided level of the bands exported around the label-free estimates "
+        "and the live metrics",
+    )
+    risk_enter_confidence: float = Field(
+        default=0.7,
+        gt=0.5,
+        lt=1,
+        description="A goal is likely missed when the estimate or the live metric lies under "
+        "its threshold with at least this probability",
+    )
+    risk_exit_confidence: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="The evidence clears when every goal is missed with at most this probability",
+    )
+    risk_enter_windows: int = Field(
+        default=1, ge=1, description="Counted windows in a row that must enter a risk reason"
+    )
+    risk_exit_windows: int = Field(
+        default=2,
+        ge=1,
+        description="Counted windows in a row whose evidence clears before a risk reason (and "
+        "its retrain recommendation) ends",
+    )
+    weighted_drift_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Importance-weighted drift at which the model is at risk whatever the "
+        "estimates say (the explicit extreme level)",
+    )
+    weighted_drift_exit: float = Field(
+        default=0.3, ge=0, le=1, description="Importance-weighted drift under which it clears"
+    )
     live_min_labels: int = Field(
         default=200, ge=1, description="Labelled rows needed before live metrics are judged"
     )
@@ -450,7 +542,82 @@ class MonitoringConfig(_Strict):
                 f"min_window_rows ({self.min_window_rows}) must not exceed window_rows "
                 f"({self.window_rows})"
             )
+        if self.risk_exit_confidence >= self.risk_enter_confidence:
+            raise ValueError(
+                f"risk_exit_confidence ({self.risk_exit_confidence}) must be under "
+                f"risk_enter_confidence ({self.risk_enter_confidence}): the exit level lies "
+                "below the enter level"
+            )
+        if self.weighted_drift_exit >= self.weighted_drift_threshold:
+            raise ValueError(
+                f"weighted_drift_exit ({self.weighted_drift_exit}) must be under "
+                f"weighted_drift_threshold ({self.weighted_drift_threshold})"
+            )
         return self
+
+
+class RetrainConfig(_Strict):
+    """`occam retrain`: the challenger's training set and the champion-vs-challenger gate.
+
+    The training set is the original data's training period under the `original` rule plus the
+    labelled production rows from the prediction log (features as served, feedback labels),
+    except the newest `gate_share` of those rows: both models are scored on these, and neither
+    trained on them.
+    """
+
+    original: Literal["all", "last_rows", "last_days", "none"] = Field(
+        default="last_days",
+        description="Which rows of the original data's training period (before "
+        "`data.split.production_start`) join the log rows: all, the last `original_rows` "
+        "rows, the last `original_days` days, or none",
+    )
+    original_rows: int = Field(default=50_000, ge=1, description="Rows kept by 'last_rows'")
+    original_days: float = Field(default=90, gt=0, description="Days kept by 'last_days'")
+    gate_share: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="Newest share of the labelled log rows held out for the gate",
+    )
+    min_gate_rows: int = Field(
+        default=200, ge=10, description="Fewer held-out labelled rows than this: no retrain"
+    )
+    max_log_rows: int = Field(
+        default=2_000_000, ge=1, description="Most prediction records read from the log"
+    )
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="On every goal metric the challenger may score at most this much below "
+        "the champion on the gate rows",
+    )
+    require_interval: bool = Field(
+        default=False,
+        description="Also require the lower bound of the paired bootstrap interval of "
+        "(challenger - champion) to be at least -tolerance on every goal metric",
+    )
+
+
+class TrackingConfig(_Strict):
+    """MLflow experiment tracking of every `occam train` and `occam retrain` run."""
+
+    enabled: bool = True
+    uri: str = Field(
+        default="sqlite:///mlruns.db",
+        description="MLflow tracking URI; a relative sqlite path is taken from the config's "
+        "folder. A server: http://host:5000",
+    )
+    artifacts_dir: Path = Field(
+        default=Path("mlartifacts"),
+        description="Where a new experiment keeps run artifacts (plots, card) on a local store",
+    )
+    experiment: str | None = Field(default=None, description="Default: the `project` name")
+    register_models: bool = Field(
+        default=True,
+        description="Register each bundle as a version of the MLflow model `output.model_name` "
+        "with aliases mirroring the BentoML stage (champion, challenger)",
+    )
 
 
 class OccamConfig(_Strict):
@@ -469,6 +636,8 @@ class OccamConfig(_Strict):
     output: OutputConfig = OutputConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("goals")
     @classmethod
@@ -573,6 +742,12 @@ def _resolve_paths(config: OccamConfig, base: Path) -> OccamConfig:
             "monitoring": config.monitoring.model_copy(
                 update={"state_dir": resolve(config.monitoring.state_dir)}
             ),
+            "tracking": config.tracking.model_copy(
+                update={
+                    "uri": _resolve_sqlite(config.tracking.uri, base),
+                    "artifacts_dir": resolve(config.tracking.artifacts_dir),
+                }
+            ),
         }
     )
 
@@ -586,6 +761,12 @@ def _check_state_dir(config: OccamConfig, source: str) -> None:
             f"{source}: `monitoring.state_dir` ({state}) lies inside `serving.log_dir` ({logs}); "
             "the service writes there. Point it elsewhere, e.g. `monitor-state`"
         )
+def _resolve_sqlite(uri: str, base: Path) -> str:
+    """`sqlite:///relative.db` -> `sqlite:////abs/folder/relative.db`; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    return prefix + str((base / uri.removeprefix(prefix)).resolve())
 
 
 def load_config(path: str | Path) -> OccamConfig:

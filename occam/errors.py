@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ MAX_MESSAGE_CHARS = 400
 QUOTE_CHARS = 60
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a request (or one of its rows) was refused; `status` is the HTTP status it gets."""
 
     status: int
@@ -63,9 +63,6 @@ class Reason(str, Enum):
     RATE_LIMITED = ("rate_limited", 429)
     CLIENT_DISCONNECTED = ("client_disconnected", 499)
     MODEL_UNAVAILABLE = ("model_unavailable", 503)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:

@@ -48,6 +48,8 @@ from occam.bundle import (
 log = logging.getLogger(__name__)
 
 AUDIT_LOG_ENV = "OCCAM_AUDIT_LOG"
+#: Stages of bundles that served once: what a rollback without an audit record goes back to.
+_SERVED = (RETIRED, PRODUCTION)
 AUDIT_FILE = "audit.jsonl"
 LOCK_FILE = "registry.lock"
 #: Longest `reason` and `command` kept in a record (characters); longer ones are cut.
@@ -207,7 +209,8 @@ def rollback(name: str, *, reason: str, command: str | None = None) -> AuditReco
     """Put back the production bundle that the current one replaced; one call, one record.
 
     The target is read from the audit log (the `from_tag` of the newest promote or rollback to
-    the current bundle); without such a record, the newest ``retired`` bundle. Raises
+    the current bundle); without such a record, the newest other ``retired`` (or, in a store
+    older than the registry, ``production``) bundle. Raises
     `RegistryError` when nothing is in production or there is nothing to go back to.
     """
     with _locked():
@@ -272,6 +275,7 @@ def _switch(
     The new production label is written before the old ones are retired: a replica that looks
     in between sees two production bundles for an instant (and serves one of them), never none.
     """
+    replaced = [b for b in replaced if b.tag != target.tag]
     if target.stage != PRODUCTION:
         set_stage(target, PRODUCTION)
     else:
@@ -306,8 +310,9 @@ def _previous(name: str, current: Bundle) -> Bundle | None:
             except BundleNotFound:
                 log.warning("audit log names %s, no longer in the store", record.from_tag)
                 break
-    retired = [b for b in list_bundles(name) if b.stage == RETIRED]
-    return retired[0] if retired else None
+    # No record (a store from before the audit log): the newest other bundle that served.
+    served = [b for b in list_bundles(name) if b.tag != current.tag and b.stage in _SERVED]
+    return served[0] if served else None
 
 
 def _record(

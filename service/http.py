@@ -208,7 +208,9 @@ def _problem(detail: dict[str, Any]) -> Problem:
     if kind == "too_long":
         return Problem(None, field, Reason.TOO_MANY_ROWS, text)
     if kind == "extra_forbidden":
-        return Problem(row, field, Reason.UNKNOWN_FEATURE if row is not None else Reason.INVALID_REQUEST, text)
+        return Problem(
+            row, field, Reason.UNKNOWN_FEATURE if row is not None else Reason.INVALID_REQUEST, text
+        )
     if kind == "missing":
         return Problem(row, field, Reason.INVALID_REQUEST, text)
     if kind in ("dict_type", "model_type", "model_attributes_type") and len(loc) == 2:
@@ -246,7 +248,7 @@ async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | Pr
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             message = await asyncio.wait_for(receive(), max(remaining, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Problem(
                 None,
                 None,

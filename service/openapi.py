@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from _bentoml_sdk.service.factory import Service
 from bentoml._internal.service.openapi.specification import (
     MediaType,
@@ -24,6 +23,7 @@ from bentoml._internal.service.openapi.specification import (
     Response,
     Schema,
 )
+from pydantic import BaseModel
 
 from occam.errors import ErrorBody
 from service.messages import ID_PATTERN
@@ -80,7 +80,7 @@ def _row_schema(runtime: Any) -> Schema:
     for spec in runtime.bundle.schema.features:
         if spec.kind == "numeric":
             properties[spec.name] = Schema(
-                type="number",
+                type="integer" if spec.dtype == "integer" else "number",
                 nullable=spec.nullable or None,
                 description=f"Training range [{spec.minimum}, {spec.maximum}]; numbers far "
                 "outside are accepted and marked for the monitor",
@@ -91,6 +91,7 @@ def _row_schema(runtime: Any) -> Schema:
                 type="string",
                 nullable=spec.nullable or None,
                 enum=categories if reject_unseen else None,
+                maxLength=None if reject_unseen else runtime.serving.limits.max_string_chars,
                 description=None
                 if reject_unseen
                 else f"Seen in training: {', '.join(categories[:50])}; others are accepted "

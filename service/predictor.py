@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from occam.bundle import Bundle
+from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 from service.validation import Validator
 
@@ -94,11 +95,31 @@ class SklearnPredictor:
         return [str(label) for label in labels], proba
 
 
+class DecidedPredictor:
+    """Answers the label the bundle's decision weights choose from the calibrated probabilities
+    (`occam.metrics.predicted_labels`, as the training gate scored it), not the most likely one."""
+
+    def __init__(self, inner: Predictor, classes: list[str], weights: dict[str, float]) -> None:
+        self.inner, self.classes, self.weights = inner, classes, weights
+        self.kind, self.reason = inner.kind, inner.reason
+
+    def predict(self, columns: dict[str, list[Any]]) -> tuple[list[str], np.ndarray]:
+        _, proba = self.inner.predict(columns)
+        return predicted_labels(proba, self.classes, self.weights).tolist(), proba
+
+
 def load_predictor(bundle: Bundle, inference: Literal["auto", "sklearn"] = "auto") -> Predictor:
-    """The fastest checked form of the bundle's model; scikit-learn when there is none, saying why.
+    """The fastest checked form of the bundle's model, answering labels by its decision weights.
 
     `inference="sklearn"` forces the scikit-learn pipeline (the reference).
     """
+    form = _load_form(bundle, inference)
+    weights = bundle.decision_weights
+    return DecidedPredictor(form, bundle.classes, weights) if weights else form
+
+
+def _load_form(bundle: Bundle, inference: Literal["auto", "sklearn"]) -> Predictor:
+    """ONNX when the bundle has a checked `model.onnx`; scikit-learn when not, saying why."""
     schema = bundle.schema
     if inference == "sklearn":
         reason = "serving.inference is 'sklearn'"

@@ -21,9 +21,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from occam.errors import Problem, Reason, quote
 from occam.records import MARK_KINDS
 from occam.schema import MISSING_CATEGORY, FeatureSchema
-from occam.errors import Problem, Reason, quote
 
 #: The marks of a row without any (shared: never modify a row's marks).
 NO_MARKS: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
@@ -106,7 +106,10 @@ class Validator:
         """The request-level problem with a list of `count` rows, if any."""
         if count == 0:
             return Problem(
-                None, what, Reason.EMPTY_REQUEST, f"`{what}` is empty; send 1 to {self.max_rows} rows"
+                None,
+                what,
+                Reason.EMPTY_REQUEST,
+                f"`{what}` is empty; send 1 to {self.max_rows} rows",
             )
         if count > self.max_rows:
             return Problem(
@@ -237,7 +240,11 @@ class Validator:
         if value is None or (type(value) is float and value != value):
             return self._missing(index, feature, MISSING_CATEGORY)
         if not isinstance(value, str):
-            hint = f"; send categories as strings, e.g. {quote(str(value))}" if _is_number(value) else ""
+            hint = (
+                f'; send categories as strings, e.g. "{str(value)[:40]}"'
+                if _is_number(value)
+                else ""
+            )
             problem = Problem(
                 index,
                 feature.name,
@@ -302,5 +309,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object" if isinstance(value, dict) else type(value).__name__
-
-

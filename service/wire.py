@@ -80,8 +80,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, phrase: bytes, text: bytes) -> None:
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, phrase, len(text), text)
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, phrase, len(text), text)
         )
         self.transport.close()
 
@@ -157,7 +156,8 @@ class RouteMetricsMiddleware(RunnerTrafficMetricsMiddleware):
     def __init__(
         self, app: Any, *, templates: Iterable[str], prefixes: Iterable[str], **kwargs: Any
     ) -> None:
-        super().__init__(_RestorePath(app), **kwargs)
+        restore: Any = _RestorePath(app)
+        super().__init__(restore, **kwargs)
         self.templates = frozenset(templates)
         self.prefixes = tuple(prefix.rstrip("/") + "/" for prefix in prefixes)
 
@@ -194,8 +194,9 @@ class OccamAppFactory(ServiceAppFactory):
         out = []
         for middleware in super().middlewares:
             if middleware.cls is RunnerTrafficMetricsMiddleware:
+                factory: Any = RouteMetricsMiddleware
                 middleware = Middleware(
-                    RouteMetricsMiddleware,
+                    factory,
                     *middleware.args,
                     templates=sorted(templates),
                     prefixes=sorted(prefixes),

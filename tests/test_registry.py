@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,7 @@ from occam.registry import (
 )
 from occam.signing import SIGNING_KEY_ENV
 from tests.bundles import make_bundle, model_name, occam, rewrite_with_hash
+from tests.conftest import ROOT
 
 KEY = "k" * 32
 
@@ -229,3 +232,31 @@ def test_cli_promote_rollback_and_history(tmp_path: Path) -> None:
     assert json.loads(lines[0])["to_tag"] == second.tag
     table = occam(tmp_path, name, "history")
     assert table.returncode == 0 and "ticket OPS-2" in table.stdout and "rollback" in table.stdout
+
+
+def test_concurrent_promotions_leave_one_production_and_a_consistent_log() -> None:
+    name = model_name()
+    make_bundle(name, promoted=True)
+    candidates = [make_bundle(name, promoted=False) for _ in range(4)]
+    code = "import sys; from occam.registry import promote; promote(sys.argv[1], reason='race')"
+    racers = [
+        subprocess.Popen([sys.executable, "-c", code, c.tag], cwd=ROOT, stderr=subprocess.PIPE)
+        for c in candidates
+    ]
+    assert [p.wait(timeout=120) for p in racers] == [0] * 4, [p.stderr for p in racers]
+    production = [tag for tag, stage in stages(name).items() if stage == PRODUCTION]
+    history = read_history(name)
+    assert len(production) == 1 and len(history) == 4
+    # each promotion replaced the one before it: the lock serialised them
+    assert [r.from_tag for r in history[1:]] == [r.to_tag for r in history[:-1]]
+    assert history[-1].to_tag == production[0]
+
+
+def test_rollback_in_a_store_from_before_the_registry(bentoml_home: Path) -> None:
+    # Before the registry every passing training left its bundle production: several at once.
+    name = model_name()
+    older = make_bundle(name, promoted=True)
+    newer = make_bundle(name, promoted=True)
+    record = rollback(name, reason="the newest is worse")
+    assert (record.from_tag, record.to_tag) == (newer.tag, older.tag)
+    assert stages(name) == {older.tag: PRODUCTION, newer.tag: RETIRED}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -14,7 +15,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
-    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass."""
+    """Rows of the goal table: goal | threshold | baseline | model (95% CI) | pass; the last
+    row is the calibration gate (Brier score under the baseline's)."""
     rows = []
     for g in gate["goals"]:
         rows.append(
@@ -28,7 +30,21 @@ def goal_rows(gate: dict[str, Any]) -> list[list[str]]:
                 else ("below goal" if not g["met"] else "baseline not beaten"),
             ]
         )
+    if "brier" in gate:
+        rows.append(brier_row(gate))
     return rows
+
+
+def brier_row(gate: dict[str, Any]) -> list[str]:
+    """The calibration gate as a goal-table row: Brier score (lower is better) vs baseline."""
+    b = gate["brier"]
+    return [
+        "brier (lower is better)",
+        f"< baseline {_f(b['baseline'])}",
+        _f(b["baseline"]),
+        _f(b["model"]),
+        "pass" if b["passed"] else "worse than baseline",
+    ]
 
 
 def verdict(gate: dict[str, Any]) -> str:
@@ -39,7 +55,13 @@ def verdict(gate: dict[str, Any]) -> str:
         )
     if gate["passed"]:
         return (
-            f"Every goal is met and the baseline is beaten by at least {gate['margin']}: promoted."
+            f"Every goal is met, the baseline is beaten by at least {gate['margin']} on each, "
+            "and the Brier score is under the baseline's: promoted."
+        )
+    if all(g["passed"] for g in gate["goals"]):
+        return (
+            "Every goal is met but the probabilities score a worse Brier score than the "
+            "baseline's (they are not trustworthy risks): NOT promoted."
         )
     return "At least one goal is missed or the baseline is not beaten by the margin: NOT promoted."
 
@@ -54,6 +76,85 @@ def _inference_limit(report: dict[str, Any]) -> str:
         )
     reason = inference.get("reason", "not converted")
     return f"\n- Served by scikit-learn, not ONNX ({reason}): slower per request."
+
+
+def _calibration(cal: dict[str, Any]) -> list[str]:
+    """The calibration section: method chosen, Brier scores, ECE, reliability curve."""
+    rel = cal["reliability"]["calibrated"]
+    rows = [[m, _f(v), "chosen" if m == cal["method"] else ""] for m, v in cal["oof_brier"].items()]
+    rows.append(["none (forest vote shares)", _f(cal["oof_brier_uncalibrated"]), ""])
+    return [
+        "### Calibration",
+        f"Probabilities are calibrated with the **{cal['method']}** method, chosen by the "
+        "Brier score of cross-validated calibrated out-of-fold probabilities on the training "
+        "rows (lower is better):",
+        _table(["calibration", "out-of-fold Brier", ""], rows),
+        f"On the held-out test set: Brier {_f(cal['brier_test'])} (baseline "
+        f"{_f(cal['brier_test_baseline'])}); expected calibration error (ECE, {rel['bins']} "
+        f"bins of {rel['kind']}) {_f(cal['ece_test'])}, against "
+        f"{_f(cal['ece_test_uncalibrated'])} for the forest before calibration.",
+        f"![Reliability curve]({Path(cal['plot']).name})",
+        _table(
+            ["predicted", "observed", "rows"],
+            [[_f(p["predicted"]), _f(p["observed"]), str(p["rows"])] for p in rel["curve"]],
+        ),
+    ]
+
+
+def _decision(weights: dict[str, float] | None) -> str:
+    if not weights:
+        return "Answered label: the most likely class."
+    listed = ", ".join(f"`{c}` x {_f(w, 2)}" for c, w in weights.items())
+    return (
+        "Answered label: the class with the highest calibrated probability times its decision "
+        f"weight ({listed}), from `model.params.class_weight`: the errors on each class weigh "
+        "as the config says while the probabilities stay calibrated. Every label metric above "
+        "uses this rule, as the service does."
+    )
+
+
+def _importance(report: dict[str, Any]) -> list[str]:
+    importance = report.get("feature_importance")
+    if not importance:
+        return []
+    how = report["feature_importance_method"]
+    return [
+        "## What the model relies on",
+        f"Permutation importance on {how['rows']} {how['on']}: the mean drop of "
+        f"{how['metric']} when one feature is shuffled ({how['repeats']} shuffles). Drift in "
+        "the top features matters most; near zero or negative means the model does not need it.",
+        _table(
+            ["feature", f"drop of {how['metric']}"],
+            [[f"`{name}`", _f(value, 4)] for name, value in importance.items()],
+        ),
+    ]
+
+
+def _staleness(report: dict[str, Any]) -> list[str]:
+    stale = report.get("staleness")
+    if not stale or not stale["chunks"]:
+        return []
+    metrics = list(stale["thresholds"])
+    timed = "days_since_train_end" in stale["chunks"][0]
+    header = ["chunk", "rows", "days since training data" if timed else "rows since training"]
+    header += [f"{m} (goal {_f(stale['thresholds'][m])})" for m in metrics]
+    rows = []
+    for i, chunk in enumerate(stale["chunks"], 1):
+        since = (
+            _f(chunk.get("days_since_train_end"), 1)
+            if timed
+            else str(chunk["rows_since_train_end"])
+        )
+        span = f"{i}: {chunk['from'][:10]} to {chunk['to'][:10]}" if "from" in chunk else str(i)
+        rows.append([span, str(chunk["rows"]), since] + [_f(chunk["metrics"][m]) for m in metrics])
+    return [
+        "## How fast it goes stale",
+        f"The held-out period, in {len(rows)} time-ordered chunks after the end of the "
+        f"training data ({stale['train_end'] or 'row order'}): each goal metric against the "
+        "time since the model last saw data. A metric that falls with time says how often to "
+        "retrain, beside the monitor's evidence.",
+        _table(header, rows),
+    ]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -71,7 +172,10 @@ def render(report: dict[str, Any]) -> str:
         f"**{report.get('stage', 'n/a')}**. Target `{report['target']}`, classes "
         f"{', '.join(report['classes'])}; binary metrics refer to `{report['positive_label']}`.",
         "## Goals",
-        _table(["goal", "threshold", "baseline", "model (95% CI)", "result"], goal_rows(gate)),
+        _table(
+            ["goal", "threshold", "baseline", "model (95% CI)", "result"],
+            goal_rows(gate),
+        ),
         verdict(gate),
         f"Baseline: `{report['baseline']['strategy']}`. Margin required over it: {gate['margin']}.",
         "## Model",
@@ -79,6 +183,8 @@ def render(report: dict[str, Any]) -> str:
         f"{model['fixed_params']}. Cross-validated {model['scoring']} {_f(model['cv_score'])} "
         f"after {model['search']['rounds']} round(s), {model['search']['fits']} fits. "
         f"Brier score on test {_f(model['brier'])} (baseline {_f(report['baseline']['brier'])}).",
+        *_calibration(model["calibration"]),
+        _decision(report.get("decision_weights")),
         "### Per class (held-out test)",
         _table(
             ["class", "precision", "recall", "f1", "support"],
@@ -98,8 +204,25 @@ def render(report: dict[str, Any]) -> str:
             f"`{abstain['label']}`. Chosen on {abstain['chosen_on']} for precision "
             f">= {abstain['target_precision']}"
             + ("" if abstain["reached"] else " (NOT reached)")
-            + f"; on the test set it gives precision {_f(abstain['test']['precision'])} at "
-            f"coverage {_f(abstain['test']['coverage'])} (share of rows answered).",
+            + f" (precision {_f(abstain['precision'])} at coverage {_f(abstain['coverage'])} "
+            "there).",
+            _table(
+                ["rows", "target precision", "precision", "coverage (share answered)"],
+                [
+                    [
+                        "training, out-of-fold",
+                        _f(abstain["target_precision"]),
+                        _f(abstain["precision"]),
+                        _f(abstain["coverage"]),
+                    ],
+                    [
+                        "held-out test",
+                        _f(abstain["target_precision"]),
+                        _f(abstain["test"]["precision"]),
+                        _f(abstain["test"]["coverage"]),
+                    ],
+                ],
+            ),
         ]
     slices = report["slices"]
     if slices["columns"]:
@@ -119,6 +242,8 @@ def render(report: dict[str, Any]) -> str:
                 f"Worst slice: `{w['column']}` = {w['value']} with {metric} {_f(w[metric])} "
                 f"on {w['rows']} rows."
             )
+    parts += _importance(report)
+    parts += _staleness(report)
     findings = data["findings"]
     parts += [
         "## Data",
@@ -153,14 +278,17 @@ def render(report: dict[str, Any]) -> str:
         "## Limits",
         "- Trained on the period above only: seasons, routes or carriers not in it are guesses.\n"
         "- The worst slice above is where errors concentrate; check it before relying on it.\n"
-        "- Probabilities are a forest's vote shares: use the Brier score above before treating "
-        "them as calibrated risks." + _inference_limit(report),
+        "- Probabilities are calibrated on the training period (see the reliability curve); "
+        "calibration drifts with the data, so re-check it on fresh labelled rows."
+        + _inference_limit(report),
         "## When to retrain",
         f"- When the monitor recommends it: at least {mon['drift_share_threshold']:.0%} of "
         "features "
         f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
         f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
         f"older than {mon['max_model_age_days']} days.\n"
+        "- At the latest when the staleness table above shows a goal slipping: its days "
+        "since the training data are a retrain cadence to start from.\n"
         "- Retraining runs the same gates; a model that misses a goal is never promoted.",
     ]
     return "\n\n".join(parts) + "\n"

@@ -3,7 +3,7 @@ the goals. All metrics are "higher is better" and lie in [0, 1]."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,14 +12,33 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from occam.config import Goal
-from occam.metrics import score  # re-exported: the gate and the monitor share it
+from occam.metrics import (
+    predicted_labels,
+    score,
+)  # re-exported: the gate and the monitor share them
+
+#: Decision weights per class (see `occam.metrics.predicted_labels`); None: most likely class.
+Weights = Mapping[str, float] | None
 
 
-def make_scorer(metric: str, positive: str) -> Callable[[Any, pd.DataFrame, Any], float]:
+def aligned_proba(estimator: Any, x: Any, classes: list[str]) -> np.ndarray:
+    """predict_proba with columns in `classes` order (zeros for a class the estimator lacks)."""
+    proba = estimator.predict_proba(x)
+    own = [str(c) for c in estimator.classes_]
+    out = np.zeros((proba.shape[0], len(classes)))
+    for i, c in enumerate(own):
+        out[:, classes.index(c)] = proba[:, i]
+    return out
+
+
+def make_scorer(
+    metric: str, positive: str, weights: Weights = None
+) -> Callable[[Any, pd.DataFrame, Any], float]:
     """An sklearn scorer (estimator, X, y) -> float using `score`, for cross-validation."""
 
     def scorer(estimator: Any, X: pd.DataFrame, y: Any) -> float:
-        return score(metric, y, estimator.predict_proba(X), list(estimator.classes_), positive)
+        classes = [str(c) for c in estimator.classes_]
+        return score(metric, y, estimator.predict_proba(X), classes, positive, weights)
 
     scorer.__name__ = f"occam_{metric}"
     return scorer
@@ -34,6 +53,7 @@ def bootstrap_ci(
     n_boot: int,
     confidence: float,
     seed: int,
+    weights: Weights = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over rows resampled with replacement."""
     if n_boot == 0:
@@ -43,7 +63,7 @@ def bootstrap_ci(
     values = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
-        value = score(metric, y[idx], proba[idx], classes, positive)
+        value = score(metric, y[idx], proba[idx], classes, positive, weights)
         if not np.isnan(value):
             values.append(value)
     alpha = (1 - confidence) / 2
@@ -69,15 +89,30 @@ class GoalResult:
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """The training gate: every goal met and the baseline beaten by `margin` on every goal."""
+class BrierCheck:
+    """Calibration gate: the model's Brier score on the held-out rows (lower is better) must be
+    under the baseline's, or its probabilities are worse risks than the class shares."""
 
-    goals: tuple[GoalResult, ...]
-    margin: float
+    model: float
+    baseline: float
 
     @property
     def passed(self) -> bool:
-        return all(g.passed for g in self.goals)
+        return self.model < self.baseline
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The training gate: every goal met, the baseline beaten by `margin` on every goal, and
+    the model's Brier score under the baseline's."""
+
+    goals: tuple[GoalResult, ...]
+    margin: float
+    brier: BrierCheck
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.goals) and self.brier.passed
 
     @property
     def baseline_meets_goals(self) -> bool:
@@ -89,6 +124,7 @@ class GateResult:
             "margin": self.margin,
             "baseline_meets_goals": self.baseline_meets_goals,
             "goals": [asdict(g) | {"passed": g.passed} for g in self.goals],
+            "brier": asdict(self.brier) | {"passed": self.brier.passed},
         }
 
 
@@ -103,14 +139,17 @@ def gate(
     n_boot: int,
     confidence: float,
     seed: int,
+    weights: Weights = None,
 ) -> GateResult:
-    """Score model and baseline on the same rows with the same function, with bootstrap CIs."""
+    """Score model and baseline on the same rows with the same function, with bootstrap CIs,
+    and compare their Brier scores. The model's labels follow its decision `weights`; the
+    baseline's are its own most likely class."""
     results = []
     for goal in goals:
-        m = score(goal.metric, y, model_proba, classes, positive)
+        m = score(goal.metric, y, model_proba, classes, positive, weights)
         b = score(goal.metric, y, baseline_proba, classes, positive)
         lo, hi = bootstrap_ci(
-            goal.metric, y, model_proba, classes, positive, n_boot, confidence, seed
+            goal.metric, y, model_proba, classes, positive, n_boot, confidence, seed, weights
         )
         blo, bhi = bootstrap_ci(
             goal.metric, y, baseline_proba, classes, positive, n_boot, confidence, seed
@@ -129,12 +168,20 @@ def gate(
                 beats_baseline=m - b >= margin,
             )
         )
-    return GateResult(goals=tuple(results), margin=margin)
+    return GateResult(
+        goals=tuple(results),
+        margin=margin,
+        brier=BrierCheck(
+            model=brier(y, model_proba, classes), baseline=brier(y, baseline_proba, classes)
+        ),
+    )
 
 
-def per_class_report(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def per_class_report(
+    y: np.ndarray, proba: np.ndarray, classes: list[str], weights: Weights = None
+) -> dict[str, Any]:
     """Precision, recall, F1 and support per class, and the confusion matrix (rows = truth)."""
-    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    predicted = predicted_labels(proba, classes, weights)
     y = np.asarray(y).astype(str)
     p, r, f, s = skm.precision_recall_fscore_support(y, predicted, labels=classes, zero_division=0)
     return {
@@ -171,6 +218,7 @@ def slice_report(
     columns: list[str],
     metric: str,
     min_rows: int,
+    weights: Weights = None,
 ) -> dict[str, Any]:
     """`metric` and accuracy per value of each slice column (values with >= min_rows rows),
     and the worst slice by `metric`."""
@@ -184,8 +232,8 @@ def slice_report(
             mask = values == value
             if mask.sum() < min_rows:
                 continue
-            m = score(metric, y[mask], proba[mask], classes, positive)
-            acc = score("accuracy", y[mask], proba[mask], classes, positive)
+            m = score(metric, y[mask], proba[mask], classes, positive, weights)
+            acc = score("accuracy", y[mask], proba[mask], classes, positive, weights)
             rows.append({"value": str(value), "rows": int(mask.sum()), metric: m, "accuracy": acc})
             if not np.isnan(m) and (worst is None or m < worst[0]):
                 worst = (m, column, str(value), int(mask.sum()))
@@ -196,16 +244,21 @@ def slice_report(
 
 
 def abstain_threshold(
-    y: np.ndarray, proba: np.ndarray, classes: list[str], target_precision: float
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    target_precision: float,
+    weights: Weights = None,
 ) -> dict[str, Any]:
     """The lowest confidence (top-class probability) at which answered rows reach
-    `target_precision` accuracy; rows under it are answered "I don't know".
+    `target_precision` accuracy (of the decided label); rows under it are answered "I don't
+    know".
 
     Returns the threshold, the precision and coverage (share answered) it gives on these rows,
     and `reached`: False when even the most confident rows miss the target (threshold 1.0).
     """
     confidence = proba.max(axis=1)
-    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y).astype(str)
+    correct = predicted_labels(proba, classes, weights) == np.asarray(y).astype(str)
     order = np.argsort(-confidence, kind="stable")
     hits = np.cumsum(correct[order])
     answered = np.arange(1, len(order) + 1)
@@ -226,11 +279,15 @@ def abstain_threshold(
 
 
 def abstain_effect(
-    y: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    threshold: float,
+    weights: Weights = None,
 ) -> dict[str, float]:
     """Precision and coverage that a confidence threshold gives on other rows (the test set)."""
     confidence = proba.max(axis=1)
     answered = confidence >= threshold
-    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y).astype(str)
+    correct = predicted_labels(proba, classes, weights) == np.asarray(y).astype(str)
     precision = float(correct[answered].mean()) if answered.any() else float("nan")
     return {"precision": precision, "coverage": float(answered.mean())}

@@ -10,25 +10,42 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-from occam.bundle import ONNX_FILE, Bundle, save_bundle
+from occam.bundle import ONNX_FILE, PRODUCTION, Bundle, save_bundle
 from occam.config import OccamConfig
+from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
-from training import card, checks, evaluate, labels
+from training import calibration, card, checks, evaluate, labels
 from training.baseline import make_baseline
 from training.data import DataError, choose_features, fingerprint, load_frame, split_frame
 from training.export import export_onnx
+from training.importance import feature_importance
 from training.model import FOREST, forest_space, make_pipeline
+from training.plots import reliability_png
 from training.search import ConvergingSearchCV
+from training.staleness import staleness
 
 StageCallback = Callable[[str], None]
 RoundCallback = Callable[[int, int, float], None]
+#: Called before the bundle is saved with the fitted model, its schema, its training gate and
+#: the positive class; a verdict that did not pass keeps the bundle from production.
+ChallengeCallback = Callable[[Any, FeatureSchema, evaluate.GateResult, str], "Verdict"]
 PACKAGES = ("scikit-learn", "numpy", "pandas", "bentoml", "skl2onnx", "onnxruntime", "cleanlab")
+
+
+class Verdict(Protocol):
+    """A decision beside the training gate (e.g. `training.challenger.ChallengerGate`)."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,7 @@ class TrainResult:
 
     @property
     def promoted(self) -> bool:
-        return self.gate.passed
+        return self.bundle.stage == PRODUCTION
 
 
 def _raise_on_errors(report: checks.CheckReport) -> None:
@@ -64,12 +81,17 @@ def train(
     config: OccamConfig,
     on_stage: StageCallback = lambda message: None,
     on_round: RoundCallback | None = None,
+    *,
+    frame: pd.DataFrame | None = None,
+    challenge: ChallengeCallback | None = None,
 ) -> TrainResult:
     """Run the whole pipeline; raise `DataError`/`LabelQualityError` on bad data.
 
-    Saves a bundle whatever the gate says (labelled `production` only when it passed) so a
-    failed model can still be inspected, and writes the model card and metrics JSON into
-    `output.reports_dir`.
+    Saves a bundle whatever the gate says (labelled `production` only when it passed, and the
+    `challenge` verdict too when given) so a failed model can still be inspected, and writes
+    the model card and metrics JSON into `output.reports_dir`. `frame` replaces the file at
+    `data.path`: `occam retrain` passes its retrain set, and a `challenge` that scores the
+    fitted model against the champion (`training.retrain`).
     """
     seed = config.seed
     reports_dir = config.output.reports_dir
@@ -77,7 +99,7 @@ def train(
     target = config.data.target
 
     on_stage(f"loading {config.data.path}")
-    raw = load_frame(config.data.path)
+    raw = load_frame(config.data.path) if frame is None else frame
     features = choose_features(raw, config)
     _raise_on_errors(checks.check_columns(raw, features, config))
 
@@ -100,7 +122,7 @@ def train(
 
     on_stage(f"scoring the baseline ({config.baseline.strategy})")
     baseline = make_baseline(config.baseline, seed).fit(x_train, y_train)
-    baseline_proba = _aligned_proba(baseline, x_test, classes)
+    baseline_proba = evaluate.aligned_proba(baseline, x_test, classes)
 
     on_stage("searching the forest's hyperparameters")
     scoring = config.scoring
@@ -109,8 +131,10 @@ def train(
         if config.data.split.test_strategy == "time"
         else StratifiedKFold(config.search.cv, shuffle=True, random_state=seed)
     )
+    folds = list(cv.split(x_train, y_train))
+    forest_pipeline = make_pipeline(numeric, categorical, config.model.params, seed)
     search = ConvergingSearchCV(
-        make_pipeline(numeric, categorical, config.model.params, seed),
+        forest_pipeline,
         forest_space(config.search.space),
         n_candidates=config.search.n_candidates,
         max_rounds=config.search.max_rounds,
@@ -122,10 +146,27 @@ def train(
         n_jobs=config.search.n_jobs,
         random_state=seed,
         progress=on_round,
+        refit=False,  # the served model is the calibrated one fitted below
     )
     search.fit(x_train, y_train)
-    model = search.best_estimator_
-    model_proba = _aligned_proba(model, x_test, classes)
+    best = clone(forest_pipeline).set_params(**search.best_params_)
+
+    # Out-of-fold outputs are what the model says on rows it has not seen: the honest basis for
+    # the calibration map, the abstain threshold, the label review and the monitor's reference.
+    on_stage("calibrating the forest's probabilities on out-of-fold predictions")
+    raw_oof = cross_val_predict(
+        best, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
+    )
+    choice = calibration.choose_method(
+        raw_oof, y_train, classes, [test for _, test in folds], config.evaluation.calibration
+    )
+    oof = choice.calibrated_oof
+    model = calibration.calibrated_pipeline(best, choice.method, cv)
+    model.fit(x_train, y_train)
+    model_proba = evaluate.aligned_proba(model, x_test, classes)
+    weights = calibration.decision_weights(
+        model.steps[-1][1].estimator.class_weight, y_train, classes
+    )
 
     on_stage("evaluating on the held-out test set")
     gate_result = evaluate.gate(
@@ -139,8 +180,9 @@ def train(
         config.evaluation.bootstrap,
         config.evaluation.confidence,
         seed,
+        weights,
     )
-    quality = evaluate.per_class_report(y_test, model_proba, classes)
+    quality = evaluate.per_class_report(y_test, model_proba, classes, weights)
     baseline_quality = evaluate.per_class_report(y_test, baseline_proba, classes)
     slices = evaluate.slice_report(
         split.test,
@@ -151,25 +193,36 @@ def train(
         config.evaluation.slices,
         config.goals[0].metric,
         config.evaluation.min_slice_rows,
+        weights,
     )
 
-    # Out-of-fold outputs are what the model says on rows it has not seen: the honest basis for
-    # the abstain threshold, the label review and the monitor's reference of model outputs.
-    on_stage("out-of-fold predictions (abstain threshold, label review, drift reference)")
-    oof = cross_val_predict(
-        model, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
+    bins = config.evaluation.calibration_bins
+    reliability = {
+        "calibrated": calibration.reliability(y_test, model_proba, classes, positive, bins),
+        "uncalibrated": calibration.reliability(
+            y_test, calibration.bare_forest_proba(model, x_test, classes), classes, positive, bins
+        ),
+    }
+    reliability_path = reliability_png(
+        {f"{choice.method} calibrated forest": reliability["calibrated"]}
+        | {"forest before calibration": reliability["uncalibrated"]},
+        reports_dir / "reliability.png",
+        f"Reliability on the held-out test set ({len(y_test)} rows)",
     )
+
     abstain = None
     if config.evaluation.abstain is not None:
         chosen = evaluate.abstain_threshold(
-            y_train, oof, classes, config.evaluation.abstain.target_precision
+            y_train, oof, classes, config.evaluation.abstain.target_precision, weights
         )
         abstain = {
             **chosen,
             "label": config.evaluation.abstain.label,
             "target_precision": config.evaluation.abstain.target_precision,
-            "chosen_on": "out-of-fold predictions on the training rows",
-            "test": evaluate.abstain_effect(y_test, model_proba, classes, chosen["threshold"]),
+            "chosen_on": "calibrated out-of-fold predictions on the training rows",
+            "test": evaluate.abstain_effect(
+                y_test, model_proba, classes, chosen["threshold"], weights
+            ),
         }
     if config.labels.find_label_issues:
         label_report = _review_label_issues(
@@ -183,8 +236,39 @@ def train(
         + (f" ({inference['reason']})" if "reason" in inference else "")
     )
 
+    first_goal = config.goals[0].metric
+    on_stage(f"permutation importance of each feature on held-out rows ({first_goal})")
+    importance = feature_importance(
+        model,
+        x_test,
+        y_test,
+        first_goal,
+        positive,
+        weights,
+        repeats=config.evaluation.importance_repeats,
+        max_rows=config.evaluation.importance_rows,
+        seed=seed,
+        n_jobs=config.search.n_jobs,
+    )
+    time_column = config.data.time_column
+    stale = staleness(
+        split.test[time_column] if time_column else None,
+        pd.to_datetime(split.train[time_column], errors="coerce").max() if time_column else None,
+        y_test,
+        model_proba,
+        classes,
+        positive,
+        config.goals,
+        config.evaluation.staleness_chunks,
+        weights,
+    )
+
+    verdict = None if challenge is None else challenge(model, schema, gate_result, positive)
     on_stage("saving the bundle")
-    reference = _reference_sample(split.train, x_train, oof, model, schema, classes, config)
+    reference = _reference_sample(
+        split.train, x_train, y_train, oof, model, schema, classes, weights, config
+    )
+    holdout = _holdout_sample(split.test, y_test, model_proba, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
@@ -199,6 +283,15 @@ def train(
         "baseline": {"strategy": config.baseline.strategy, **baseline_quality},
         "model": {
             **quality,
+            "calibration": {
+                **choice.to_dict(),
+                "brier_test": gate_result.brier.model,
+                "brier_test_baseline": gate_result.brier.baseline,
+                "ece_test": reliability["calibrated"]["ece"],
+                "ece_test_uncalibrated": reliability["uncalibrated"]["ece"],
+                "reliability": reliability,
+                "plot": str(reliability_path),
+            },
             "best_params": {
                 k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()
             },
@@ -231,17 +324,32 @@ def train(
         "labels": asdict(label_report),
         "goals": [g.model_dump() for g in config.goals],
         "inference": inference,
-        "reference": {"rows": len(reference), "outputs": "out-of-fold (cross_val_predict)"},
+        "reference": {
+            "rows": len(reference),
+            "outputs": "out-of-fold (cross_val_predict), calibrated fold by fold",
+        },
+        "holdout": {"rows": len(holdout), "outputs": "final calibrated model"},
+        "feature_importance": importance,
+        "decision_weights": weights,
+        "feature_importance_method": {
+            "metric": first_goal,
+            "rows": min(len(x_test), config.evaluation.importance_rows),
+            "repeats": config.evaluation.importance_repeats,
+            "on": "held-out test rows",
+        },
+        "staleness": stale,
         "monitoring": config.monitoring.model_dump(),
         "packages": package_versions(),
+        "challenge": None if verdict is None else verdict.to_dict(),
     }
     bundle = save_bundle(
         config.output.model_name,
         pipeline=model,
         metadata=report,
         reference=reference,
-        promoted=gate_result.passed,
+        promoted=gate_result.passed and (verdict is None or verdict.passed),
         extra_files={ONNX_FILE: onnx_bytes} if onnx_bytes is not None else None,
+        holdout=holdout,
     )
     report["tag"] = bundle.tag
     report["stage"] = bundle.stage
@@ -264,29 +372,22 @@ def _positive_label(config: OccamConfig, y: np.ndarray, classes: list[str]) -> s
     return str(values[np.argmin(counts)])  # the rarer class is usually the one that matters
 
 
-def _aligned_proba(estimator: Any, x: pd.DataFrame, classes: list[str]) -> np.ndarray:
-    """predict_proba with columns in `classes` order (zeros for a class the estimator lacks)."""
-    proba = estimator.predict_proba(x)
-    own = [str(c) for c in estimator.classes_]
-    out = np.zeros((len(x), len(classes)))
-    for i, c in enumerate(own):
-        out[:, classes.index(c)] = proba[:, i]
-    return out
-
-
 def _reference_sample(
     train: pd.DataFrame,
     x_train: pd.DataFrame,
+    y_train: np.ndarray,
     oof: np.ndarray,
     model: Any,
     schema: FeatureSchema,
     classes: list[str],
+    weights: dict[str, float] | None,
     config: OccamConfig,
 ) -> pd.DataFrame:
-    """A random sample of training inputs, kept in time order, with the model's out-of-fold
-    outputs on them (a forest's in-sample outputs are overconfident, so live confidence would
-    look drifted against them). `model_prediction` and `model_proba_<class>` are the fitted
-    model's own outputs on the same rows: what a served copy must reproduce exactly."""
+    """A random sample of training inputs, kept in time order, with the model's calibrated
+    out-of-fold outputs on them (a forest's in-sample outputs are overconfident, so live
+    confidence would look drifted against them) and their true `label`. `model_prediction` and
+    `model_proba_<class>` are the fitted model's own outputs on the same rows: what a served copy
+    must reproduce exactly."""
     n = min(config.output.reference_rows, len(train))
     positions = np.sort(np.random.default_rng(config.seed).choice(len(train), n, replace=False))
     sample = train.iloc[positions]
@@ -294,13 +395,38 @@ def _reference_sample(
     out = sample[schema.names].copy()
     if config.data.time_column:
         out.insert(0, config.data.time_column, sample[config.data.time_column].to_numpy())
-    out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
+    out["prediction"] = predicted_labels(proba, classes, weights)
     for i, c in enumerate(classes):
         out[f"proba_{c}"] = proba[:, i]
-    own = _aligned_proba(model, x_train.iloc[positions], classes)
-    out["model_prediction"] = np.asarray(classes)[own.argmax(axis=1)]
+    own = evaluate.aligned_proba(model, x_train.iloc[positions], classes)
+    out["model_prediction"] = predicted_labels(own, classes, weights)
     for i, c in enumerate(classes):
         out[f"model_proba_{c}"] = own[:, i]
+    out["label"] = np.asarray(y_train)[positions]
+    return out.reset_index(drop=True)
+
+
+def _holdout_sample(
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+    proba: np.ndarray,
+    schema: FeatureSchema,
+    classes: list[str],
+    config: OccamConfig,
+) -> pd.DataFrame:
+    """The held-out test period in time order: inputs (with the time column), the final
+    calibrated model's `proba_<class>` and the true `label`: what the monitor calibrates its
+    label-free estimates and their bands on."""
+    out = test[schema.names].copy()
+    time_column = config.data.time_column
+    if time_column:
+        out.insert(0, time_column, test[time_column].to_numpy())
+    for i, c in enumerate(classes):
+        out[f"proba_{c}"] = proba[:, i]
+    out["label"] = np.asarray(y_test).astype(str)
+    if time_column:
+        order = pd.to_datetime(out[time_column], errors="coerce").argsort(kind="stable")
+        out = out.iloc[np.asarray(order)]
     return out.reset_index(drop=True)
 
 

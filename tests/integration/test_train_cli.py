@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,8 +44,9 @@ def test_train_promotes_and_the_bundle_loads_back(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = done.stderr
     assert "goal" in out and "baseline" in out and "model (95% CI)" in out
-    assert "promoted" in out
+    assert "promoted" in out and "brier" in out  # the calibration gate is in the table
     assert store_labels(tmp_path) == ["production"]
+    assert audit_actions(tmp_path) == [("promote", "roc_auc", True)]
     # load it back in a fresh process, as the service will
     code = (
         "from occam.bundle import latest_production\n"
@@ -55,6 +57,10 @@ def test_train_promotes_and_the_bundle_loads_back(tmp_path: Path) -> None:
         "oof = ref[[f'proba_{c}' for c in b.classes]].to_numpy()\n"
         "assert np.allclose(oof.sum(axis=1), 1) and p.predict_proba(x).shape == oof.shape\n"
         "assert b.metadata['reference']['outputs'].startswith('out-of-fold')\n"
+        "hold = b.load_holdout(); assert list(hold.columns[-3:]) == "
+        "[*(f'proba_{c}' for c in b.classes), 'label']\n"
+        "assert set(ref['label']) == set(hold['label']) == set(b.classes)\n"
+        "assert sorted(b.feature_importance) == sorted(b.schema.names)\n"
         "print(b.stage, len(ref), sorted(b.metadata['schema']['features'][0]), b.onnx_path.name)\n"
     )
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "store")}
@@ -66,6 +72,10 @@ def test_train_promotes_and_the_bundle_loads_back(tmp_path: Path) -> None:
     assert "model.onnx" in check.stdout
     card = (tmp_path / "reports" / "model_card.md").read_text()
     assert "## Goals" in card and "## When to retrain" in card and "Worst slice" in card
+    for section in ("### Calibration", "## What the model relies on", "## How fast it goes stale"):
+        assert section in card
+    assert "brier (lower is better)" in card and "![Reliability curve](reliability.png)" in card
+    assert (tmp_path / "reports" / "reliability.png").stat().st_size > 10_000
     assert (tmp_path / "reports" / "metrics.json").is_file()
 
 
@@ -76,6 +86,14 @@ def test_impossible_goal_exits_4_and_is_not_promoted(tmp_path: Path) -> None:
     assert done.returncode == 4, done.stderr
     assert "NOT promoted" in done.stderr
     assert store_labels(tmp_path) == ["candidate"]
+    assert audit_actions(tmp_path) == [("reject", "roc_auc", False)]
+
+
+def audit_actions(tmp: Path) -> list[tuple[str, str, bool]]:
+    """(action, first goal, its verdict) of each audit record `occam train` left in the store."""
+    lines = (tmp / "store" / "occam" / "audit.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    return [(r["action"], r["gate"][0]["metric"], r["gate"][0]["passed"]) for r in records]
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from occam.bundle import Bundle
 from occam.config import OccamConfig
+from occam.metrics import predicted_labels
 from occam.records import FeedbackRecord, PredictionRecord, Record
 from tests.monitoring.logs import append
 from training.data import load_frame, split_frame
@@ -44,6 +45,7 @@ def records(
     schema = bundle.schema
     proba = bundle.load_pipeline().predict_proba(schema.coerce(rows))
     classes = bundle.classes
+    decided = predicted_labels(proba, classes, bundle.decision_weights)  # as the service answers
     target = str(bundle.metadata["target"])
     out: list[Record] = []
     ids = []
@@ -55,7 +57,7 @@ def records(
         clean = {
             k: None if isinstance(v, float) and np.isnan(v) else v for k, v in features.items()
         }
-        top = classes[int(np.argmax(p))]
+        top = str(decided[i])
         out.append(
             PredictionRecord(
                 id=ident,

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.drift import DriftDetector
+from monitoring.estimate import PerformanceEstimator
+from monitoring.importance import weights
 from monitoring.reference import CONFIDENCE, PREDICTED, Reference, output_frame
 from monitoring.state import MonitorState
 from occam.config import MonitoringConfig
@@ -24,12 +26,20 @@ def reference(config: MonitoringConfig, rows: int = 2000, seed: int = 0) -> Refe
     p_yes = rng.uniform(0.1, 0.9, rows)
     predicted = np.where(p_yes >= 0.5, "yes", "no")
     confidence = np.maximum(p_yes, 1 - p_yes)
-    inputs = DriftDetector(["x"], ["c"], margin=config.drift_margin).fit(
+    backend = config.drift_backend
+    inputs = DriftDetector(["x"], ["c"], margin=config.drift_margin, backend=backend).fit(
         schema.coerce(frame), config.window_rows
     )
-    outputs = DriftDetector([CONFIDENCE], [PREDICTED], margin=config.drift_margin).fit(
-        output_frame(predicted, confidence), config.window_rows
+    outputs = DriftDetector(
+        [CONFIDENCE], [PREDICTED], margin=config.drift_margin, backend=backend
+    ).fit(output_frame(predicted, confidence), config.window_rows)
+    goals = {"roc_auc": 0.7, "balanced_accuracy": 0.6}
+    # calibrated probabilities: the labels are drawn from them
+    labels = np.where(rng.random(rows) < p_yes, "yes", "no")
+    estimator = PerformanceEstimator(CLASSES, "yes", list(goals), level=config.band_level).fit(
+        np.column_stack([1 - p_yes, p_yes]), labels, config.window_rows
     )
+    importance = {"x": 0.08, "c": 0.02}
     return Reference(
         tag="model:v1",
         version="v1",
@@ -37,13 +47,16 @@ def reference(config: MonitoringConfig, rows: int = 2000, seed: int = 0) -> Refe
         schema=schema,
         classes=CLASSES,
         positive="yes",
-        goals={"roc_auc": 0.7, "balanced_accuracy": 0.6},
+        goals=goals,
         excluded=[],
         inputs=inputs,
         outputs=outputs,
         class_ratio={c: float(np.mean(predicted == c)) for c in CLASSES},
         confidence_mean=float(confidence.mean()),
         rows=rows,
+        importance=importance,
+        weights=weights(importance, inputs.names_),
+        estimator=estimator,
     )
 
 

@@ -25,7 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = MonitoringConfig(window_rows=200, min_window_rows=50, live_min_labels=100)
 
 
-def status(ref: Reference | None, check: CheckResult | None, state: MonitorState) -> Status:
+def status(
+    ref: Reference | None,
+    check: CheckResult | None,
+    state: MonitorState,
+    counted: CheckResult | None = None,
+) -> Status:
     return Status(
         config=CONFIG,
         now=2_000_000.0,
@@ -41,6 +46,7 @@ def status(ref: Reference | None, check: CheckResult | None, state: MonitorState
         notifications_failed=0,
         reference=ref,
         check=check,
+        counted=counted if counted is not None else (check if check and check.counted else None),
     )
 
 
@@ -83,26 +89,35 @@ def test_a_window_under_its_minimum_gives_no_verdict(ref: Reference) -> None:
     state = new_state()
     synthetic.feed(state, 20)
     check = run_check(state, ref, CONFIG, now=2_000_000.0)
+    assert not check.counted and check.model_at_risk is None
     value = registry_for(status(ref, check, state)).get_sample_value
     assert value("occam_window_rows") == 20
-    assert value("occam_data_drift") is None and value("occam_model_at_risk") is None
+    assert value("occam_last_check_timestamp_seconds") == 2_000_000.0
+    for verdict in (
+        "occam_data_drift",
+        "occam_model_at_risk",
+        "occam_retrain_recommended",
+        "occam_weighted_drift",
+        "occam_missing_ratio",
+    ):
+        assert value(verdict) is None, verdict
+    assert value("occam_model_at_risk_reason", {"reason": "estimate"}) is None
+    assert value("occam_goal_estimate", {"metric": "roc_auc"}) is None
     assert value("occam_feature_drifted", {"feature": "x"}) is None
-    assert value("occam_retrain_reason", {"reason": "data_drift"}) is None
-    assert value("occam_retrain_reason", {"reason": "model_age"}) == 0
-    assert value("occam_retrain_recommended") == 0
+    # thresholds and importances are drawn before any verdict
     assert value("occam_feature_drift_threshold", {"feature": "x"}) == pytest.approx(
         float(ref.inputs.thresholds_[0])
-    )  # thresholds are drawn before any verdict
-    assert (
-        value("occam_missing_ratio") == 0
-        and value("occam_live_metric", {"metric": "roc_auc"}) is None
     )
+    assert value("occam_feature_importance", {"feature": "x"}) == 0.08
+    assert value("occam_weighted_drift_threshold") == CONFIG.weighted_drift_threshold
+    assert value("occam_risk_enter_confidence") == CONFIG.risk_enter_confidence
 
 
-def test_exact_values_of_a_full_check(ref: Reference) -> None:
+def test_exact_values_of_a_counted_window(ref: Reference) -> None:
     state = new_state()
     synthetic.feed(state, 300, shift=3.0, labelled=150)
     check = run_check(state, ref, CONFIG, now=2_000_000.0)
+    assert check.counted
     value = registry_for(status(ref, check, state)).get_sample_value
     assert value("occam_records_read_total", {"kind": "prediction"}) == 300
     assert value("occam_records_read_total", {"kind": "feedback"}) == 150
@@ -116,12 +131,33 @@ def test_exact_values_of_a_full_check(ref: Reference) -> None:
     assert value("occam_drifted_features_ratio") == 0.5
     assert value("occam_data_drift") == 1
     assert value("occam_drift_consecutive_windows") == 1  # 300 rows >= one window of 200
-    assert value("occam_model_at_risk") == 0  # needs 2 windows in a row
+    # x carries 80% of the importance and moved to nearly disjoint values (shift 3 sd)
+    excess = (x.effect_size - x.threshold) / (1 - x.threshold)
+    assert value("occam_weighted_drift") == pytest.approx(0.8 * excess)
+    assert value("occam_weighted_drift_contribution", {"feature": "x"}) == pytest.approx(
+        0.8 * excess
+    )
+    assert value("occam_weighted_drift_contribution", {"feature": "c"}) == 0
+    assert check.named == ("x",)
+    # the extreme level (0.25) is passed: at risk for drift alone, the estimate is fine
+    assert value("occam_model_at_risk") == 1
+    assert value("occam_model_at_risk_reason", {"reason": "drift"}) == 1
+    assert value("occam_model_at_risk_reason", {"reason": "estimate"}) == 0
+    assert value("occam_retrain_reason", {"reason": "drift"}) == 1
+    assert value("occam_retrain_recommended") == 1
+    assert check.estimate is not None
+    auc = check.estimate.metrics["roc_auc"]
+    assert value("occam_goal_estimate", {"metric": "roc_auc"}) == auc.value
+    assert value("occam_goal_estimate_lower", {"metric": "roc_auc"}) == auc.lower
+    assert value("occam_goal_estimate_upper", {"metric": "roc_auc"}) == auc.upper
+    assert auc.lower < auc.value < auc.upper
     labels, proba = state.join.labelled_arrays(synthetic.CLASSES)
     assert value("occam_live_labels") == 150
-    assert value("occam_live_metric", {"metric": "roc_auc"}) == pytest.approx(
-        score("roc_auc", labels, proba, synthetic.CLASSES, "yes")
-    )
+    live = value("occam_live_metric", {"metric": "roc_auc"})
+    assert live == pytest.approx(score("roc_auc", labels, proba, synthetic.CLASSES, "yes"))
+    lower = value("occam_live_metric_lower", {"metric": "roc_auc"})
+    upper = value("occam_live_metric_upper", {"metric": "roc_auc"})
+    assert lower < live < upper
     assert value("occam_goal_threshold", {"metric": "roc_auc"}) == 0.7
     assert value("occam_feedback_coverage_ratio") == 0.5
     assert value("occam_model_info", {"model_version": "v1"}) == 1
@@ -130,12 +166,25 @@ def test_exact_values_of_a_full_check(ref: Reference) -> None:
     ratios = [value("occam_prediction_class_ratio", {"label": c}) for c in synthetic.CLASSES]
     assert sum(r for r in ratios if r is not None) == pytest.approx(1)
 
-    synthetic.feed(state, 200, shift=3.0, start=300)
-    second = run_check(state, ref, CONFIG, now=2_000_100.0)
-    value = registry_for(status(ref, second, state)).get_sample_value
-    assert value("occam_drift_consecutive_windows") == 2 and value("occam_model_at_risk") == 1
-    assert value("occam_retrain_reason", {"reason": "data_drift"}) == 1
-    assert value("occam_retrain_recommended") == 1
+
+def test_gauges_show_the_last_counted_window(ref: Reference) -> None:
+    state = new_state()
+    synthetic.feed(state, 200, shift=3.0)
+    counted = run_check(state, ref, CONFIG, now=2_000_000.0)
+    assert counted.counted and counted.model_at_risk
+    state.runs = counted.runs  # what the sidecar applies
+    synthetic.feed(state, 150, start=200, labelled=150)  # the window is mostly quiet again
+    partial = run_check(state, ref, CONFIG, now=2_000_050.0)
+    assert not partial.counted and partial.drift is not None
+    assert partial.weighted is not None and counted.weighted is not None
+    assert partial.weighted.score < counted.weighted.score
+    value = registry_for(status(ref, partial, state, counted)).get_sample_value
+    # the verdicts and window figures are the counted window's ...
+    assert value("occam_model_at_risk") == 1
+    assert value("occam_weighted_drift") == counted.weighted.score
+    assert value("occam_last_counted_window_timestamp_seconds") == 2_000_000.0
+    assert value("occam_live_labels") == 150  # ... the label count and check time follow
+    assert value("occam_last_check_timestamp_seconds") == 2_000_050.0
 
 
 def test_a_failing_status_never_raises(ref: Reference) -> None:
@@ -159,8 +208,9 @@ def test_a_failing_status_never_raises(ref: Reference) -> None:
 
 def test_broken_check_values_do_not_break_the_scrape(ref: Reference) -> None:
     state = new_state()
-    synthetic.feed(state, 100)
+    synthetic.feed(state, 200)
     check = run_check(state, ref, CONFIG, now=2_000_000.0)
+    assert check.counted
     broken = replace(check, quality=object())  # type: ignore[arg-type]
     registry = registry_for(status(ref, broken, state))
     assert registry.get_sample_value("occam_exporter_errors_total") == 1

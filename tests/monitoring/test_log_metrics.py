@@ -7,17 +7,20 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitoring.exporter import MonitorCollector, Status
 from monitoring.reader import read_new
 from monitoring.retention import apply_retention
+from monitoring.sidecar import watched_config
 from monitoring.state import MonitorState
-from occam.config import MonitoringConfig
+from occam.config import ConfigError, MonitoringConfig, OccamConfig, parse_config
 from occam.records import dumps
 from tests.monitoring.logs import append, feedback, prediction
 
 NOW = time.time()
+GOAL = {"metric": "roc_auc", "threshold": 0.6}
 CONFIG = MonitoringConfig(live_min_labels=10, log_retention_bytes=1_000_000, log_retention_hours=48)
 
 
@@ -85,3 +88,27 @@ def test_the_log_accounting_is_exported_exactly(tmp_path: Path) -> None:
     assert value("occam_state_expired_rows_total") == 0  # the rows are recent
     apply_retention(logs, state, NOW + 49 * 3600, None, 48)  # two days on: all rows expire
     assert state.account.expired_rows == 26 + 26 and len(state.window) == 0
+
+
+def test_redacted_columns_leave_the_drift_checks() -> None:
+    raw = {"serving": {"log_redact": ["origin", "temp"]}, "monitoring": {"drift_exclude": ["temp"]}}
+    config = OccamConfig.model_validate(
+        {"project": "p", "data": {"path": "x.csv", "target": "y"}, "goals": [GOAL], **raw}
+    )
+    assert watched_config(config).monitoring.drift_exclude == ["temp", "origin"]
+
+
+def test_a_checkpoint_folder_inside_the_log_folder_is_a_config_error(tmp_path: Path) -> None:
+    raw = {
+        "project": "p",
+        "data": {"path": "x.csv", "target": "y"},
+        "goals": [GOAL],
+        "serving": {"log_dir": "logs"},
+        "monitoring": {"state_dir": "logs/.state"},
+    }
+    with pytest.raises(
+        ConfigError, match=r"`monitoring.state_dir` .* lies inside `serving.log_dir`"
+    ):
+        parse_config(raw, base_dir=tmp_path)
+    raw["monitoring"] = {}
+    assert parse_config(raw, base_dir=tmp_path).monitoring.state_dir == tmp_path / "monitor-state"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from monitoring.reader import SegmentMark, read_new, segment_files
@@ -161,3 +162,27 @@ def test_a_replaced_or_rewritten_segment_is_read_as_the_new_file_it_is(tmp_path:
     rewritten = read_new(tmp_path, replaced.segments)
     assert [r["id"] for r in rewritten.predictions] == ["d", "e"]
     assert rewritten.events == {"rewritten": 1}
+
+
+def test_the_byte_budget_spans_files(tmp_path: Path) -> None:
+    line = len(dumps(prediction("a")))
+    append(tmp_path, [prediction("a"), prediction("b")], worker=0)
+    append(tmp_path, [prediction("c"), prediction("d")], worker=1)
+    first = read_new(tmp_path, {}, max_bytes=3 * line)
+    assert [r["id"] for r in first.predictions] == ["a", "b", "c"] and first.more
+    rest = read_new(tmp_path, first.segments, max_bytes=3 * line)
+    assert [r["id"] for r in rest.predictions] == ["d"] and not rest.more
+
+
+def test_a_new_segment_on_a_recycled_inode_is_new_and_the_old_one_deleted(
+    tmp_path: Path,
+) -> None:
+    old = append(tmp_path, [prediction("a")], segment=0)
+    marks = read_new(tmp_path, {}).segments
+    old.unlink()
+    new = append(tmp_path, [prediction("b")], segment=1)
+    # the file system gave the new file the deleted one's inode (ext4 and tmpfs do)
+    marks = {old.name: replace(marks[old.name], inode=new.stat().st_ino)}
+    batch = read_new(tmp_path, marks)
+    assert [r["id"] for r in batch.predictions] == ["b"]
+    assert batch.events == {"deleted": 1}

@@ -78,6 +78,7 @@ def test_ingest_check_and_live_metric(
             done.proba[labelled],
             bundle.classes,
             bundle.metadata["positive_label"],
+            bundle.decision_weights,  # the rule the service answered labels by
         )
         assert value("occam_live_metric", {"metric": goal.metric}) == pytest.approx(expected)
     assert value("occam_live_labels") == len(labelled)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from occam.auth import (
     read_keys,
     token_from_headers,
 )
+from occam.demo import free_port
 from occam.errors import MAX_FIELD_CHARS, ErrorBody, Problem, Reason, status_of
 from service.http import TokenBuckets
 from service.runtime import LabelledIds
@@ -110,9 +114,10 @@ def test_a_public_host_without_keys_refuses_to_start(
 def test_keys_add_prints_the_key_alone_on_stdout(trained: Any, tmp_path: Path) -> None:
     keys = tmp_path / "keys.jsonl"
     config = serving_config(trained, tmp_path, auth={"keys_file": str(keys)})
+    command = [sys.executable, "-m", "occam.cli", "keys", "add", "--config", str(config),
+               "--id", "demo", "--scopes", "predict,feedback,admin"]  # fmt: skip
     run = subprocess.run(
-        [sys.executable, "-m", "occam.cli", "keys", "add", "--config", str(config),
-         "--id", "demo", "--scopes", "predict,feedback,admin"],  # fmt: skip
+        command,
         capture_output=True,
         text=True,
         timeout=120,
@@ -235,3 +240,41 @@ def test_feedback_is_rate_limited_per_key(trained: Any, tmp_path: Path) -> None:
         assert limited.status_code == 429
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.json()["problems"][0]["reason"] == "rate_limited"
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_monitor_metrics_need_the_metrics_scope(trained: Any, tmp_path: Path) -> None:
+    path, keys = _keys(tmp_path)
+    config = serving_config(trained, tmp_path, auth={"keys_file": str(path), "metrics_scope": True})
+    port = free_port()
+    command = [sys.executable, "-m", "occam.cli", "monitor", "--config", str(config),
+               "--port", str(port)]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/metrics"
+    output = tmp_path / "monitor.out"
+    with open(output, "wb") as sink, subprocess.Popen(command, stderr=sink, stdout=sink) as process:
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, output.read_text()[-3000:]
+                try:
+                    status = _get(url)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the monitor never listened"
+                    time.sleep(0.2)
+            assert status == 401
+            assert _get(url, _bearer(keys["writer"])) == 403
+            assert _get(url, _bearer(keys["scraper"])) == 200
+        finally:
+            # A graceful stop is tested in tests/monitoring; here the monitor may still be
+            # building its reference on a busy machine, which SIGTERM waits for.
+            process.kill()
+            process.wait(30)

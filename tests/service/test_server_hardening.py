@@ -76,7 +76,7 @@ def _metrics(server: Server, keys: dict[str, str]) -> str:
 
 
 def _series(text: str) -> list[str]:
-    return [line.split(" ")[0] for line in text.splitlines() if line and not line[0] == "#"]
+    return [line.split(" ")[0] for line in text.splitlines() if line and line[0] != "#"]
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
@@ -102,7 +102,7 @@ def _raw(server: Server) -> socket.socket:
 
 def _read_all(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection (or the socket timeout)."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:
@@ -158,11 +158,9 @@ def test_slow_headers_are_cut(guarded: Any) -> None:
 
 
 def test_large_headers_are_refused(guarded: Any) -> None:
-    server, keys, _ = guarded
+    server, _, _ = guarded
     with _raw(server) as sock:
-        sock.sendall(
-            b"GET /model HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n"
-        )
+        sock.sendall(b"GET /model HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
         answer = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 431")
     assert _request(server, "GET", "/model")[0] == 200
@@ -263,4 +261,3 @@ def test_poisoning_without_a_key_is_refused_and_not_logged(guarded: Any, trained
     server.stop()  # the last test of the module: flush the log
     feedback = [r for r in read_log(logs) if r.kind == "feedback" and r.id == ident]  # type: ignore[union-attr]
     assert len(feedback) == 1
-

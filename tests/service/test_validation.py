@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from occam import errors as p
+from occam.errors import Reason
 from occam.schema import MISSING_CATEGORY, FeatureSchema, FeatureSpec
-from service import problems as p
 from service.validation import Validator
 
 SCHEMA = FeatureSchema(
@@ -35,35 +36,39 @@ def only_problem(rows: list[Any], **kwargs: Any) -> p.Problem:
 
 
 def test_a_valid_row_gives_training_coerced_columns_and_no_marks() -> None:
-    valid, problems = validator().validate([ROW, {**ROW, "distance": 150.5}])
+    # An integer feature takes a JSON number without a fractional part, 150.0 as well as 150.
+    valid, problems = validator().validate([ROW, {**ROW, "distance": 150.0, "temp": 3}])
     assert problems == []
     assert valid is not None and len(valid) == 2
     assert valid.columns == {
-        "distance": [200.0, 150.5],
-        "temp": [12.5, 12.5],
+        "distance": [200.0, 150.0],
+        "temp": [12.5, 3.0],
         "origin": ["JFK", "JFK"],
         "carrier": ["UA", "UA"],
     }
-    assert valid.received == [ROW, {**ROW, "distance": 150.5}]
+    assert valid.received == [ROW, {**ROW, "distance": 150.0, "temp": 3}]
     assert valid.marks[0] == {"unseen_category": [], "out_of_range": [], "missing": []}
 
 
 @pytest.mark.parametrize(
     ("row", "reason", "field"),
     [
-        ({k: v for k, v in ROW.items() if k != "temp"}, p.MISSING_FEATURE, "temp"),
-        ({**ROW, "colour": "red"}, p.UNKNOWN_FEATURE, "colour"),
-        ({**ROW, "distance": "200"}, p.WRONG_TYPE, "distance"),
-        ({**ROW, "distance": True}, p.WRONG_TYPE, "distance"),
-        ({**ROW, "distance": [200]}, p.WRONG_TYPE, "distance"),
-        ({**ROW, "origin": 3}, p.WRONG_TYPE, "origin"),
-        ({**ROW, "origin": {"code": "JFK"}}, p.WRONG_TYPE, "origin"),
-        ({**ROW, "distance": None}, p.MISSING_VALUE, "distance"),
-        ({**ROW, "distance": math.nan}, p.MISSING_VALUE, "distance"),
-        ({**ROW, "origin": None}, p.MISSING_VALUE, "origin"),
-        ({**ROW, "distance": math.inf}, p.NOT_FINITE, "distance"),
-        ({**ROW, "temp": -math.inf}, p.NOT_FINITE, "temp"),
-        ({**ROW, "distance": 10**400}, p.NOT_FINITE, "distance"),
+        ({k: v for k, v in ROW.items() if k != "temp"}, Reason.MISSING_FEATURE, "temp"),
+        ({**ROW, "colour": "red"}, Reason.UNKNOWN_FEATURE, "colour"),
+        ({**ROW, "distance": "200"}, Reason.WRONG_TYPE, "distance"),
+        ({**ROW, "distance": True}, Reason.WRONG_TYPE, "distance"),
+        ({**ROW, "distance": [200]}, Reason.WRONG_TYPE, "distance"),
+        ({**ROW, "origin": 3}, Reason.WRONG_TYPE, "origin"),
+        ({**ROW, "origin": {"code": "JFK"}}, Reason.WRONG_TYPE, "origin"),
+        ({**ROW, "distance": None}, Reason.MISSING_VALUE, "distance"),
+        ({**ROW, "distance": math.nan}, Reason.MISSING_VALUE, "distance"),
+        ({**ROW, "origin": None}, Reason.MISSING_VALUE, "origin"),
+        ({**ROW, "distance": math.inf}, Reason.NOT_FINITE, "distance"),
+        ({**ROW, "temp": -math.inf}, Reason.NOT_FINITE, "temp"),
+        ({**ROW, "distance": 10**400}, Reason.NOT_FINITE, "distance"),
+        ({**ROW, "distance": 150.5}, Reason.NOT_INTEGER, "distance"),
+        ({**ROW, "distance": 1e3 + 0.25}, Reason.NOT_INTEGER, "distance"),  # out of range too
+        ({**ROW, "origin": "x" * 300}, Reason.VALUE_TOO_LONG, "origin"),
     ],
 )
 def test_each_bad_value_is_refused_naming_row_field_and_reason(
@@ -81,13 +86,13 @@ def test_a_number_sent_for_a_category_says_how_to_send_it() -> None:
 
 def test_a_row_that_is_not_an_object_is_refused() -> None:
     problem = only_problem([ROW, ["JFK", 200]])
-    assert (problem.row, problem.field, problem.reason) == (1, None, p.NOT_AN_OBJECT)
+    assert (problem.row, problem.field, problem.reason) == (1, None, Reason.NOT_AN_OBJECT)
 
 
 def test_request_level_problems_empty_and_too_many_rows() -> None:
-    assert only_problem([]).reason == p.EMPTY_REQUEST
+    assert only_problem([]).reason == Reason.EMPTY_REQUEST
     too_many = only_problem([ROW] * 6)
-    assert (too_many.row, too_many.reason) == (None, p.TOO_MANY_ROWS)
+    assert (too_many.row, too_many.reason) == (None, Reason.TOO_MANY_ROWS)
     assert "at most 5" in too_many.message
 
 
@@ -96,12 +101,12 @@ def test_every_problem_of_every_row_is_listed() -> None:
     _, problems = validator().validate(rows)
     found = {(q.row, q.field, q.reason) for q in problems}
     assert found == {
-        (0, "distance", p.WRONG_TYPE),
-        (0, "temp", p.MISSING_FEATURE),
-        (0, "origin", p.MISSING_FEATURE),
-        (0, "carrier", p.MISSING_FEATURE),
-        (2, "extra", p.UNKNOWN_FEATURE),
-        (2, "origin", p.WRONG_TYPE),
+        (0, "distance", Reason.WRONG_TYPE),
+        (0, "temp", Reason.MISSING_FEATURE),
+        (0, "origin", Reason.MISSING_FEATURE),
+        (0, "carrier", Reason.MISSING_FEATURE),
+        (2, "extra", Reason.UNKNOWN_FEATURE),
+        (2, "origin", Reason.WRONG_TYPE),
     }
 
 
@@ -123,30 +128,30 @@ def test_an_unseen_category_is_accepted_and_marked_by_default() -> None:
 
 def test_an_unseen_category_is_refused_when_the_policy_says_reject() -> None:
     problem = only_problem([{**ROW, "origin": "LGA"}], unseen_category="reject")
-    assert (problem.row, problem.field, problem.reason) == (0, "origin", p.UNSEEN_CATEGORY)
+    assert (problem.row, problem.field, problem.reason) == (0, "origin", Reason.UNSEEN_CATEGORY)
     assert "EWR" in problem.message  # the message lists the known values
 
 
 @pytest.mark.parametrize(
-    ("distance", "marked"),
-    [(100.0, False), (0.0, False), (-0.5, True), (400.0, False), (400.5, True), (1e12, True)],
+    ("temp", "marked"),
+    [(-10.0, False), (-30.0, False), (-30.5, True), (50.0, False), (50.5, True), (1e12, True)],
 )
 def test_a_number_far_outside_the_training_range_is_accepted_and_marked(
-    distance: float, marked: bool
+    temp: float, marked: bool
 ) -> None:
-    # range [100, 300], factor 0.5: marked outside [0, 400]
-    valid, problems = validator().validate([{**ROW, "distance": distance}])
+    # range [-10, 30], factor 0.5: marked outside [-30, 50]
+    valid, problems = validator().validate([{**ROW, "temp": temp}])
     assert problems == [] and valid is not None
-    assert (valid.marks[0]["out_of_range"] == ["distance"]) is marked
+    assert (valid.marks[0]["out_of_range"] == ["temp"]) is marked
 
 
 def test_the_factor_comes_from_the_config() -> None:
-    valid, _ = validator(out_of_range_factor=0.0).validate([{**ROW, "distance": 300.5}])
+    valid, _ = validator(out_of_range_factor=0.0).validate([{**ROW, "distance": 301}])
     assert valid is not None and valid.marks[0]["out_of_range"] == ["distance"]
 
 
 def test_error_body_lists_and_counts_problems() -> None:
-    problems = [p.Problem(i, "temp", p.WRONG_TYPE, "bad") for i in range(60)]
+    problems = [p.Problem(i, "temp", Reason.WRONG_TYPE, "bad") for i in range(60)]
     body = p.error_body(problems)
     assert len(body["problems"]) == p.MAX_LISTED_PROBLEMS
     assert body["more_problems"] == 10
@@ -161,13 +166,13 @@ def test_error_body_lists_and_counts_problems() -> None:
 
 def test_counted_takes_each_rows_first_problem_and_every_request_problem() -> None:
     problems = [
-        p.Problem(0, "a", p.WRONG_TYPE, ""),
-        p.Problem(0, "b", p.MISSING_FEATURE, ""),
-        p.Problem(None, None, p.TOO_MANY_ROWS, ""),
-        p.Problem(3, "c", p.NOT_FINITE, ""),
+        p.Problem(0, "a", Reason.WRONG_TYPE, ""),
+        p.Problem(0, "b", Reason.MISSING_FEATURE, ""),
+        p.Problem(None, None, Reason.TOO_MANY_ROWS, ""),
+        p.Problem(3, "c", Reason.NOT_FINITE, ""),
     ]
     assert [q.reason for q in p.counted(problems)] == [
-        p.WRONG_TYPE,
-        p.TOO_MANY_ROWS,
-        p.NOT_FINITE,
+        Reason.WRONG_TYPE,
+        Reason.TOO_MANY_ROWS,
+        Reason.NOT_FINITE,
     ]

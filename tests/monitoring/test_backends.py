@@ -1,0 +1,73 @@
+"""The scipy drift backend gives alibi-detect's verdicts, and spares the monitor its imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from monitoring.check import run_check
+from monitoring.reference import build_reference
+from monitoring.state import MonitorState
+from occam.config import MonitoringConfig, load_config
+from tests.monitoring import replay
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_backends_agree_on_the_bundled_data(trained: Any) -> None:
+    config = load_config(trained.config_path)
+    held_out, production = replay.periods(config)
+    refs = {
+        backend: build_reference(
+            trained.bundle, MonitoringConfig(window_rows=500, drift_backend=backend)
+        )
+        for backend in ("alibi", "scipy")
+    }
+    windows = 0
+    for rows in (held_out, production):
+        recs, _ = replay.records(trained.bundle, rows, "w")
+        for start in range(0, len(recs) - 499, 500):
+            results = {}
+            for backend, ref in refs.items():
+                state = MonitorState.new(500, 100, 10_000, 1000)
+                state.window.extend([r.__dict__ for r in recs[start : start + 500]])
+                state.rows_total = 500
+                results[backend] = run_check(state, ref, ref_config(backend), now=0.0)
+            alibi, scipy = results["alibi"], results["scipy"]
+            assert alibi.drift is not None and scipy.drift is not None
+            for name, a in alibi.drift.features.items():
+                b = scipy.drift.features[name]
+                assert (a.p_value, a.statistic, a.drifted) == (b.p_value, b.statistic, b.drifted)
+            assert alibi.weighted == scipy.weighted and alibi.named == scipy.named
+            assert alibi.runs == scipy.runs and alibi.model_at_risk == scipy.model_at_risk
+            windows += 1
+    assert windows >= 4
+
+
+def ref_config(backend: str) -> MonitoringConfig:
+    return MonitoringConfig(window_rows=500, drift_backend=backend)  # type: ignore[arg-type]
+
+
+def test_the_scipy_backend_never_imports_alibi_detect() -> None:
+    code = """
+import sys
+from monitoring.check import run_check
+from monitoring.state import MonitorState
+from occam.config import MonitoringConfig
+from tests.monitoring import synthetic
+for backend in ("scipy", "alibi"):
+    config = MonitoringConfig(window_rows=200, min_window_rows=50, drift_backend=backend)
+    state = MonitorState.new(200, 50, 1000, 1000)
+    synthetic.feed(state, 200, shift=0.5)
+    result = run_check(state, synthetic.reference(config), config, now=0.0)
+    assert result.drift is not None
+    print(backend, sorted(m for m in ("alibi_detect", "tensorflow", "torch") if m in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "scipy []"
+    assert lines[1].startswith("alibi ['alibi_detect'")

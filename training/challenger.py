@@ -1,0 +1,285 @@
+"""Champion vs challenger: both models scored on the same newest labelled rows.
+
+The rows are the retrain set's gate rows: production rows with feedback, newer than anything
+either model trained on. For every goal metric the gate reports both scores, their difference
+(challenger - champion) and a *paired* bootstrap interval of it (each resample scores both
+models on the same rows, so the interval reflects the models' difference, not the rows'
+difficulty). The challenger is promoted only when, on every goal metric:
+
+- it meets the goal's threshold;
+- it scores at least the champion's score minus `retrain.tolerance`;
+- with `retrain.require_interval`, the interval's lower bound is at least -tolerance;
+
+and every slice with at least `evaluation.min_slice_rows` gate rows scores at least its floor
+(`evaluation.slice_floors`). The challenger's own training gate (goals and baseline on its
+held-out test part) must have passed too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from occam.config import Goal
+from occam.metrics import score
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One goal metric on the gate rows: scores, difference and its paired interval."""
+
+    metric: str
+    threshold: float
+    champion: float
+    challenger: float
+    difference: float
+    difference_low: float
+    difference_high: float
+    meets_goal: bool
+    within_tolerance: bool
+    interval_ok: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.meets_goal and self.within_tolerance and self.interval_ok
+
+
+@dataclass(frozen=True)
+class SliceFloor:
+    """The challenger's score on one slice of the gate rows against its floor."""
+
+    column: str
+    value: str
+    rows: int
+    metric: str
+    score: float
+    floor: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isnan(self.score) or self.score >= self.floor)
+
+
+@dataclass(frozen=True)
+class ChallengerGate:
+    """The decision of the champion-vs-challenger gate and the table behind it."""
+
+    champion: str
+    challenger: str
+    rows: int
+    tolerance: float
+    require_interval: bool
+    confidence: float
+    training_gate_passed: bool
+    comparisons: tuple[MetricComparison, ...]
+    slices: tuple[SliceFloor, ...]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.training_gate_passed
+            and all(c.passed for c in self.comparisons)
+            and all(s.passed for s in self.slices)
+        )
+
+    def reasons(self) -> list[str]:
+        """Why the challenger is not promoted (empty when it is)."""
+        out = []
+        if not self.training_gate_passed:
+            out.append("its own training gate failed (goals or baseline on its held-out rows)")
+        for c in self.comparisons:
+            if not c.meets_goal:
+                out.append(f"{c.metric} {c.challenger:.4f} misses the goal {c.threshold}")
+            if not c.within_tolerance:
+                out.append(
+                    f"{c.metric} {c.challenger:.4f} is more than {self.tolerance} under the "
+                    f"champion's {c.champion:.4f}"
+                )
+            if not c.interval_ok:
+                out.append(
+                    f"{c.metric}: the interval of the difference starts at "
+                    f"{c.difference_low:+.4f}, under -{self.tolerance}"
+                )
+        for s in self.slices:
+            if not s.passed:
+                out.append(
+                    f"slice {s.column}={s.value} ({s.rows} rows) scores {s.metric} "
+                    f"{s.score:.4f}, under its floor {s.floor}"
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k not in ("comparisons", "slices")},
+            "passed": self.passed,
+            "reasons": self.reasons(),
+            "comparisons": [asdict(c) | {"passed": c.passed} for c in self.comparisons],
+            "slices": [asdict(s) | {"passed": s.passed} for s in self.slices],
+        }
+
+
+def paired_bootstrap(
+    metric: str,
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    classes: list[str],
+    positive: str,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """Percentile interval of score(challenger) - score(champion) over rows resampled with
+    replacement, both models on the same resample. (nan, nan) when `n_boot` is 0."""
+    if n_boot == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y).astype(str)
+    differences = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        a = score(metric, y[idx], challenger[idx], classes, positive)
+        b = score(metric, y[idx], champion[idx], classes, positive)
+        if not (np.isnan(a) or np.isnan(b)):
+            differences.append(a - b)
+    if not differences:
+        return (float("nan"), float("nan"))
+    alpha = (1 - confidence) / 2
+    return (float(np.quantile(differences, alpha)), float(np.quantile(differences, 1 - alpha)))
+
+
+def compare(
+    goals: list[Goal],
+    y: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    classes: list[str],
+    positive: str,
+    *,
+    tolerance: float,
+    require_interval: bool,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[MetricComparison, ...]:
+    """Score both models' probabilities (columns in `classes` order) on the same rows."""
+    out = []
+    for goal in goals:
+        a = score(goal.metric, y, challenger, classes, positive)
+        b = score(goal.metric, y, champion, classes, positive)
+        low, high = paired_bootstrap(
+            goal.metric, y, champion, challenger, classes, positive, n_boot, confidence, seed
+        )
+        out.append(
+            MetricComparison(
+                metric=goal.metric,
+                threshold=goal.threshold,
+                champion=b,
+                challenger=a,
+                difference=a - b,
+                difference_low=low,
+                difference_high=high,
+                meets_goal=bool(a >= goal.threshold),
+                within_tolerance=bool(a - b >= -tolerance),
+                interval_ok=not require_interval or bool(low >= -tolerance),
+            )
+        )
+    return tuple(out)
+
+
+def slice_floors(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    positive: str,
+    columns: list[str],
+    floors: Mapping[str, float],
+    min_rows: int,
+) -> tuple[SliceFloor, ...]:
+    """Each (slice column value, floored metric) with at least `min_rows` rows; a column
+    missing from `frame` (not logged: only features are) is skipped."""
+    out = []
+    y = np.asarray(y).astype(str)
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        values = frame[column].astype(str).to_numpy()
+        for value in pd.unique(values):
+            mask = values == value
+            if mask.sum() < min_rows:
+                continue
+            for metric, floor in floors.items():
+                value_score = score(metric, y[mask], proba[mask], classes, positive)
+                out.append(
+                    SliceFloor(column, str(value), int(mask.sum()), metric, value_score, floor)
+                )
+    return tuple(out)
+
+
+def table_rows(gate: ChallengerGate) -> list[tuple[str, ...]]:
+    """(goal, threshold, champion, challenger, difference [interval], pass) per goal metric."""
+    rows: list[tuple[str, ...]] = []
+    for c in gate.comparisons:
+        interval = (
+            ""
+            if np.isnan(c.difference_low)
+            else f" [{c.difference_low:+.4f}, {c.difference_high:+.4f}]"
+        )
+        rows.append(
+            (
+                c.metric,
+                f"{c.threshold:.2f}",
+                f"{c.champion:.4f}",
+                f"{c.challenger:.4f}",
+                f"{c.difference:+.4f}{interval}",
+                "yes" if c.passed else "no",
+            )
+        )
+    return rows
+
+
+TABLE_HEADER = ("goal", "threshold", "champion", "challenger", "difference (CI)", "pass")
+
+
+def render_markdown(gate: ChallengerGate, summary: dict[str, Any]) -> str:
+    """The card section: the decision, the table, failing slices and where the rows came from."""
+    percent = round(gate.confidence * 100)
+    lines = [
+        "## Champion vs challenger",
+        "",
+        f"**{'Promoted' if gate.passed else 'Not promoted'}**: challenger `{gate.challenger}` "
+        f"against champion `{gate.champion}` on the {gate.rows} newest labelled production "
+        "rows, which neither model trained on. Tolerance "
+        f"{gate.tolerance}; difference = challenger - champion with its paired bootstrap "
+        f"{percent}% interval"
+        + (" (its lower bound is gated too)." if gate.require_interval else "."),
+        "",
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|" + "---|" * len(TABLE_HEADER),
+        *("| " + " | ".join(row) + " |" for row in table_rows(gate)),
+        "",
+    ]
+    if gate.slices:
+        failing = [s for s in gate.slices if not s.passed]
+        lines.append(
+            f"Slice floors: {len(gate.slices) - len(failing)} of {len(gate.slices)} slice "
+            "scores at or above their floor."
+        )
+        lines += [
+            f"- {s.column}={s.value} ({s.rows} rows): {s.metric} {s.score:.4f} < {s.floor}"
+            for s in failing
+        ]
+        lines.append("")
+    if not gate.passed:
+        lines += ["Why not:", *(f"- {r}" for r in gate.reasons()), ""]
+    lines += [
+        "Retrain set: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if v is not None),
+        "",
+    ]
+    return "\n".join(lines)
