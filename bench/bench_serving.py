@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.serving_report import markdown, verdicts  # noqa: E402
-from occam.demo import free_port  # noqa: E402
+from occam.loopback import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TARGETS = {

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_serving import free_port, serve, train_model  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
-from occam.demo import rows_as_instances, scrape, wait_http  # noqa: E402
+from occam.loopback import rows_as_instances, scrape, wait_http  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -396,14 +396,14 @@ def demo(
     from occam.demo import run_demo
 
     _load(config)  # a bad config stops here with the usual message
-    code = run_demo(
+    result = run_demo(
         config.resolve(),
         say=lambda message: console.print(Text(message), soft_wrap=True),
         rows_per_second=rows_per_second,
         feedback_share=feedback_share,
         keep_running=keep_running,
     )
-    raise typer.Exit(code)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

@@ -1,334 +1,96 @@
-"""The main job, end to end: train if needed, start the service, the sidecar and Prometheus,
-replay held-out and then production traffic through `/predict` with feedback, and narrate what
-the monitor concludes.
+"""The main job (`occam demo`, `bash scripts/run.sh`), end to end, through Occam's own commands:
+train with `occam train` when no model is promoted, issue an API key with `occam keys add`,
+start `occam serve`, `occam monitor` and Prometheus (the shipped rules with a short `for`),
+replay the held-out end of the training period and then the production period through
+`/predict` (and a share of true labels through `/feedback`) one monitor window at a time, and
+tell the story: per window the true goal metric (the demo knows the labels), the monitor's
+estimate, live metric, drift and verdict; at the end the alerts firing in Prometheus and why,
+and a timeline page under the reports folder (`occam/timeline.py`).
 
-Like `occam/cli.py`, this module knows all three stages, but only through their commands
-(`occam serve`, `occam monitor`) and the training entry point; nothing imports it but the CLI.
-The process and replay helpers are reused by the end-to-end integration test.
+Nothing imports this module but the CLI. It imports no stage: the stages are reached through
+their commands and HTTP endpoints (`occam/loopback.py`).
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import math
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from occam.bundle import Bundle, latest_production
+from occam.config import OccamConfig, load_config
+from occam.loopback import (
+    ROOT,
+    Processes,
+    ReplayStats,
+    Samples,
+    alert_name,
+    by_label,
+    firing_alerts,
+    http_json,
+    issue_api_key,
+    occam_command,
+    port_or_free,
+    prometheus_alerts,
+    query_range,
+    replay,
+    sample,
+    scrape,
+    start_prometheus,
+    wait_http,
+    write_prometheus_config,
+)
+from occam.metrics import score
+from occam.timeline import AlertSpan, Interval, Timeline, WindowPoint, write_timeline
 
+log = logging.getLogger(__name__)
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_json(
-    url: str, body: Any = None, timeout: float = 30.0, method: str | None = None
-) -> tuple[int, Any]:
-    """Send `body` as JSON (POST by default; GET when there is no body); return (status,
-    parsed JSON or text). 4xx/5xx are answers, not errors."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {} if data is None else {"Content-Type": "application/json"}
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until `url` answers 200; fail early when `process` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f} s")
-
-
-@dataclass
-class Processes:
-    """Child processes started in their own process groups, stopped together."""
-
-    logs: Path
-    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(
-        self, name: str, command: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        out = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env or dict(os.environ),
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        self.children[name] = process
-        return process
-
-    def kill(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        process = self.children.pop(name)
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-
-    def stop_all(self) -> None:
-        for name in list(self.children)[::-1]:
-            self.kill(name)
+#: The demo's rules wait this long before firing (the shipped rules wait 10 minutes or more).
+ALERT_FOR_SECONDS = 10
+#: Prometheus scrapes and evaluates rules this often during the demo, in seconds.
+PROMETHEUS_INTERVAL_SECONDS = 1
+#: The demo's monitor checks at least this often, so that each window is judged at once.
+CHECK_INTERVAL_SECONDS = 1.0
+#: Features drawn in the timeline's drift panel.
+TOP_FEATURES = 4
+API_KEY_SCOPES = "predict,feedback,admin"
+#: The alert that pages when a goal is likely missed.
+RISK_ALERT = "OccamModelAtRisk"
+#: The truth at the end is judged on this many last windows pooled, and a goal counts as missed
+#: when the true metric is more than WARRANT_MARGIN under it (the 2-point band within which a
+#: window counts as harmless in bench/bench_detection.py's terms).
+WARRANT_WINDOWS = 3
+WARRANT_MARGIN = 0.02
 
 
-def occam_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "occam.cli", *args]
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run ended with (returned to tests; the CLI turns it into an exit code).
 
+    `firing` are the alerts firing in Prometheus at the end (per-feature ones as
+    `OccamFeatureDrift[temp]`), read once no alert was pending any more; `fired` every span
+    during which an alert fired (Prometheus' ALERTS series); `warranted` lists the
+    goals the model truly missed over the last windows (see `_warranted`), so a run where it is
+    not empty should end with OccamModelAtRisk firing; `timeline` is the page written."""
 
-def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Prometheus text exposition -> {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
-    return samples
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return parse_metrics(response.read().decode())
-
-
-def rows_as_instances(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
-    """JSON-ready request rows: NaN becomes null, numpy scalars plain Python values."""
-    records = frame[features].astype(object).where(frame[features].notna(), None)
-    return [
-        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        for row in records.to_dict(orient="records")
-    ]
-
-
-@dataclass
-class ReplayStats:
-    rows: int = 0
-    requests: int = 0
-    rejected_requests: int = 0
-    feedback: int = 0
-    ids: list[str] = field(default_factory=list)
-    #: (id, true label, served probabilities) of every row whose feedback was accepted
-    labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
-
-
-def replay(
-    base_url: str,
-    frame: pd.DataFrame,
-    features: list[str],
-    target: str,
-    batch_rows: int = 50,
-    feedback_share: float = 0.3,
-    rows_per_second: float | None = None,
-    seed: int = 0,
-    stats: ReplayStats | None = None,
-    every: Callable[[ReplayStats], None] | None = None,
-) -> ReplayStats:
-    """Send `frame` in time order through POST /predict, `batch_rows` per request, and the true
-    label of a random `feedback_share` of the rows through POST /feedback."""
-    stats = stats or ReplayStats()
-    rng = np.random.default_rng(seed)
-    start = time.monotonic()
-    sent_at_start = stats.rows
-    for chunk in _chunks(frame, batch_rows):
-        status, answer = http_json(
-            f"{base_url}/predict", {"instances": rows_as_instances(chunk, features)}
-        )
-        stats.requests += 1
-        if status != 200:
-            stats.rejected_requests += 1
-            continue
-        ids = [p["id"] for p in answer["predictions"]]
-        stats.ids.extend(ids)
-        stats.rows += len(ids)
-        chosen = rng.random(len(ids)) < feedback_share
-        picked = [
-            (p["id"], str(y), p["probabilities"])
-            for p, y, c in zip(answer["predictions"], chunk[target], chosen, strict=True)
-            if c
-        ]
-        if picked:
-            labels = [{"id": i, "label": y} for i, y, _ in picked]
-            status, _ = http_json(f"{base_url}/feedback", {"labels": labels})
-            if status == 202:
-                stats.feedback += len(labels)
-                stats.labelled.extend(picked)
-        if every is not None:
-            every(stats)
-        if rows_per_second:
-            ahead = (stats.rows - sent_at_start) / rows_per_second - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-    return stats
-
-
-def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
-    for begin in range(0, len(frame), size):
-        yield frame.iloc[begin : begin + size]
-
-
-def write_prometheus_config(
-    path: str | Path,
-    service_target: str | None,
-    monitor_target: str | None,
-    rules_file: str | Path | None,
-    scrape_interval: str = "1s",
-    evaluation_interval: str | None = None,
-) -> Path:
-    """Write a Prometheus config scraping the service (job occam-service) and the monitor (job
-    occam-monitor) at "host:port" targets (None leaves that job out), evaluating `rules_file`
-    (None: no rules) every `evaluation_interval` (default: the scrape interval). No
-    Alertmanager: alerts are read from /api/v1/alerts. Returns `path`.
-    """
-    import yaml
-
-    jobs = {"occam-service": service_target, "occam-monitor": monitor_target}
-    config: dict[str, Any] = {
-        "global": {
-            "scrape_interval": scrape_interval,
-            "scrape_timeout": scrape_interval,
-            "evaluation_interval": evaluation_interval or scrape_interval,
-        },
-        "rule_files": [str(Path(rules_file).resolve())] if rules_file else [],
-        "scrape_configs": [
-            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [t]}]}
-            for job, t in jobs.items()
-            if t is not None
-        ],
-    }
-    out = Path(path)
-    out.write_text(yaml.safe_dump(config, sort_keys=False))
-    return out
-
-
-def start_prometheus(processes: Processes, workdir: Path, port: int, config: Path) -> str | None:
-    """Start Debian's `prometheus` when installed; return its URL, or None."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        return None
-    process = processes.start(
-        "prometheus",
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/-/ready", 60, process)
-    return url
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _labelled(samples: Samples, name: str, label: str) -> dict[str, float]:
-    return {
-        dict(labels)[label]: value
-        for (sample, labels), value in samples.items()
-        if sample == name and label in dict(labels)
-    }
-
-
-def monitor_summary(samples: Samples) -> str:
-    """One line of what the sidecar concludes, from its /metrics."""
-
-    def get(name: str) -> float | None:
-        value = samples.get((name, ()))
-        return None if value is None or value != value else value
-
-    window = get("occam_window_rows")
-    if get("occam_data_drift") is None:
-        return f"window {window or 0:.0f} rows: too small for a verdict yet"
-    drifted = sorted(
-        f for f, v in _labelled(samples, "occam_feature_drifted", "feature").items() if v == 1
-    )
-    live = _labelled(samples, "occam_live_metric", "metric")
-    goals = _labelled(samples, "occam_goal_threshold", "metric")
-    reasons = sorted(
-        r for r, v in _labelled(samples, "occam_retrain_reason", "reason").items() if v == 1
-    )
-    parts = [
-        f"window {window or 0:.0f} rows",
-        f"drifted inputs: {', '.join(drifted) or 'none'}",
-        f"data drift verdict {'YES' if get('occam_data_drift') else 'no'}",
-        f"model at risk {'YES' if get('occam_model_at_risk') else 'no'}",
-        f"prediction drift {'YES' if get('occam_prediction_drift') else 'no'}",
-    ]
-    for metric, value in sorted(live.items()):
-        if value == value:
-            parts.append(f"live {metric} {value:.3f} (goal {goals.get(metric, float('nan')):.2f})")
-    parts.append(
-        "RETRAIN recommended: " + ", ".join(reasons)
-        if get("occam_retrain_recommended")
-        else "no retrain"
-    )
-    return "; ".join(parts)
-
-
-def firing_alerts(prometheus_url: str) -> list[str]:
-    """Names of the alerts firing in Prometheus (with the feature for per-feature ones)."""
-    _, answer = http_json(f"{prometheus_url}/api/v1/alerts")
-    alerts = answer.get("data", {}).get("alerts", []) if isinstance(answer, dict) else []
-    return sorted(
-        {
-            a["labels"]["alertname"]
-            + (f"[{a['labels']['feature']}]" if "feature" in a["labels"] else "")
-            for a in alerts
-            if a.get("state") == "firing"
-        }
-    )
-
-
-def _port_or_free(port: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return free_port()
-    return port
+    exit_code: int
+    windows: list[WindowPoint]
+    firing: list[str]
+    warranted: list[str]
+    timeline: Path | None
+    fired: list[AlertSpan] = field(default_factory=list)
 
 
 def run_demo(
@@ -337,126 +99,569 @@ def run_demo(
     rows_per_second: float,
     feedback_share: float,
     keep_running: bool,
-) -> int:
-    """The main job. Returns an exit code (0 when the replay ran to the end)."""
-    from occam.bundle import latest_production
-    from occam.config import load_config
-    from training.data import load_frame, split_frame
-    from training.pipeline import train
-
+    workdir: Path | None = None,
+) -> DemoResult:
+    """The main job. `workdir` (default `.occam/` in the checkout) holds this run's derived
+    config, API keys file, prediction log, monitor state, Prometheus data and process logs;
+    the previous run's are removed first. The timeline goes to `output.reports_dir`."""
     config = load_config(config_path)
     bundle = latest_production(config.output.model_name)
     if bundle is None:
-        say("no promoted model yet: training one (occam train) ...")
-        result = train(config, on_stage=lambda m: say(f"  - {m}"))
-        if not result.promoted:
-            say(f"the model missed its goals, see {result.card_path}; nothing to serve")
-            return 4
-        bundle = result.bundle
-    goals = bundle.metadata["gate"]["goals"]
-    say(f"model {bundle.tag}: " + ", ".join(f"{g['metric']} {g['model']:.3f}" for g in goals))
+        say("no promoted model yet: training one with `occam train` ...")
+        code = subprocess.run(occam_command("train", "--config", str(config_path))).returncode
+        bundle = latest_production(config.output.model_name)
+        if code != 0 or bundle is None:
+            say(f"`occam train` exited {code}: nothing to serve (see the model card)")
+            return DemoResult(code or 4, [], [], [], None)
+    goals: dict[str, float] = {g.metric: g.threshold for g in config.goals}
+    gate = bundle.metadata.get("gate", {}).get("goals", [])
+    say(f"model {bundle.tag}: " + ", ".join(f"{g['metric']} {g['model']:.3f}" for g in gate))
 
-    workdir = ROOT / ".occam"
-    workdir.mkdir(exist_ok=True)
-    processes = Processes(workdir / "logs")
-    service_port = _port_or_free(config.serving.port)
-    monitor_port = _port_or_free(config.monitoring.port)
+    workdir = workdir or ROOT / ".occam"
+    run_dir = workdir / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    demo_config = _demo_config(config, run_dir)
+    keys_file = run_dir / "api-keys.jsonl"
     try:
-        service = processes.start(
-            "service",
-            occam_command(
-                "serve",
-                "--config",
-                str(config_path),
-                "--port",
-                str(service_port),
-                "--host",
-                "127.0.0.1",
-            ),
-        )
-        monitor = processes.start(
-            "monitor",
-            occam_command("monitor", "--config", str(config_path), "--port", str(monitor_port)),
-        )
-        base = f"http://127.0.0.1:{service_port}"
-        wait_http(f"{base}/readyz", 180, service)
-        wait_http(f"http://127.0.0.1:{monitor_port}/metrics", 120, monitor)
-        # The shipped rules wait 10 minutes or more before firing; the demo renders them with
-        # a short `for` so that a newcomer sees alerts fire within its few minutes.
-        rules = workdir / "alerts.yml"
-        subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "render_rules.py"),
-             str(ROOT / "prometheus" / "alerts.yml"), str(rules), "--for", "20s"],
-            check=True,
-        )  # fmt: skip
-        prom_config = write_prometheus_config(
-            workdir / "prometheus.yml",
-            f"127.0.0.1:{service_port}",
-            f"127.0.0.1:{monitor_port}",
-            rules,
-            scrape_interval="5s",
-        )
-        prometheus = start_prometheus(processes, workdir, _port_or_free(9090), prom_config)
-        say(f"service    {base}  (POST /predict, POST /feedback, GET /model, /metrics)")
-        say(f"monitor    http://127.0.0.1:{monitor_port}/metrics")
-        say(
-            f"prometheus {prometheus}/alerts"
-            if prometheus
-            else "prometheus not installed (apt-get install prometheus): alerts are not evaluated"
-        )
-        say(f"logs       {workdir / 'logs'}  prediction log {config.serving.log_dir}")
+        key = issue_api_key(demo_config, keys_file, "demo", API_KEY_SCOPES)
+    except RuntimeError as exc:
+        say(str(exc))
+        return DemoResult(2, [], [], [], None)
+    say(f"API key issued by `occam keys add` (scopes {API_KEY_SCOPES}), hash in {keys_file}")
 
-        frame = load_frame(config.data.path)
-        split = split_frame(frame, config)
-        features = bundle.schema.names
-        target = config.data.target
-        last_report = [0.0]
-
-        def narrate(stats: ReplayStats) -> None:
-            if time.monotonic() - last_report[0] < 5:
-                return
-            last_report[0] = time.monotonic()
-            try:
-                summary = monitor_summary(scrape(f"http://127.0.0.1:{monitor_port}/metrics"))
-            except OSError as exc:
-                summary = f"monitor unreachable ({exc})"
-            if prometheus:
-                summary += f" | alerts firing: {', '.join(firing_alerts(prometheus)) or 'none'}"
-            say(f"  {stats.rows:>6} rows sent | {summary}")
-
-        stats = ReplayStats()
-        phases = [
-            ("held-out end of the training period (in distribution)", split.test),
-            ("production period (later months)", split.production),
-        ]
-        for title, rows in phases:
-            period = ""
-            if config.data.time_column:
-                times = rows[config.data.time_column]
-                period = f" {times.iloc[0]} .. {times.iloc[-1]}"
-            say(f"replaying {len(rows)} rows: {title}{period}")
-            replay(
-                base,
-                rows,
-                features,
-                target,
-                feedback_share=feedback_share,
-                rows_per_second=rows_per_second,
-                seed=config.seed,
-                stats=stats,
-                every=narrate,
-            )
-        time.sleep(3)
-        say("final: " + monitor_summary(scrape(f"http://127.0.0.1:{monitor_port}/metrics")))
-        if prometheus:
-            say(f"alerts firing in Prometheus: {', '.join(firing_alerts(prometheus)) or 'none'}")
-        say(
-            f"sent {stats.rows} rows in {stats.requests} requests, {stats.feedback} feedback labels"
+    processes = Processes(run_dir / "logs")
+    try:
+        stack = _start(processes, config, demo_config, run_dir, keys_file, say)
+        periods = _periods(config, bundle)
+        windows, stats = _replay_windows(
+            stack, config, bundle, periods, key, rows_per_second, feedback_share, say
         )
+        firing = _settle_alerts(stack, say)
+        warranted = _warranted(stats, config, bundle) if windows else []
+        spans = _alert_spans(stack)
+        _tell_why(stack, windows, goals, firing, warranted, spans, say)
+        path = None
+        if windows:
+            timeline = _timeline(stack, config, bundle, windows, spans)
+            path = write_timeline(timeline, config.output.reports_dir / "timeline.html")
+            say(f"timeline: {path}")
+        say(f"sent {stats.rows} rows in {stats.requests} requests, {stats.feedback} labels")
         if keep_running:
             say("still running: Ctrl+C stops the service, the monitor and Prometheus")
             while all(p.poll() is None for p in processes.children.values()):
                 time.sleep(1)
-        return 0
+        return DemoResult(0, windows, firing, warranted, path, spans)
+    except (TimeoutError, RuntimeError) as exc:  # a process died or did not answer in time
+        say(f"demo stopped: {exc} (process logs in {run_dir / 'logs'})")
+        return DemoResult(1, [], [], [], None)
     finally:
         processes.stop_all()
+
+
+# --- setting up ------------------------------------------------------------------------------
+
+
+def _demo_config(config: OccamConfig, run_dir: Path) -> Path:
+    """The project's config (paths already absolute) with this run's own prediction log and
+    monitor state, and a check at least every CHECK_INTERVAL_SECONDS."""
+    raw = config.model_dump(mode="json")
+    raw["serving"]["log_dir"] = str(run_dir / "prediction-log")
+    monitoring = raw["monitoring"]
+    monitoring["state_dir"] = str(run_dir / "monitor-state")
+    monitoring["check_interval_seconds"] = min(
+        monitoring["check_interval_seconds"], CHECK_INTERVAL_SECONDS
+    )
+    path = run_dir / "occam.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    load_config(path)  # the derived config must be as valid as the project's
+    return path
+
+
+@dataclass(frozen=True)
+class _Stack:
+    service: str
+    monitor: str
+    prometheus: str | None
+    started: float
+
+
+def _start(
+    processes: Processes,
+    config: OccamConfig,
+    demo_config: Path,
+    run_dir: Path,
+    keys_file: Path,
+    say: Callable[[str], None],
+) -> _Stack:
+    service_port = port_or_free(config.serving.port)
+    monitor_port = port_or_free(config.monitoring.port)
+    env = {**os.environ, "OCCAM_API_KEYS_FILE": str(keys_file)}
+    service = processes.start(
+        "service",
+        occam_command(
+            "serve",
+            "--config",
+            str(demo_config),
+            "--port",
+            str(service_port),
+            "--host",
+            "127.0.0.1",
+        ),
+        env=env,
+    )
+    monitor = processes.start(
+        "monitor",
+        occam_command(
+            "monitor",
+            "--config",
+            str(demo_config),
+            "--port",
+            str(monitor_port),
+            "--host",
+            "127.0.0.1",
+        ),
+        env=env,
+    )
+    base = f"http://127.0.0.1:{service_port}"
+    monitor_url = f"http://127.0.0.1:{monitor_port}/metrics"
+    wait_http(f"{base}/readyz", 180, service)
+    wait_http(monitor_url, 120, monitor)
+    rules = run_dir / "alerts.yml"
+    subprocess.run(
+        occam_script(
+            "render_rules.py",
+            str(ROOT / "prometheus" / "alerts.yml"),
+            str(rules),
+            "--for",
+            f"{ALERT_FOR_SECONDS}s",
+        ),
+        check=True,
+    )
+    interval = f"{PROMETHEUS_INTERVAL_SECONDS}s"
+    prom_config = write_prometheus_config(
+        run_dir / "prometheus.yml",
+        f"127.0.0.1:{service_port}",
+        f"127.0.0.1:{monitor_port}",
+        rules,
+        scrape_interval=interval,
+    )
+    prometheus = start_prometheus(processes, run_dir, port_or_free(9090), prom_config)
+    say(f"service    {base}  (POST /predict, POST /feedback, GET /model, /metrics)")
+    say(f"monitor    {monitor_url}")
+    say(
+        f"prometheus {prometheus}/alerts  (rules with for: {ALERT_FOR_SECONDS}s)"
+        if prometheus
+        else "prometheus not installed (apt-get install prometheus): alerts are not evaluated"
+    )
+    say(f"logs       {run_dir / 'logs'}")
+    return _Stack(base, monitor_url, prometheus, time.time())
+
+
+def occam_script(name: str, *args: str) -> list[str]:
+    """argv running one of the checkout's scripts/ with this interpreter."""
+    return [sys.executable, str(ROOT / "scripts" / name), *args]
+
+
+def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFrame]]:
+    """The rows to replay, in time order: the held-out end of the training period (rows from
+    the bundle's recorded test period up to `production_start`) and the production period."""
+    data = config.data
+    path = data.path
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if data.time_column is None or data.split.production_start is None:
+        return [("the whole data file (no time column or production_start)", frame)]
+    times = pd.to_datetime(frame[data.time_column], errors="coerce")
+    frame = frame.iloc[times.argsort(kind="stable")]
+    times = times.iloc[times.argsort(kind="stable")]
+    start = pd.Timestamp(data.split.production_start)
+    periods = []
+    test_period = bundle.metadata.get("data", {}).get("test_period")
+    if test_period and data.split.test_strategy == "time":
+        held_out = (times >= pd.Timestamp(test_period[0])) & (times < start)
+        periods.append(("held-out end of the training period", frame[held_out.to_numpy()]))
+    periods.append(("production period", frame[(times >= start).to_numpy()]))
+    return periods
+
+
+# --- replaying, one window at a time ---------------------------------------------------------
+
+
+def _replay_windows(
+    stack: _Stack,
+    config: OccamConfig,
+    bundle: Bundle,
+    periods: list[tuple[str, pd.DataFrame]],
+    key: str,
+    rows_per_second: float,
+    feedback_share: float,
+    say: Callable[[str], None],
+) -> tuple[list[WindowPoint], ReplayStats]:
+    """Send each period in whole monitor windows; after each window wait (bounded) until the
+    monitor has read every record and checked after the last one, then record its verdict."""
+    rows = config.monitoring.check_every_rows or config.monitoring.window_rows
+    features = bundle.schema.names
+    stats = ReplayStats()
+    windows: list[WindowPoint] = []
+    time_column = config.data.time_column
+    for title, frame in periods:
+        count = len(frame) // rows
+        first = (
+            f" {frame[time_column].iloc[0]} .. {frame[time_column].iloc[-1]}"
+            if (time_column and len(frame))
+            else ""
+        )
+        say(f"replaying {title}:{first}, {count} windows of {rows} rows")
+        for k in range(count):
+            chunk = frame.iloc[k * rows : (k + 1) * rows]
+            begin = stats.rows
+            replay(
+                stack.service,
+                chunk,
+                features,
+                config.data.target,
+                stats=stats,
+                feedback_share=feedback_share,
+                rows_per_second=rows_per_second,
+                seed=config.seed,
+                api_key=key,
+            )
+            samples = _wait_counted(stack, stats)
+            point = _window_point(len(windows), title, chunk, stats, begin, samples, config, bundle)
+            windows.append(point)
+            firing = firing_alerts(stack.prometheus) if stack.prometheus else []
+            say(_window_line(point, config, firing))
+    return windows, stats
+
+
+def _wait_counted(stack: _Stack, stats: ReplayStats, timeout: float = 60.0) -> Samples:
+    """The monitor's metrics once it read every record sent and ran a check that started after
+    the last record was written (that check counted the window). Raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    samples: Samples = {}
+    while time.monotonic() < deadline:
+        samples = scrape(stack.monitor)
+        read = sample(samples, "occam_records_read_total", kind="prediction")
+        labels = sample(samples, "occam_records_read_total", kind="feedback")
+        checked = sample(samples, "occam_last_check_timestamp_seconds")
+        last = sample(samples, "occam_last_record_timestamp_seconds")
+        caught_up = read == stats.rows and (labels or 0) == stats.feedback
+        if caught_up and checked and last and checked >= last:
+            return samples
+        time.sleep(0.2)
+    raise TimeoutError(
+        f"the monitor did not count the window within {timeout:.0f} s "
+        f"(sent {stats.rows} rows, {stats.feedback} labels; see its log)"
+    )
+
+
+def _window_point(
+    index: int,
+    phase: str,
+    chunk: pd.DataFrame,
+    stats: ReplayStats,
+    begin: int,
+    samples: Samples,
+    config: OccamConfig,
+    bundle: Bundle,
+) -> WindowPoint:
+    time_column = config.data.time_column
+    thresholds = by_label(samples, "occam_feature_drift_threshold", "feature")
+    effects = by_label(samples, "occam_feature_drift_effect_size", "feature")
+    reasons = by_label(samples, "occam_model_at_risk_reason", "reason")
+    at_risk = sample(samples, "occam_model_at_risk")
+    return WindowPoint(
+        index=index,
+        phase=phase,
+        rows=len(stats.truth) - begin,
+        wall_time=time.time(),
+        first_time=str(chunk[time_column].iloc[0]) if time_column else None,
+        last_time=str(chunk[time_column].iloc[-1]) if time_column else None,
+        truth=true_metrics(stats, begin, config, bundle),
+        estimate=_bands(samples, "occam_goal_estimate"),
+        live=_bands(samples, "occam_live_metric"),
+        drift={f: effects[f] / t for f, t in thresholds.items() if f in effects and t > 0},
+        weighted_drift=sample(samples, "occam_weighted_drift"),
+        at_risk=None if at_risk is None else at_risk == 1,
+        reasons=tuple(sorted(r for r, v in reasons.items() if v == 1)),
+    )
+
+
+def true_metrics(
+    stats: ReplayStats, begin: int, config: OccamConfig, bundle: Bundle
+) -> dict[str, float]:
+    """Each goal metric on the rows replayed from row `begin` on, from their true labels and
+    served probabilities (rows whose label is not a class, like "unknown", are left out)."""
+    classes = bundle.classes
+    truth = np.asarray(stats.truth[begin:])
+    known = np.isin(truth, classes)
+    if not known.any():
+        return {}
+    proba = np.array([[p[c] for c in classes] for p in stats.probabilities[begin:]])
+    positive = config.goals_positive_label or classes[-1]
+    return {
+        g.metric: score(g.metric, truth[known], proba[known], classes, positive)
+        for g in config.goals
+    }
+
+
+def _bands(samples: Samples, name: str) -> dict[str, Interval]:
+    """{goal metric: value with `<name>_lower` and `<name>_upper`} from the monitor's gauges."""
+    values = by_label(samples, name, "metric")
+    lower = by_label(samples, f"{name}_lower", "metric")
+    upper = by_label(samples, f"{name}_upper", "metric")
+    return {
+        m: Interval(v, _finite(lower.get(m)), _finite(upper.get(m)))
+        for m, v in values.items()
+        if math.isfinite(v)
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _window_line(point: WindowPoint, config: OccamConfig, firing: list[str]) -> str:
+    """One line per window: the first goal's truth, estimate and live metric, the drifted
+    features, the verdict, and the alerts firing in Prometheus at that moment."""
+    goal = config.goals[0]
+    metric = goal.metric
+    parts = [f"  window {point.index + 1:>3} {(point.first_time or '')[:10]:>10}"]
+    truth = point.truth.get(metric)
+    parts.append(f"true {metric} {truth:.3f}" if truth is not None else f"true {metric} n/a")
+    for label, band in (("estimate", point.estimate.get(metric)), ("live", point.live.get(metric))):
+        parts.append(f"{label} {_band_text(band)}" if band else f"{label} -")
+    parts.append(f"goal {goal.threshold:.2f}")
+    drifted = sorted((v, f) for f, v in point.drift.items() if v > 1)[::-1][:3]
+    parts.append("drifted: " + (", ".join(f"{f} {v:.1f}x" for v, f in drifted) or "none"))
+    verdict = {None: "no verdict yet", False: "not at risk", True: "AT RISK"}[point.at_risk]
+    if point.at_risk and point.reasons:
+        verdict += f" ({', '.join(point.reasons)})"
+    parts.append(verdict)
+    if firing:
+        parts.append(f"firing: {', '.join(firing)}")
+    return " | ".join(parts)
+
+
+def _band_text(band: Interval) -> str:
+    if band.lower is None or band.upper is None:
+        return f"{band.value:.3f}"
+    return f"{band.value:.3f} [{band.lower:.3f}, {band.upper:.3f}]"
+
+
+# --- the end: alerts that hold, and why --------------------------------------------------------
+
+
+def _settle_alerts(stack: _Stack, say: Callable[[str], None]) -> list[str]:
+    """Wait (bounded) until Prometheus has scraped the monitor's last check, evaluated its rules
+    on it, and no alert is pending any more (each pending one fired or cleared); return the
+    alerts firing then. No traffic is sent meanwhile, so the verdicts hold still."""
+    if stack.prometheus is None:
+        say("alerts: Prometheus is not installed, so no alert rule is evaluated")
+        return []
+    checked = sample(scrape(stack.monitor), "occam_last_check_timestamp_seconds") or 0.0
+    deadline = time.monotonic() + ALERT_FOR_SECONDS + 20 * PROMETHEUS_INTERVAL_SECONDS + 30
+    say("waiting for Prometheus to evaluate the last window and settle its alerts ...")
+    while time.monotonic() < deadline:
+        if _prometheus_saw(stack.prometheus, checked):
+            break
+        time.sleep(0.5)
+    evaluated_after = time.time()
+    pending: list[str] = []
+    while time.monotonic() < deadline:
+        alerts = prometheus_alerts(stack.prometheus)
+        pending = sorted({alert_name(a) for a in alerts if a.get("state") == "pending"})
+        if _rules_evaluated_since(stack.prometheus, evaluated_after) and not pending:
+            break
+        time.sleep(0.5)
+    if pending:
+        say(f"still pending when the deadline passed: {', '.join(pending)}")
+    alerts = prometheus_alerts(stack.prometheus)
+    return sorted({alert_name(a) for a in alerts if a.get("state") == "firing"})
+
+
+def _prometheus_saw(prometheus: str, checked: float) -> bool:
+    """Prometheus holds a scrape of the monitor showing the check at `checked` or later."""
+    expr = 'occam_last_check_timestamp_seconds{job="occam-monitor"}'
+    query = urllib.parse.urlencode({"query": expr})
+    _, answer = http_json(f"{prometheus}/api/v1/query?{query}")
+    result = answer.get("data", {}).get("result", []) if isinstance(answer, dict) else []
+    return any(float(r["value"][1]) >= checked for r in result)
+
+
+def _rules_evaluated_since(prometheus: str, since: float) -> bool:
+    """Every alerting rule group was evaluated after Unix time `since`."""
+    _, answer = http_json(f"{prometheus}/api/v1/rules?type=alert")
+    groups = answer.get("data", {}).get("groups", []) if isinstance(answer, dict) else []
+    stamps = [pd.Timestamp(g["lastEvaluation"]).timestamp() for g in groups]
+    return bool(stamps) and min(stamps) > since
+
+
+def _warranted(stats: ReplayStats, config: OccamConfig, bundle: Bundle) -> list[str]:
+    """The goals the model truly missed at the end by more than WARRANT_MARGIN, as "metric true
+    < goal": each goal metric on the rows of the last WARRANT_WINDOWS windows pooled (one window
+    alone is noisy; a miss by less than the margin is within that noise and warrants nothing)."""
+    rows = WARRANT_WINDOWS * (config.monitoring.check_every_rows or config.monitoring.window_rows)
+    truth = true_metrics(stats, max(stats.rows - rows, 0), config, bundle)
+    return [
+        f"{g.metric} {truth[g.metric]:.3f} < {g.threshold:.2f}"
+        for g in config.goals
+        if g.metric in truth and truth[g.metric] < g.threshold - WARRANT_MARGIN
+    ]
+
+
+def _tell_why(
+    stack: _Stack,
+    windows: list[WindowPoint],
+    goals: dict[str, float],
+    firing: list[str],
+    warranted: list[str],
+    spans: list[AlertSpan],
+    say: Callable[[str], None],
+) -> None:
+    """The closing story: what the truth says, what Prometheus fires, and the monitor's reasons
+    (which goal, which estimate or live metric, which features)."""
+    samples = scrape(stack.monitor)
+    if warranted:
+        say(
+            f"truth: over the last {WARRANT_WINDOWS} windows the model missed its goals: "
+            + "; ".join(warranted)
+        )
+    elif windows:
+        say(
+            f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal "
+            f"(or missed it by less than {WARRANT_MARGIN})"
+        )
+    fired = [
+        f"{s.name} (windows {_window_of(windows, s.start)}-{_window_of(windows, s.end)})"
+        for s in sorted(spans, key=lambda s: s.start)
+    ]
+    say(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
+    say(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
+    risk_firing = RISK_ALERT in firing
+    if warranted and not risk_firing:
+        say(f"MISSED: the goal was missed but {RISK_ALERT} is not firing")
+    if risk_firing and not warranted:
+        say(f"FALSE ALARM: {RISK_ALERT} fires although the model met every goal lately")
+    if stack.prometheus is not None:
+        for alert in prometheus_alerts(stack.prometheus):
+            description = alert.get("annotations", {}).get("description", "")
+            if alert.get("state") == "firing" and alert["labels"]["alertname"] == RISK_ALERT:
+                say(f"  Prometheus' {RISK_ALERT}: {' '.join(description.split())}")
+    for line in explain(samples, goals):
+        say(f"  why: {line}")
+
+
+def _window_of(windows: list[WindowPoint], t: float) -> str:
+    """The window (1-based) whose verdict was the first read at or after Unix time `t`."""
+    later = [w.index + 1 for w in windows if w.wall_time >= t]
+    return str(later[0]) if later else "end"
+
+
+def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
+    """Why the monitor says what it says, from its metrics: per goal the label-free estimate and
+    the live metric against the goal, the importance-weighted drift with the inputs that moved
+    most (weighted by importance when exported), and the verdict with its reasons."""
+    lines = []
+    estimate = _bands(samples, "occam_goal_estimate")
+    live = _bands(samples, "occam_live_metric")
+    labels = sample(samples, "occam_live_labels")
+    for metric, goal in goals.items():
+        band = estimate.get(metric)
+        if band is not None:
+            under = band.upper is not None and band.upper < goal
+            side = "band under" if under else "not under"
+            lines.append(
+                f"estimated {metric} (no labels) {_band_text(band)}: {side} the goal {goal:.2f}"
+            )
+        band = live.get(metric)
+        if band is not None:
+            under = (band.upper if band.upper is not None else band.value) < goal
+            lines.append(
+                f"live {metric} on {labels or 0:.0f} labels {_band_text(band)}: "
+                f"{'under' if under else 'not under'} the goal {goal:.2f}"
+            )
+    weighted = sample(samples, "occam_weighted_drift")
+    level = sample(samples, "occam_weighted_drift_threshold")
+    importance = by_label(samples, "occam_feature_importance", "feature")
+    thresholds = by_label(samples, "occam_feature_drift_threshold", "feature")
+    effects = by_label(samples, "occam_feature_drift_effect_size", "feature")
+    ratios = {f: effects[f] / t for f, t in thresholds.items() if f in effects and t > 0}
+    # the monitor's own share of the weighted drift when exported, else importance x drift
+    share = by_label(samples, "occam_weighted_drift_contribution", "feature")
+    weight = share or {f: importance.get(f, 0.0) * r for f, r in ratios.items()}
+    top = sorted(ratios, key=lambda f: (weight.get(f, 0.0), ratios[f]), reverse=True)[:3]
+    drift = ", ".join(
+        f"{f} {ratios[f]:.1f}x its alarm level"
+        + (f" (importance {importance[f]:.3f})" if f in importance else "")
+        + (f" ({share[f]:.0%} of the weighted drift)" if f in share else "")
+        for f in top
+    )
+    if weighted is not None and level is not None:
+        lines.append(
+            f"importance-weighted drift {weighted:.3f} (extreme level {level:.3f}); "
+            f"most damaging inputs: {drift or 'none'}"
+        )
+    elif drift:
+        lines.append(f"inputs that moved most: {drift}")
+    reasons = by_label(samples, "occam_model_at_risk_reason", "reason")
+    fired = sorted(r for r, v in reasons.items() if v == 1)
+    at_risk = sample(samples, "occam_model_at_risk")
+    verdict = {None: "no verdict yet", 0.0: "model not at risk", 1.0: "model at risk"}.get(
+        at_risk, "model at risk"
+    )
+    lines.append(
+        f"monitor verdict: {verdict}" + (f", reasons: {', '.join(fired)}" if fired else "")
+    )
+    return lines
+
+
+# --- the timeline ----------------------------------------------------------------------------
+
+
+def _timeline(
+    stack: _Stack,
+    config: OccamConfig,
+    bundle: Bundle,
+    windows: list[WindowPoint],
+    spans: list[AlertSpan],
+) -> Timeline:
+    samples = scrape(stack.monitor)
+    importance = by_label(samples, "occam_feature_importance", "feature") or {
+        str(f): float(v) for f, v in bundle.metadata.get("feature_importance", {}).items()
+    }
+    if importance:
+        ranked = sorted(importance, key=lambda f: importance[f], reverse=True)
+    else:  # no importance known: the features that moved most
+        peak = {f: max(w.drift.get(f, 0.0) for w in windows) for f in windows[-1].drift}
+        ranked = sorted(peak, key=lambda f: peak[f], reverse=True)
+    top = [(f, importance.get(f)) for f in ranked[:TOP_FEATURES]]
+    return Timeline(
+        title=f"{config.project}: model {bundle.tag}, replayed window by window",
+        goals={g.metric: g.threshold for g in config.goals},
+        windows=windows,
+        alerts=spans,
+        top_features=top,
+        weighted_drift_threshold=sample(samples, "occam_weighted_drift_threshold"),
+    )
+
+
+def _alert_spans(stack: _Stack) -> list[AlertSpan]:
+    """When each alert fired, from Prometheus' ALERTS series (per-feature ones by feature)."""
+    if stack.prometheus is None:
+        return []
+    end = time.time()
+    step = PROMETHEUS_INTERVAL_SECONDS
+    series = query_range(stack.prometheus, 'ALERTS{alertstate="firing"}', stack.started, end, step)
+    spans = []
+    for s in series:
+        name = alert_name({"labels": s["metric"]})
+        stamps = [float(t) for t, _ in s["values"]]
+        begin = previous = stamps[0]
+        for t in stamps[1:]:
+            if t - previous > 2 * step:  # a gap: the alert resolved and fired again
+                spans.append(AlertSpan(name, begin, previous))
+                begin = t
+            previous = t
+        spans.append(AlertSpan(name, begin, previous))
+    return spans

@@ -1,4 +1,4 @@
-"""occam/: the bundle store's contract and the demo's reading of the monitor."""
+"""occam/: the bundle store's contract and the demo's reading of the monitor's metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from occam.bundle import (
     resolve_serving_bundle,
 )
 from occam.config import ConfigError, load_config
-from occam.demo import monitor_summary, parse_metrics
+from occam.demo import explain
+from occam.loopback import parse_metrics
 from occam.signing import SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV, SigningKeyError, signing_key
 from tests.bundles import make_bundle, model_name, occam, rewrite_with_hash, set_label_by_hand
 from tests.conftest import small_config, write_config
@@ -212,35 +213,52 @@ def test_config_signing_key_file_must_exist_and_signs_training_side(
 
 
 EXPOSITION = """\
-# TYPE occam_window_rows gauge
-occam_window_rows 1000
-# TYPE occam_data_drift gauge
-occam_data_drift 1
 # TYPE occam_model_at_risk gauge
-occam_model_at_risk 0
-# TYPE occam_feature_drifted gauge
-occam_feature_drifted{feature="temp"} 1
-occam_feature_drifted{feature="origin"} 0
+occam_model_at_risk 1
+# TYPE occam_model_at_risk_reason gauge
+occam_model_at_risk_reason{reason="estimate"} 1
+occam_model_at_risk_reason{reason="live_metric"} 0
+occam_model_at_risk_reason{reason="drift"} 0
+# TYPE occam_goal_estimate gauge
+occam_goal_estimate{metric="roc_auc"} 0.64
+# TYPE occam_goal_estimate_lower gauge
+occam_goal_estimate_lower{metric="roc_auc"} 0.61
+# TYPE occam_goal_estimate_upper gauge
+occam_goal_estimate_upper{metric="roc_auc"} 0.67
 # TYPE occam_live_metric gauge
-occam_live_metric{metric="roc_auc"} 0.651
-# TYPE occam_goal_threshold gauge
-occam_goal_threshold{metric="roc_auc"} 0.7
-# TYPE occam_retrain_recommended gauge
-occam_retrain_recommended 1
-# TYPE occam_retrain_reason gauge
-occam_retrain_reason{reason="live_metric"} 1
-occam_retrain_reason{reason="data_drift"} 0
+occam_live_metric{metric="roc_auc"} 0.69
+# TYPE occam_live_metric_lower gauge
+occam_live_metric_lower{metric="roc_auc"} 0.65
+# TYPE occam_live_metric_upper gauge
+occam_live_metric_upper{metric="roc_auc"} 0.73
+# TYPE occam_live_labels gauge
+occam_live_labels 600
+# TYPE occam_weighted_drift gauge
+occam_weighted_drift 0.12
+# TYPE occam_weighted_drift_threshold gauge
+occam_weighted_drift_threshold 0.3
+# TYPE occam_feature_importance gauge
+occam_feature_importance{feature="temp"} 0.05
+occam_feature_importance{feature="origin"} 0.01
+# TYPE occam_feature_drift_threshold gauge
+occam_feature_drift_threshold{feature="temp"} 0.1
+occam_feature_drift_threshold{feature="origin"} 0.1
+# TYPE occam_feature_drift_effect_size gauge
+occam_feature_drift_effect_size{feature="temp"} 0.25
+occam_feature_drift_effect_size{feature="origin"} 0.3
 """
 
 
-def test_monitor_summary_reads_the_verdicts() -> None:
-    summary = monitor_summary(parse_metrics(EXPOSITION))
-    assert "drifted inputs: temp;" in summary
-    assert "data drift verdict YES" in summary and "model at risk no" in summary
-    assert "live roc_auc 0.651 (goal 0.70)" in summary
-    assert summary.endswith("RETRAIN recommended: live_metric")
+def test_explain_names_the_goal_the_estimate_and_the_features() -> None:
+    lines = explain(parse_metrics(EXPOSITION), {"roc_auc": 0.70})
+    assert "estimated roc_auc (no labels) 0.640 [0.610, 0.670]: band under the goal 0.70" in lines
+    assert "live roc_auc on 600 labels 0.690 [0.650, 0.730]: not under the goal 0.70" in lines
+    # temp moved less than origin but matters five times more: it is named first
+    drift = next(line for line in lines if line.startswith("importance-weighted drift"))
+    assert drift.index("temp 2.5x") < drift.index("origin 3.0x"), drift
+    assert lines[-1] == "monitor verdict: model at risk, reasons: estimate"
 
 
-def test_monitor_summary_without_a_verdict_says_so() -> None:
+def test_explain_without_a_verdict_says_so() -> None:
     text = "# TYPE occam_window_rows gauge\noccam_window_rows 120\n"
-    assert monitor_summary(parse_metrics(text)) == "window 120 rows: too small for a verdict yet"
+    assert explain(parse_metrics(text), {"roc_auc": 0.7}) == ["monitor verdict: no verdict yet"]

@@ -12,6 +12,7 @@ One test, in steps that build on each other (as an on-call person would see them
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -24,18 +25,21 @@ import pytest
 
 from occam.bundle import get_bundle
 from occam.config import OccamConfig, load_config
-from occam.demo import (
+from occam.demo import run_demo
+from occam.loopback import (
     Processes,
     ReplayStats,
     Samples,
     free_port,
     http_json,
+    issue_api_key,
     occam_command,
     replay,
     scrape,
     wait_http,
 )
 from occam.metrics import score
+from tests.browser import count_kind, rendered_dom
 from tests.conftest import ROOT, small_config, write_config
 from tests.ops.promtools import (
     alerts,
@@ -59,6 +63,7 @@ class Stack:
     service_url: str
     monitor_port: int
     prometheus_port: int
+    api_key: str
 
     @property
     def monitor_url(self) -> str:
@@ -110,15 +115,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config_path = write_config(tmp, raw)
     config = load_config(config_path)
     assert train(config).promoted
+    keys_file = tmp / "api-keys.jsonl"
+    api_key = issue_api_key(config_path, keys_file, "e2e", "predict,feedback,admin")
     processes = Processes(tmp / "process-logs")
     service_port, monitor_port, prometheus_port = free_port(), free_port(), free_port()
     try:
         service = processes.start("service", occam_command(
             "serve", "--config", str(config_path), "--port", str(service_port),
-            "--host", "127.0.0.1", "--workers", "1"))  # fmt: skip
+            "--host", "127.0.0.1", "--workers", "1"),
+            env={**os.environ, "OCCAM_API_KEYS_FILE": str(keys_file)})  # fmt: skip
         service_url = f"http://127.0.0.1:{service_port}"
         wait_http(f"{service_url}/readyz", 180, service)
-        result = Stack(config_path, config, processes, service_url, monitor_port, prometheus_port)
+        result = Stack(
+            config_path, config, processes, service_url, monitor_port, prometheus_port, api_key
+        )
         result.start_monitor()
         rules = render_rules(ROOT / "prometheus" / "alerts.yml", tmp / "alerts.yml", "2s")
         prometheus_config = write_prometheus_config(
@@ -166,7 +176,7 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     # 1. in distribution: the first 3,000 held-out rows of the training period, in time order,
     # paced so that the monitor checks many windows on the way (each verdict is recorded)
     replay(stack.service_url, split.test.iloc[:3000], features, target, stats=stats,
-           rows_per_second=600, every=watch)  # fmt: skip
+           rows_per_second=600, every=watch, api_key=stack.api_key)  # fmt: skip
     wait_for(
         "the monitor to read every prediction",
         lambda: value(stack.metrics(), "occam_records_read_total", kind="prediction") == stats.rows,
@@ -197,7 +207,7 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
         )
 
     replay(stack.service_url, production.iloc[:4000], features, target, stats=stats,
-           rows_per_second=1000, every=watch_production)  # fmt: skip
+           rows_per_second=1000, every=watch_production, api_key=stack.api_key)  # fmt: skip
     wait_for(
         "a drifted feature and Prometheus firing OccamFeatureDrift for it",
         lambda: bool(
@@ -239,7 +249,7 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     sender = threading.Thread(
         target=replay,
         args=(stack.service_url, more, features, target),
-        kwargs={"stats": stats, "rows_per_second": 1000},
+        kwargs={"stats": stats, "rows_per_second": 1000, "api_key": stack.api_key},
     )
     sender.start()
     time.sleep(1.0)
@@ -257,9 +267,13 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     assert value(samples, "occam_records_read_total", kind="prediction") == stats.rows
     assert value(samples, "occam_records_read_total", kind="feedback") == stats.feedback
 
-    # 5. a rejected row (so the rejection panels have a series), then every dashboard query
+    # 5. without the key nothing is predicted; a rejected row (so the rejection panels have a
+    # series), then every dashboard query
     status, body = http_json(f"{stack.service_url}/predict", {"instances": [{"carrier": "AA"}]})
-    assert 400 <= status < 500, body
+    assert status == 401, body
+    status, body = http_json(f"{stack.service_url}/predict", {"instances": [{"carrier": "AA"}]},
+                             api_key=stack.api_key)  # fmt: skip
+    assert 400 <= status < 500 and status != 401, body
     queries = dashboard_queries(ROOT / "grafana" / "dashboards" / "model-health.json")
 
     def empty_panels() -> list[tuple[str, str]]:
@@ -274,3 +288,43 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     # the rejection counter appears with that request; rate() needs two scrapes of it
     wait_for("every dashboard panel to return data", lambda: not empty_panels(), timeout=60,
              context=lambda: f"\npanels without data: {empty_panels()}")  # fmt: skip
+
+
+def test_the_demo_ends_with_its_alerts_firing_and_draws_them(tmp_path: Path) -> None:
+    """`occam demo` as `scripts/run.sh` runs it (training through `occam train`, a key from
+    `occam keys add`), on the small config: every window is judged, the later months' missed
+    goals fire an alert in Prometheus, Prometheus settles with no alert left pending, the
+    verdict of the last window and OccamModelAtRisk agree, and the timeline shows every window,
+    each goal and each alert that fired."""
+    raw = small_config(tmp_path)
+    raw["output"] |= {"model_name": "occam-e2e-demo", "reference_rows": 5000}
+    raw["monitoring"] = {"window_rows": 1000, "poll_interval_seconds": 0.1}
+    config_path = write_config(tmp_path, raw)
+    lines: list[str] = []
+    result = run_demo(config_path, lines.append, rows_per_second=3000, feedback_share=0.3,
+                      keep_running=False, workdir=tmp_path / "work")  # fmt: skip
+    story = "\n".join(lines)
+    assert result.exit_code == 0, story
+    assert "training one with `occam train`" in story
+    assert len(result.windows) >= 30, story
+    assert not any(line.startswith("still pending") for line in lines), story
+    # the later months miss the goals (the demo's truth): Prometheus must have said so
+    config = load_config(config_path)
+    missed = [w.index for w in result.windows
+              if any(w.truth[g.metric] < g.threshold - 0.02 for g in config.goals)]  # fmt: skip
+    assert len(missed) >= 5, story
+    fired = {span.name for span in result.fired}
+    assert {name.split("[")[0] for name in fired} & {
+        "OccamModelAtRisk",
+        "OccamLiveMetricBelowGoal",
+    }, story
+    # and what fires at the end is what the monitor's last verdict says, with nothing pending
+    assert ("OccamModelAtRisk" in result.firing) == bool(result.windows[-1].at_risk), story
+    assert set(result.firing) <= fired, story
+    assert result.timeline is not None and result.timeline.is_file()
+    dom = rendered_dom(result.timeline)
+    goals = len(config.goals)
+    assert count_kind(dom, "window-truth") == len(result.windows) * goals
+    assert count_kind(dom, "goal-line") == goals
+    for name in result.firing:
+        assert f'data-alert="{name}"' in dom, f"{name} fired but is not on the timeline"

@@ -19,7 +19,7 @@ from monitoring.notify import Notifier, WebhookError, post_webhook
 from monitoring.sidecar import Sidecar
 from monitoring.state import Runs
 from occam.config import ConfigError, parse_config
-from occam.demo import free_port
+from occam.loopback import free_port
 from tests.conftest import small_config
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from occam.demo import free_port, write_prometheus_config
+from occam.loopback import free_port, write_prometheus_config
 from scripts.render_rules import DEFAULT_RUNBOOK_BASE, render_rules
 
 __all__ = [

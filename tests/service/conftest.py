@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from occam.bundle import ONNX_FILE, REFERENCE_FILE, Bundle, save_bundle
 from occam.config import load_config
-from occam.demo import free_port, http_json
+from occam.loopback import free_port, http_json
 from occam.records import Record, loads, segment_key
 from service.metrics import ServiceMetrics
 from service.runtime import Runtime
