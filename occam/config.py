@@ -761,6 +761,8 @@ def _check_state_dir(config: OccamConfig, source: str) -> None:
             f"{source}: `monitoring.state_dir` ({state}) lies inside `serving.log_dir` ({logs}); "
             "the service writes there. Point it elsewhere, e.g. `monitor-state`"
         )
+
+
 def _resolve_sqlite(uri: str, base: Path) -> str:
     """`sqlite:///relative.db` -> `sqlite:////abs/folder/relative.db`; other URIs unchanged."""
     prefix = "sqlite:///"
