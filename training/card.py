@@ -276,17 +276,20 @@ def render(report: dict[str, Any]) -> str:
     mon = report["monitoring"]
     parts += [
         "## Limits",
-        "- Trained on the period above only: seasons, routes or carriers not in it are guesses.\n"
+        "- Trained on the period above only: conditions it did not contain (other seasons, "
+        "categories or ranges of values) are extrapolations, not evidence.\n"
         "- The worst slice above is where errors concentrate; check it before relying on it.\n"
         "- Probabilities are calibrated on the training period (see the reliability curve); "
         "calibration drifts with the data, so re-check it on fresh labelled rows."
         + _inference_limit(report),
         "## When to retrain",
-        f"- When the monitor recommends it: at least {mon['drift_share_threshold']:.0%} of "
-        "features "
-        f"drifted for {mon['consecutive_windows']} windows in a row, a live goal metric under its "
-        f"threshold over at least {mon['live_min_labels']} labels, prediction drift, or the model "
-        f"older than {mon['max_model_age_days']} days.\n"
+        "- When the monitor says the model is at risk: a goal is likely missed (with at least "
+        f"{mon['risk_enter_confidence']:.0%} confidence) by the label-free estimate of a goal "
+        f"metric or by the live metric over at least {mon['live_min_labels']} labels, or the "
+        "importance-weighted drift passes its extreme level "
+        f"({mon['weighted_drift_threshold']}); or when the model is older than "
+        f"{mon['max_model_age_days']} days. Drift of single features is information, not a "
+        "reason.\n"
         "- At the latest when the staleness table above shows a goal slipping: its days "
         "since the training data are a retrain cadence to start from.\n"
         "- Retraining runs the same gates; a model that misses a goal is never promoted.",
