@@ -9,7 +9,7 @@ import pytest
 from sklearn.model_selection import KFold
 
 from occam.schema import FeatureSchema
-from training.calibration import calibrated_pipeline
+from training.calibration import Method, calibrated_pipeline
 from training.export import export_onnx, onnx_feed, to_onnx_bytes
 from training.model import make_pipeline
 
@@ -30,7 +30,7 @@ def frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
-def test_onnx_reproduces_the_calibrated_probabilities(method: str) -> None:
+def test_onnx_reproduces_the_calibrated_probabilities(method: Method) -> None:
     x, y = frame(3000, 0)
     schema = FeatureSchema.from_frame(x, ["a", "b"], ["c"])
     x, test = schema.coerce(x), schema.coerce(frame(1000, 1)[0])
