@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_serving import train_model  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
-from occam.demo import Processes, free_port, wait_http  # noqa: E402
+from occam.loopback import Processes, free_port, wait_http  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MODES = ("queue", "write", "fsync")

@@ -35,7 +35,7 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 import yaml  # noqa: E402
 
 from occam.config import OccamConfig, parse_config  # noqa: E402
-from occam.demo import rows_as_instances  # noqa: E402
+from occam.loopback import rows_as_instances  # noqa: E402
 from occam.records import FeedbackRecord, PredictionRecord, Record  # noqa: E402
 from service.log import SegmentWriter  # noqa: E402
 from training.challenger import paired_bootstrap  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from occam.config import load_config
-from occam.demo import replay, rows_as_instances
+from occam.loopback import replay, rows_as_instances
 from tests.conftest import ROOT, small_config, write_config
 from tests.service.conftest import occam_serve
 from tests.training.test_retrain import copy_champion

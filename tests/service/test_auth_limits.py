@@ -23,8 +23,8 @@ from occam.auth import (
     read_keys,
     token_from_headers,
 )
-from occam.demo import free_port
 from occam.errors import MAX_FIELD_CHARS, ErrorBody, Problem, Reason, status_of
+from occam.loopback import free_port
 from service.http import TokenBuckets
 from service.runtime import LabelledIds
 

@@ -16,7 +16,7 @@ import pytest
 
 from occam.bundle import ONNX_FILE, PRODUCTION, Bundle, save_bundle
 from occam.config import OccamConfig, parse_config
-from occam.demo import rows_as_instances
+from occam.loopback import rows_as_instances
 from occam.records import FeedbackRecord, PredictionRecord, Record
 from service.log import SegmentWriter
 from tests.conftest import ROOT, small_config
