@@ -224,20 +224,28 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     assert alert["labels"]["feature"] in alert["annotations"]["description"]
     assert "effect size" in alert["annotations"]["description"]
 
-    # 3. feedback: the live goal metrics over every labelled row, recomputed here
+    # 3. feedback: the live goal metrics over every labelled row, recomputed here. The gauges
+    # show the last counted window, so one more window of unlabelled rows is sent after the
+    # last label, and the figures are read once the monitor counted it.
+    sent_at = time.time()
+    replay(stack.service_url, production.iloc[7000:8000], features, target, stats=stats,
+           feedback_share=0.0, api_key=stack.api_key)  # fmt: skip
     wait_for(
-        "the monitor to join all feedback",
+        "the monitor to read every record and count a window after the last label",
         lambda: (
             value(stack.metrics(), "occam_records_read_total", kind="feedback") == stats.feedback
+            and value(stack.metrics(), "occam_records_read_total", kind="prediction") == stats.rows
+            and (value(stack.metrics(), "occam_last_counted_window_timestamp_seconds") or 0)
+            >= sent_at
         ),
     )
-    time.sleep(2)
+    samples = stack.metrics()
+    assert value(samples, "occam_live_labels") == len(stats.labelled)
     classes = sorted(stats.labelled[0][2])
     truth = np.array([label for _, label, _ in stats.labelled])
     proba = np.array([[p[c] for c in classes] for _, _, p in stats.labelled])
     positive = config.goals_positive_label or classes[-1]
     weights = get_bundle(config.output.model_name).decision_weights  # the served labels' rule
-    samples = stack.metrics()
     for goal in config.goals:
         live = value(samples, "occam_live_metric", metric=goal.metric)
         expected = score(goal.metric, truth, proba, classes, positive, weights)
