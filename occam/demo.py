@@ -58,7 +58,7 @@ from occam.timeline import AlertSpan, Interval, Timeline, WindowPoint, write_tim
 log = logging.getLogger(__name__)
 
 #: The demo's rules wait this long before firing (the shipped rules wait 10 minutes or more).
-ALERT_FOR_SECONDS = 10
+ALERT_FOR_SECONDS = 5
 #: Prometheus scrapes and evaluates rules this often during the demo, in seconds.
 PROMETHEUS_INTERVAL_SECONDS = 1
 #: The demo's monitor checks at least this often, so that each window is judged at once.
@@ -314,7 +314,7 @@ def _replay_windows(
         say(f"replaying {title}:{first}, {count} windows of {rows} rows")
         for k in range(count):
             chunk = frame.iloc[k * rows : (k + 1) * rows]
-            begin = stats.rows
+            begin, sent_at = stats.rows, time.time()
             replay(
                 stack.service,
                 chunk,
@@ -326,7 +326,7 @@ def _replay_windows(
                 seed=config.seed,
                 api_key=key,
             )
-            samples = _wait_counted(stack, stats)
+            samples = _wait_counted(stack, stats, sent_at)
             point = _window_point(len(windows), title, chunk, stats, begin, samples, config, bundle)
             windows.append(point)
             firing = firing_alerts(stack.prometheus) if stack.prometheus else []
@@ -334,9 +334,12 @@ def _replay_windows(
     return windows, stats
 
 
-def _wait_counted(stack: _Stack, stats: ReplayStats, timeout: float = 60.0) -> Samples:
-    """The monitor's metrics once it read every record sent and ran a check that started after
-    the last record was written (that check counted the window). Raises TimeoutError."""
+def _wait_counted(
+    stack: _Stack, stats: ReplayStats, sent_at: float, timeout: float = 60.0
+) -> Samples:
+    """The monitor's metrics once it read every record sent, ran a check that started after
+    the last record was written, and (when it says so) counted a window after `sent_at`, the
+    Unix time this window's first row was sent. Raises TimeoutError."""
     deadline = time.monotonic() + timeout
     samples: Samples = {}
     while time.monotonic() < deadline:
@@ -345,8 +348,10 @@ def _wait_counted(stack: _Stack, stats: ReplayStats, timeout: float = 60.0) -> S
         labels = sample(samples, "occam_records_read_total", kind="feedback")
         checked = sample(samples, "occam_last_check_timestamp_seconds")
         last = sample(samples, "occam_last_record_timestamp_seconds")
+        counted = sample(samples, "occam_last_counted_window_timestamp_seconds")
         caught_up = read == stats.rows and (labels or 0) == stats.feedback
-        if caught_up and checked and last and checked >= last:
+        fresh = counted is None or counted >= sent_at
+        if caught_up and checked and last and checked >= last and fresh:
             return samples
         time.sleep(0.2)
     raise TimeoutError(
@@ -391,7 +396,8 @@ def true_metrics(
     stats: ReplayStats, begin: int, config: OccamConfig, bundle: Bundle
 ) -> dict[str, float]:
     """Each goal metric on the rows replayed from row `begin` on, from their true labels and
-    served probabilities (rows whose label is not a class, like "unknown", are left out)."""
+    served probabilities, labels decided by the bundle's decision weights as the service
+    answers them (rows whose label is not a class, like "unknown", are left out)."""
     classes = bundle.classes
     truth = np.asarray(stats.truth[begin:])
     known = np.isin(truth, classes)
@@ -400,7 +406,9 @@ def true_metrics(
     proba = np.array([[p[c] for c in classes] for p in stats.probabilities[begin:]])
     positive = config.goals_positive_label or classes[-1]
     return {
-        g.metric: score(g.metric, truth[known], proba[known], classes, positive)
+        g.metric: score(
+            g.metric, truth[known], proba[known], classes, positive, bundle.decision_weights
+        )
         for g in config.goals
     }
 
@@ -594,7 +602,7 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
     drift = ", ".join(
         f"{f} {ratios[f]:.1f}x its alarm level"
         + (f" (importance {importance[f]:.3f})" if f in importance else "")
-        + (f" ({share[f]:.0%} of the weighted drift)" if f in share else "")
+        + (f" ({share[f]:.0%} of the weighted drift)" if share.get(f, 0.0) > 0 else "")
         for f in top
     )
     if weighted is not None and level is not None:
