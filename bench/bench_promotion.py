@@ -257,7 +257,10 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {phase} | {shown} |")
     lines += [
         "",
-        "Times are from the start of the command. Each worker swaps on its own poll, so "
+        "Times are from the start of the command; the command's own time is mostly its start-up "
+        "(Python, BentoML and the model store, on cores shared with the load), and the label "
+        "changes before it returns, so the first new answer can precede its end. Each worker "
+        "swaps on its own poll, so "
         "between the first answer by the new version and the last by the old one both answer "
         "(each answer names its version); the wait is at most one interval plus loading and "
         "self-testing the bundle. `POST /admin/reload` swaps a worker at once.",
@@ -267,4 +270,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--render"]:  # rewrite promotion.md from promotion.json
+        (RESULTS / "promotion.md").write_text(
+            markdown(json.loads((RESULTS / "promotion.json").read_text()))
+        )
+    else:
+        main()
