@@ -274,9 +274,7 @@ def test_the_monitor_metrics_need_the_metrics_scope(trained: Any, tmp_path: Path
             assert _get(url, _bearer(keys["writer"])) == 403
             assert _get(url, _bearer(keys["scraper"])) == 200
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise
+            # A graceful stop is tested in tests/monitoring; here the monitor may still be
+            # building its reference on a busy machine, which SIGTERM waits for.
+            process.kill()
+            process.wait(30)
