@@ -477,7 +477,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
         "| dataset | windows (harmful / harmless) | harmful flagged (same / within one window) "
         "| harmless flagged | lag in rows per episode | features named "
         "| check CPU ms, alibi / scipy backend (wall) | backends agree "
-        "| TabularDrift defaults: harmful / harmless flagged | estimate within band (all / harmless) |\n"
+        "| TabularDrift defaults: harmful / harmless flagged "
+        "| estimate within band (all / harmless) |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
@@ -503,7 +504,8 @@ def windows_table(name: str, run: dict[str, Any]) -> str:
         + ", ".join(f"{g['metric']} >= {g['threshold']:.3f}" for g in run["goals"])
         + f"; band from {run['band_source']} (systematic sd {_fmt(run['systematic'])}); "
         f"held-out Brier {run['brier_held_out']:.3f}\n",
-        "| window | true bal. acc / acc | kind | estimate bal. acc [band] | live bal. acc | weighted drift | at risk (reasons) | named | TabularDrift |",
+        "| window | true bal. acc / acc | kind | estimate bal. acc [band] | live bal. acc "
+        "| weighted drift | at risk (reasons) | named | TabularDrift |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for w in run["windows"]:
@@ -512,7 +514,8 @@ def windows_table(name: str, run: dict[str, Any]) -> str:
         est_text = f"{est[0]:.3f} [{est[1]:.3f}, {est[2]:.3f}]" if est else "-"
         live = w["live"].get("balanced_accuracy")
         out.append(
-            f"| {w['window']} | {w['truth']['balanced_accuracy']:.3f} / {w['truth']['accuracy']:.3f} "
+            f"| {w['window']} | {w['truth']['balanced_accuracy']:.3f} / "
+            f"{w['truth']['accuracy']:.3f} "
             f"| {kind} | {est_text} | {'-' if live is None else f'{live:.3f}'} "
             f"| {w['weighted_drift']:.3f} | {'YES' if w['at_risk'] else 'no'} "
             f"({', '.join(w['reasons']) or '-'}) | {', '.join(w['named'][:3]) or '-'} "
@@ -526,14 +529,19 @@ def _fmt(values: dict[str, float]) -> str:
 
 
 def rss(backend: str) -> dict[str, Any]:
-    """Peak RSS of a process that replays nlswork through the monitor with `backend`."""
+    """Resident memory after replaying nlswork through the monitor with `backend`, in a fresh
+    process that reads the samples from the cache (no training, no dataset package), and the
+    heavy modules it imported."""
     code = (
-        "import sys, resource, json; sys.argv=['x']; "
+        "import sys, json, re; import pandas as pd; "
         f"sys.path.insert(0, {str(ROOT)!r}); import bench.bench_detection as b; "
-        f"b.replay('nlswork', b.prepare(b.LOADERS['nlswork']()), {backend!r}, False); "
+        "prep = pd.read_pickle(b.CACHE / 'nlswork.pkl'); "
+        f"b.replay('nlswork', prep, {backend!r}, False); "
         "mods = [m for m in ('alibi_detect', 'tensorflow', 'torch') if m in sys.modules]; "
-        "print(json.dumps({'maxrss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-        "'heavy_modules': mods}))"
+        "status = open('/proc/self/status').read(); "
+        "rss = int(re.search('VmRSS:[^0-9]*([0-9]+)', status).group(1)); "
+        "peak = int(re.search('VmHWM:[^0-9]*([0-9]+)', status).group(1)); "
+        "print(json.dumps({'rss_mib': rss / 1024, 'peak_mib': peak / 1024, 'heavy_modules': mods}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -582,13 +590,14 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
     if data.get("rss"):
         parts.append("\n## Monitor memory per drift backend\n")
         parts.append(
-            "Peak RSS of a process that replays nlswork through the monitor (training excluded: "
-            "the replay loads cached samples), and the heavy modules it imported:\n\n"
-            "| backend | peak RSS MiB | heavy modules imported |\n|---|---|---|\n"
+            "Resident memory of a fresh process after replaying nlswork through the monitor "
+            "(samples read from the cache: no training, no dataset package), its peak, and the "
+            "heavy modules it imported:\n\n"
+            "| backend | RSS MiB | peak MiB | heavy modules imported |\n|---|---|---|---|\n"
         )
         for backend, m in data["rss"].items():
             mods = ", ".join(m["heavy_modules"]) or "none"
-            parts.append(f"| {backend} | {m['maxrss_mib']:.0f} | {mods} |\n")
+            parts.append(f"| {backend} | {m['rss_mib']:.0f} | {m['peak_mib']:.0f} | {mods} |\n")
     parts.append("\n## Every window\n")
     parts += [windows_table(n, r) for n, r in data["runs"].items()]
     (out / "detection.md").write_text("\n".join(parts))
@@ -613,7 +622,9 @@ def _totals(summaries: list[dict[str, Any]]) -> dict[str, str]:
             sum((s["all_flagged"] or 0) * s["windows"] for s in control),
             sum(s["windows"] for s in control),
         ),
-        "tabular_all": ratio(sum((s["tabular_all"] or 0) * s["windows"] for s in summaries), windows),
+        "tabular_all": ratio(
+            sum((s["tabular_all"] or 0) * s["windows"] for s in summaries), windows
+        ),
     }
 
 

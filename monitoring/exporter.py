@@ -4,9 +4,10 @@ Every scrape builds fresh metric families from one `Status` (names and help text
 `monitoring.catalog`, meaning in docs/metrics.md). A gauge whose value is not known yet (no
 reference model, window under its minimum, too few labels) is *absent*, never 0: absence cannot
 be read as "no drift". Verdicts and window figures come from the last *counted* window (see
-`monitoring.check`); only the time of the last check, the live label count and the feedback
-coverage follow every check. The collector never raises: if building the families fails, it logs,
-counts `occam_exporter_errors_total` and serves the counters of the last good scrape.
+`monitoring.check`); only the time of the last check and the live metrics from feedback (value,
+interval, label count, coverage) follow every check. The collector never raises: if building
+the families fails, it logs, counts `occam_exporter_errors_total` and serves the counters of
+the last good scrape.
 """
 
 from __future__ import annotations
@@ -195,6 +196,14 @@ def _latest(out: _Families, c: CheckResult) -> None:
     out.gauge("occam_last_check_timestamp_seconds", c.timestamp)
     out.gauge("occam_live_labels", c.live.labels)
     out.gauge("occam_feedback_coverage_ratio", c.coverage)
+    # measurements on the labelled rows, which feedback updates between windows; the verdict
+    # drawn from them (occam_model_at_risk_reason{reason="live_metric"}) is the counted window's
+    for metric, value in c.live.metrics.items():
+        out.gauge("occam_live_metric", value, metric=metric)
+        interval = c.live.intervals.get(metric)
+        if interval is not None:
+            out.gauge("occam_live_metric_lower", interval.lower, metric=metric)
+            out.gauge("occam_live_metric_upper", interval.upper, metric=metric)
 
 
 def _counted(out: _Families, c: CheckResult) -> None:
@@ -240,12 +249,6 @@ def _counted(out: _Families, c: CheckResult) -> None:
         out.gauge("occam_missing_ratio", q.missing_ratio)
         out.gauge("occam_unseen_category_ratio", q.unseen_category_ratio)
         out.gauge("occam_out_of_range_ratio", q.out_of_range_ratio)
-    for metric, value in c.live.metrics.items():
-        out.gauge("occam_live_metric", value, metric=metric)
-        interval = c.live.intervals.get(metric)
-        if interval is not None:
-            out.gauge("occam_live_metric_lower", interval.lower, metric=metric)
-            out.gauge("occam_live_metric_upper", interval.upper, metric=metric)
     out.gauge("occam_retrain_recommended", c.recommendation.recommended)
     for reason, verdict in c.recommendation.reasons.items():
         out.gauge("occam_retrain_reason", verdict, reason=reason)

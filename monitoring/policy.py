@@ -11,8 +11,9 @@ Each counted window brings one `Signal` per risk reason:
 
 For the two goal reasons a goal is *likely missed* when the metric lies under its threshold with
 probability at least `risk_enter_confidence` (the one-sided band at that level lies under the
-goal): ENTER (default 0.7: odds better than 2 to 1). The evidence *clears* when, for every goal,
-that probability is at most `risk_exit_confidence` (default 0.3): CLEAR. In between:
+goal): ENTER (default 0.8: odds of 4 to 1). The evidence *clears* when, for every goal, that
+probability is at most `risk_exit_confidence` (default 0.5: every estimate is back at or above
+its goal): CLEAR. In between:
 HOLD. Drift enters at `weighted_drift_threshold` and clears under `weighted_drift_exit`.
 
 A reason becomes active after `risk_enter_windows` entering windows in a row and stays active
@@ -57,8 +58,8 @@ class Signal(enum.Enum):
 class RiskLevels:
     """The policy's levels (see the module docstring); `from_config` reads them."""
 
-    enter_confidence: float = 0.7
-    exit_confidence: float = 0.3
+    enter_confidence: float = 0.8
+    exit_confidence: float = 0.5
     enter_windows: int = 1
     exit_windows: int = 2
     drift_threshold: float = 0.5

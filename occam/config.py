@@ -422,14 +422,14 @@ class MonitoringConfig(_Strict):
         "and the live metrics",
     )
     risk_enter_confidence: float = Field(
-        default=0.7,
+        default=0.8,
         gt=0.5,
         lt=1,
         description="A goal is likely missed when the estimate or the live metric lies under "
         "its threshold with at least this probability",
     )
     risk_exit_confidence: float = Field(
-        default=0.3,
+        default=0.5,
         gt=0,
         lt=1,
         description="The evidence clears when every goal is missed with at most this probability",

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from occam.bundle import latest_production
 from occam.config import OccamConfig, load_config
 from occam.demo import (
     Processes,
@@ -225,10 +226,12 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     truth = np.array([label for _, label, _ in stats.labelled])
     proba = np.array([[p[c] for c in classes] for _, _, p in stats.labelled])
     positive = config.goals_positive_label or classes[-1]
+    served = latest_production(config.output.model_name)
+    weights = served.decision_weights if served is not None else None  # as the service decides
     samples = stack.metrics()
     for goal in config.goals:
         live = value(samples, "occam_live_metric", metric=goal.metric)
-        expected = score(goal.metric, truth, proba, classes, positive)
+        expected = score(goal.metric, truth, proba, classes, positive, weights)
         assert live == pytest.approx(expected, abs=1e-9), goal.metric
         assert value(samples, "occam_goal_threshold", metric=goal.metric) == goal.threshold
 

@@ -183,7 +183,10 @@ def test_gauges_show_the_last_counted_window(ref: Reference) -> None:
     assert value("occam_model_at_risk") == 1
     assert value("occam_weighted_drift") == counted.weighted.score
     assert value("occam_last_counted_window_timestamp_seconds") == 2_000_000.0
-    assert value("occam_live_labels") == 150  # ... the label count and check time follow
+    # ... the measurements on labelled rows and the check time follow every check
+    assert value("occam_live_labels") == 150
+    live = partial.live.metrics["roc_auc"]
+    assert value("occam_live_metric", {"metric": "roc_auc"}) == live
     assert value("occam_last_check_timestamp_seconds") == 2_000_050.0
 
 

@@ -78,6 +78,7 @@ def test_ingest_check_and_live_metric(
             done.proba[labelled],
             bundle.classes,
             bundle.metadata["positive_label"],
+            bundle.decision_weights,
         )
         assert value("occam_live_metric", {"metric": goal.metric}) == pytest.approx(expected)
     assert value("occam_live_labels") == len(labelled)
@@ -163,3 +164,32 @@ def test_metrics_endpoint(trained: Any, config: OccamConfig, tmp_path: Path) -> 
     assert f'occam_model_info{{model_version="{trained.bundle.version}"}} 1.0' in body
     assert "\noccam_window_rows 0.0\n" in body
     assert "\noccam_data_drift " not in body  # no verdict on an empty window
+
+
+def test_gauges_keep_the_last_counted_window_between_windows(
+    trained: Any, config: OccamConfig, held_out: Any, tmp_path: Path
+) -> None:
+    cfg = with_logs(config, tmp_path / "logs")
+    recs, _ = replay.records(trained.bundle, held_out.iloc[:1000], "a", feedback_every=2)
+    replay.write(cfg.serving.log_dir, recs)
+    clock = Clock()
+    sidecar = Sidecar(cfg, clock=clock)
+    sidecar.run(once=True)
+    counted = sidecar.last_counted
+    assert counted is not None and counted.counted and counted.model_at_risk is not None
+    value = metrics(sidecar)
+    before = {
+        name: value(name)
+        for name in ("occam_model_at_risk", "occam_weighted_drift", "occam_drifted_features_ratio")
+    }
+    # 300 more rows: a check runs (time is due) but the window does not count yet
+    more, _ = replay.records(trained.bundle, held_out.iloc[1000:1300], "b")
+    replay.write(cfg.serving.log_dir, more, worker=1)
+    clock.now += 60
+    sidecar.run(once=True)
+    assert sidecar.last_check is not None and not sidecar.last_check.counted
+    assert sidecar.last_counted is counted
+    value = metrics(sidecar)
+    assert {name: value(name) for name in before} == before
+    assert value("occam_last_counted_window_timestamp_seconds") == counted.timestamp
+    assert value("occam_last_check_timestamp_seconds") == clock.now

@@ -63,8 +63,21 @@ def monitor_registry() -> CollectorRegistry:
     gauges("occam_reference_class_ratio", "label", {"on_time": 0.75, "late": 0.22, "unknown": 0.03})
     gauges("occam_live_metric", "metric", {"roc_auc": 0.65, "balanced_accuracy": 0.66})
     gauges("occam_goal_threshold", "metric", {"roc_auc": 0.70, "balanced_accuracy": 0.62})
-    reasons = {"data_drift": 1, "live_metric": 1, "prediction_drift": 0, "model_age": 0}
-    gauges("occam_retrain_reason", "reason", reasons)
+    gauges("occam_live_metric_lower", "metric", {"roc_auc": 0.62, "balanced_accuracy": 0.63})
+    gauges("occam_live_metric_upper", "metric", {"roc_auc": 0.68, "balanced_accuracy": 0.69})
+    gauges("occam_goal_estimate", "metric", {"roc_auc": 0.66, "balanced_accuracy": 0.61})
+    gauges("occam_goal_estimate_lower", "metric", {"roc_auc": 0.63, "balanced_accuracy": 0.58})
+    gauges("occam_goal_estimate_upper", "metric", {"roc_auc": 0.69, "balanced_accuracy": 0.64})
+    risk = {"estimate": 1, "live_metric": 1, "drift": 0}
+    gauges("occam_model_at_risk_reason", "reason", risk)
+    gauges("occam_retrain_reason", "reason", {**risk, "model_age": 0})
+    gauges(
+        "occam_weighted_drift_contribution",
+        "feature",
+        {f: 0.1 if d else 0.0 for f, d in FEATURES.items()},
+    )
+    gauge("occam_weighted_drift", 0.2)
+    gauge("occam_weighted_drift_threshold", 0.5)
     gauge("occam_model_info", 1, model_version="occam-flights:abc123")
     return reg
 

@@ -73,8 +73,10 @@ def test_drift_alert_names_the_drifted_features(prometheus: int) -> None:
     (alert,) = firing(prometheus)["OccamModelAtRisk"]
     assert alert["labels"]["severity"] == "critical"
     assert alert["labels"]["job"] == "occam-monitor"
-    assert "Drifted features: dewp, temp." in alert["annotations"]["description"]
-    assert "50% of the features drifted (threshold 30%)" in alert["annotations"]["description"]
+    description = alert["annotations"]["description"]
+    assert "Reasons: estimate, live_metric." in description
+    assert "balanced_accuracy >= 0.620 (estimate 0.610, live 0.660)" in description
+    assert "relies on them: dewp, temp." in description
 
 
 def test_live_metric_alert_is_per_goal_metric(prometheus: int) -> None:
@@ -85,7 +87,7 @@ def test_live_metric_alert_is_per_goal_metric(prometheus: int) -> None:
 
 def test_retrain_alert_lists_its_reasons(prometheus: int) -> None:
     (alert,) = firing(prometheus)["OccamRetrainRecommended"]
-    assert "Reasons: data_drift, live_metric." in alert["annotations"]["description"]
+    assert "Reasons: estimate, live_metric." in alert["annotations"]["description"]
 
 
 def test_every_dashboard_query_returns_data(prometheus: int) -> None:
