@@ -364,7 +364,11 @@ class Runtime:
         if self.pinned or interval <= 0:
             return
         while not self._stop.wait(interval):
-            self.reload("poll")
+            try:
+                self.reload("poll")
+            except Exception:  # a poll must never end the poller; the next one tries again
+                self.metrics.model_reloads.labels(ReloadOutcome.ERROR.value).inc()
+                log.exception("reload (poll) failed; %s keeps serving", self.model.bundle.tag)
 
     def reload(self, trigger: str = "admin") -> ReloadResult:
         """Serve the newest production bundle of the model if it is not the served one: verify
@@ -393,7 +397,7 @@ class Runtime:
             return result(ReloadOutcome.UNCHANGED, "the served model is still loading")
         try:
             found = latest_production(self.model_name)
-        except BundleError as exc:
+        except Exception as exc:  # BundleError, or the store's own errors (a folder gone)
             log.error("reload (%s): cannot read the model store: %s", trigger, exc)
             return result(ReloadOutcome.ERROR, str(exc))
         if found is None or found.tag == current.bundle.tag:
