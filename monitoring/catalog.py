@@ -23,9 +23,16 @@ COUNTERS: dict[str, str] = {
     "occam_log_retention_deleted_segments": "Log segments deleted by retention",
     "occam_log_retention_deleted_bytes": "Bytes of log segments deleted by retention",
     "occam_state_expired_rows": "Window and feedback rows the monitor forgot for their age",
+    "occam_retrain_runs": "Retrain command runs by outcome (promoted, not_promoted, failed)",
+    "occam_shadow_rows": "Rows the current shadow challenger scored (logged, never answered)",
 }
 
 GAUGES: dict[str, str] = {
+    # shadow challenger against champion on the same rows (role: shadow, champion)
+    "occam_shadow_live_metric": "Goal metric on the shadowed rows with feedback, by role",
+    "occam_shadow_live_labels": "Shadowed rows with feedback, by role",
+    "occam_shadow_goal_estimate": "Label-free estimate of a goal metric on the shadowed rows, "
+    "by role",
     # window and settings
     "occam_window_rows": "Prediction rows in the current window",
     "occam_window_size_rows": "Configured window size in rows",

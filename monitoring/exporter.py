@@ -22,7 +22,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitoring.catalog import COUNTERS, GAUGES
 from monitoring.check import CheckResult
+from monitoring.notify import RUN_OUTCOME_NAMES
 from monitoring.reference import PREDICTED, Reference
+from monitoring.shadow import ShadowComparison
 from monitoring.state import LogAccount
 from occam.config import MonitoringConfig
 
@@ -55,6 +57,9 @@ class Status:
     log_bytes: int = 0
     log_segments: int = 0
     counted: CheckResult | None = None
+    shadow: ShadowComparison | None = None
+    #: Retrain command runs by outcome (`monitoring.notify.RUN_OUTCOME_NAMES`).
+    retrain_runs: dict[str, int] | None = None
 
 
 class _Families:
@@ -87,6 +92,18 @@ class _Families:
         family.add_metric([labels[k] for k in sorted(labels)], value)
 
 
+def _shadow(out: _Families, c: ShadowComparison) -> None:
+    """Shadow challenger against champion on the same rows (`monitoring.shadow`)."""
+    out.counter("occam_shadow_rows", c.rows_total)
+    for role, live in c.live.items():
+        out.gauge("occam_shadow_live_labels", live.labels, role=role)
+        for metric, value in live.metrics.items():
+            out.gauge("occam_shadow_live_metric", value, metric=metric, role=role)
+    for role, estimate in c.estimate.items():
+        for metric, value in estimate.items():
+            out.gauge("occam_shadow_goal_estimate", value, metric=metric, role=role)
+
+
 def _output(name: str) -> str:
     return "class_mix" if name == PREDICTED else "confidence"
 
@@ -102,6 +119,9 @@ def _counters(out: _Families, s: Status, exporter_errors: int) -> None:
     out.counter("occam_retrain_notifications", s.notifications_sent, outcome="sent")
     out.counter("occam_retrain_notifications", s.notifications_failed, outcome="failed")
     out.counter("occam_exporter_errors", exporter_errors)
+    runs = s.retrain_runs or {}
+    for outcome in RUN_OUTCOME_NAMES:
+        out.counter("occam_retrain_runs", runs.get(outcome, 0), outcome=outcome)
     _log_counters(out, s)
 
 
@@ -259,6 +279,8 @@ class MonitorCollector(Collector):
                 _latest(out, s.check)
             if s.counted is not None:
                 _counted(out, s.counted)
+            if s.shadow is not None:
+                _shadow(out, s.shadow)
             families = list(out.families.values())
             self._last_counters = counters
         except Exception:

@@ -11,6 +11,14 @@ through httpx with a timeout per attempt and retries with exponential backoff on
 errors, timeouts, 408, 429 and 5xx answers. `sent`/`failed` count notifications after their
 last attempt; the exporter publishes them as ``occam_retrain_notifications_total{outcome}``,
 and the alert ``OccamRetrainNotificationFailed`` fires on a failure.
+
+The command (``monitoring.retrain_command``, typically ``occam retrain --config occam.yaml``)
+runs at most one at a time: a notification that comes while a run is still going waits for it
+(the cooldown keeps them apart). Its outcome is read from the exit code as `occam retrain` sets
+it: 0 ``promoted``, 4 ``not_promoted`` (the challenger stayed a candidate: a completed run), any
+other code, a timeout (``monitoring.retrain_command_timeout_seconds``) or a command that cannot
+start ``failed``. `runs` counts them (``occam_retrain_runs_total{outcome}``); the alert
+``OccamRetrainFailed`` fires on a failed run.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Longest pause between two attempts (seconds), whatever the backoff grows to.
 MAX_BACKOFF_SECONDS = 60.0
+#: `occam retrain`'s exit codes (occam/cli.py) -> the outcome of a run; anything else failed.
+RUN_OUTCOMES = {0: "promoted", 4: "not_promoted"}
+#: Every outcome of a retrain run (the `outcome` label of occam_retrain_runs_total).
+RUN_OUTCOME_NAMES = ("promoted", "not_promoted", "failed")
 
 
 class Recommendation(Protocol):
@@ -55,8 +67,10 @@ class Notifier:
     """Calls `command` (argv) and/or POSTs to `webhook` for new recommendations.
 
     Both run in the background and never block the sidecar; `sent` and `failed` count the
-    calls. `run_command` and `post` (url, JSON body) are injectable for tests; the default post
-    is `post_webhook` with `timeout_seconds`, `retries` and `backoff_seconds`.
+    calls, `runs` the command's outcomes (`RUN_OUTCOME_NAMES`). `run_command` (argv, env ->
+    exit code; None counts as 0) and `post` (url, JSON body) are injectable for tests; the
+    default command runner stops a run after `command_timeout_seconds`, the default post is
+    `post_webhook` with `timeout_seconds`, `retries` and `backoff_seconds`.
     """
 
     def __init__(
@@ -64,17 +78,20 @@ class Notifier:
         command: Sequence[str] | None,
         webhook: str | None,
         cooldown_seconds: float,
-        run_command: Callable[[Sequence[str], dict[str, str]], None] | None = None,
+        run_command: Callable[[Sequence[str], dict[str, str]], int | None] | None = None,
         post: Callable[[str, bytes], None] | None = None,
         *,
         timeout_seconds: float = 10.0,
         retries: int = 3,
         backoff_seconds: float = 1.0,
+        command_timeout_seconds: float = 3600.0,
     ) -> None:
         self.command = list(command) if command else None
         self.webhook = webhook
         self.cooldown_seconds = cooldown_seconds
-        self.run_command = run_command or _run_command
+        self.run_command = run_command or (
+            lambda argv, env: _run_command(argv, env, command_timeout_seconds)
+        )
         self.post = post or (
             lambda url, body: post_webhook(
                 url,
@@ -86,7 +103,9 @@ class Notifier:
         )
         self.sent = 0
         self.failed = 0
+        self.runs = dict.fromkeys(RUN_OUTCOME_NAMES, 0)
         self._count = threading.Lock()
+        self._one_run = threading.Lock()  # at most one command at a time
 
     @property
     def enabled(self) -> bool:
@@ -120,11 +139,29 @@ class Notifier:
                 "OCCAM_RETRAIN_REASONS": ",".join(payload["reasons"]),  # type: ignore[arg-type]
                 "OCCAM_MODEL_VERSION": str(payload["model_version"]),
             }
-            self._attempt("command", lambda: self.run_command(self.command or [], env))
+            with self._one_run:
+                self._attempt("command", lambda: self._run(self.command or [], env))
         if self.webhook:
             body = json.dumps(payload).encode()
             url = self.webhook
             self._attempt("webhook", lambda: self.post(url, body))
+
+    def _run(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        """Run the command, count its outcome; raise (a failed notification) when it failed."""
+        try:
+            code = self.run_command(argv, env)
+        except Exception:
+            self._count_run("failed")
+            raise
+        outcome = RUN_OUTCOMES.get(0 if code is None else code, "failed")
+        self._count_run(outcome)
+        log.warning("retrain command %s finished: exit %s (%s)", argv[0], code, outcome)
+        if outcome == "failed":
+            raise RuntimeError(f"{argv[0]} exited with {code}")
+
+    def _count_run(self, outcome: str) -> None:
+        with self._count:
+            self.runs[outcome] += 1
 
     def _attempt(self, what: str, call: Callable[[], None]) -> None:
         try:
@@ -177,7 +214,7 @@ def post_webhook(
     raise WebhookError(f"POST to {where} failed after {attempt + 1} attempt(s): {outcome}")
 
 
-def _run_command(argv: Sequence[str], env: dict[str, str]) -> None:
-    completed = subprocess.run(list(argv), env=env, timeout=600, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited with {completed.returncode}")
+def _run_command(argv: Sequence[str], env: dict[str, str], timeout: float) -> int:
+    """Run `argv`; its exit code. Raises `subprocess.TimeoutExpired` (the run is killed) after
+    `timeout` seconds and `OSError` when it cannot start."""
+    return subprocess.run(list(argv), env=env, timeout=timeout, check=False).returncode

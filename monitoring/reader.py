@@ -59,6 +59,8 @@ class Batch:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: A shadow challenger's prediction rows (``"shadow": true``): kept out of `predictions`.
+    shadow: list[dict[str, Any]] = field(default_factory=list)
     malformed: int = 0
     segments: dict[str, SegmentMark] = field(default_factory=dict)
     bytes_read: int = 0
@@ -149,6 +151,8 @@ def _parse_lines(data: bytes, batch: Batch) -> None:
         kind = _valid(raw)
         if kind is None:
             malformed += 1
+        elif kind == "prediction" and raw.get("shadow") is True:
+            batch.shadow.append(raw)
         else:
             sinks.get(kind, rejected).append(raw)
     batch.malformed += malformed

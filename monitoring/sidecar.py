@@ -30,6 +30,7 @@ from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
 from monitoring.reference import Reference, build_reference, created_timestamp
 from monitoring.retention import apply_retention
+from monitoring.shadow import ShadowComparison, ShadowTracker
 from monitoring.state import STATE_FILE, MonitorState
 from occam.auth import metrics_guard
 from occam.bundle import Bundle, BundleError, get_bundle, latest_production
@@ -92,8 +93,11 @@ class Sidecar:
             timeout_seconds=self.mon.retrain_webhook_timeout_seconds,
             retries=self.mon.retrain_webhook_retries,
             backoff_seconds=self.mon.retrain_webhook_backoff_seconds,
+            command_timeout_seconds=self.mon.retrain_command_timeout_seconds,
         )
         self.reference: Reference | None = None
+        self.shadow = ShadowTracker(self.mon.window_rows, self.mon.live_window_labels)
+        self.shadow_result: ShadowComparison | None = None
         self.last_check: CheckResult | None = None
         self.last_counted: CheckResult | None = None
         self.checks = self.check_errors = 0
@@ -179,8 +183,9 @@ class Sidecar:
                 versions = {r["model_version"] for r in batch.predictions}
                 if versions - {self.state.model_version}:
                     self._follow(versions)
+            self.shadow.add(batch.predictions, batch.shadow, batch.feedback)
             self.state.apply(batch)
-            read = batch.records + batch.malformed
+            read = batch.records + len(batch.shadow) + batch.malformed
             del batch
         due = now - self._checked_at >= self.mon.check_interval_seconds
         enough = self.state.rows_total - self._checked_rows >= every_rows(self.mon)
@@ -208,7 +213,25 @@ class Sidecar:
             log.exception("check failed")
             return
         self.apply(result)
+        self.compare_shadow(reference)
         self.notifier.update(result.recommendation, self.state.runs, now, reference.version)
+
+    def compare_shadow(self, ref: Reference) -> None:
+        """Score the shadow challenger and the champion on their shared rows (`monitoring.shadow`);
+        a failure is logged and counted like a failed check."""
+        try:
+            self.shadow_result = self.shadow.compare(
+                ref.classes,
+                ref.positive,
+                ref.goals,
+                self.mon.live_min_labels,
+                self.mon.band_level,
+                ref.estimator,
+                ref.decision_weights,
+            )
+        except Exception:
+            self.check_errors += 1
+            log.exception("shadow comparison failed")
 
     def apply(self, result: CheckResult) -> None:
         """Take a check's result: its hysteresis memory, and (when counted) its verdicts."""
@@ -290,6 +313,8 @@ class Sidecar:
             reference=self.reference,
             check=self.last_check,
             counted=self.last_counted,
+            shadow=self.shadow_result,
+            retrain_runs=dict(self.notifier.runs),
         )
 
     def collector(self, registry: Any = None) -> MonitorCollector:

@@ -331,7 +331,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the promoted model over HTTP with BentoML: POST /predict, POST /feedback,
-    GET /model, /readyz, /metrics (see docs/service.md). Runs until stopped (Ctrl+C).
+    GET /model, /readyz, /metrics, POST /admin/reload (see docs/service.md). Runs until stopped
+    (Ctrl+C). Without a pinned tag, a bundle promoted later is swapped in without a restart.
 
     Exit 2: bad config, an unreadable keys file, or a non-loopback --host without API keys
     (see serving.auth). Exit 5: no servable bundle (none promoted, the pinned one not
@@ -360,8 +361,9 @@ def serve(
     env = {
         **os.environ,
         "OCCAM_CONFIG": str(config.resolve()),
-        # Every worker serves the bundle checked above, even if a newer one is promoted meanwhile.
-        "OCCAM_MODEL_TAG": bundle.tag,
+        # A pin stays a pin; without one every worker follows the production label (and
+        # swaps in a newly promoted bundle without a restart: serving.reload_interval_seconds).
+        "OCCAM_MODEL_TAG": pinned or "",
         "BENTOML_DO_NOT_TRACK": "True",
         "BENTOML_CONFIG_OPTIONS": " ".join(
             [os.environ.get("BENTOML_CONFIG_OPTIONS", ""), *overrides]
@@ -534,7 +536,7 @@ def promote(
 ) -> None:
     """Make TAG the production bundle; the one it replaces becomes stage=retired. The bundle is
     verified (and re-signed when a signing key is set) first; the change is appended to the
-    audit log. Services and monitors started afterwards use it.
+    audit log. Running services swap it in within serving.reload_interval_seconds.
 
     Exit 2: bad config. Exit 5: unknown tag or refused bundle (the message says why)."""
     from occam.bundle import BundleError

@@ -335,6 +335,25 @@ class ServingConfig(_Strict):
         default=None,
         description="File holding the redaction key (default: env OCCAM_LOG_REDACT_KEY)",
     )
+    reload_interval_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=3600,
+        description="How often each worker looks for a newly promoted bundle (the stage label) "
+        "and swaps it in without a restart, verified and self-tested first; 0: only on "
+        "POST /admin/reload. A pinned serving.model_tag is never swapped",
+    )
+    shadow_tag: str | None = Field(
+        default=None,
+        description="A challenger bundle tag (name:version) scored in shadow beside the served "
+        "model: logged with its own version and shadow: true, never answered",
+    )
+    shadow_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Rows the shadow challenger scores before it stops (per worker)",
+    )
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
 
@@ -491,6 +510,13 @@ class MonitoringConfig(_Strict):
         default=None,
         description="Run once per new retrain recommendation (argv list; environment gets "
         "OCCAM_RETRAIN_REASONS and OCCAM_MODEL_VERSION)",
+    )
+    retrain_command_timeout_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=86400,
+        description="A retrain_command still running after this long is killed and counted "
+        'failed (occam_retrain_runs_total{outcome="failed"})',
     )
     retrain_webhook: str | None = Field(
         default=None,

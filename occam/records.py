@@ -15,7 +15,10 @@ Record kinds (field ``kind``), all with ``ts`` (Unix time in seconds, float):
   ``features`` (as received), ``label`` (the answer, the abstain label when abstained),
   ``predicted`` (the top class, even when abstained), ``probabilities`` ({class: p}),
   ``abstained`` (bool), ``marks`` ({"unseen_category": [feature...], "out_of_range":
-  [feature...], "missing": [feature...]}).
+  [feature...], "missing": [feature...]}), and ``shadow`` (true only for a shadow challenger's
+  row: same ``id`` as the served row, the challenger's ``model_version``, never answered to the
+  caller; the field is left out of served rows, so readers older than it read those unchanged and
+  refuse shadow rows as malformed, never mistaking them for served ones).
 - ``feedback``: ``id`` (a prediction's id), ``label`` (the true class).
 - ``rejected``: ``model_version``, ``reason`` (short code, e.g. ``missing_feature``), ``field``
   (or null): a row the service refused; its features are not logged.
@@ -59,6 +62,8 @@ class PredictionRecord:
     abstained: bool
     marks: dict[str, list[str]]
     kind: Literal["prediction"] = "prediction"
+    #: A shadow challenger's row (`serving.shadow_tag`): logged, never answered.
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,10 @@ def dumps(record: Record) -> bytes:
     here (1.6 against 6.4 us for a prediction record); the service encodes in the request's
     thread, so this is most of the log's cost for large batches.
     """
-    return to_json(record.__dict__, inf_nan_mode="null") + b"\n"
+    fields = record.__dict__
+    if fields.get("shadow") is False:  # served rows stay readable by readers older than shadow
+        fields = {k: v for k, v in fields.items() if k != "shadow"}
+    return to_json(fields, inf_nan_mode="null") + b"\n"
 
 
 class MalformedRecord(ValueError):

@@ -5,7 +5,13 @@ pins a bundle tag, overriding `serving.model_tag`. Without a pin the newest bund
 `stage=production` is served. The service refuses to start (the error names the reason) on a
 bad config, on a bundle that is not promoted, or on one whose files fail their hash check.
 
-Routes: POST /predict (scope `predict`), POST /feedback (scope `feedback`), GET /model;
+Without a pin, each worker also swaps in a newly promoted bundle without a restart (verified
+and self-tested first; `service.runtime.Runtime.reload`) every serving.reload_interval_seconds
+and on POST /admin/reload.
+
+Routes: POST /predict (scope `predict`), POST /feedback (scope `feedback`), GET /model (the
+served version, any shadow, the recent audit log), POST /admin/reload and POST /admin/shadow
+(scope `admin`);
 BentoML adds /readyz (503 until the model is loaded and its self-test passed), /livez,
 /healthz, /metrics (scope `metrics` when `serving.auth.metrics_scope`) and /docs.json.
 See docs/service.md for keys, limits, the bodies, the log format and the metric names.
@@ -13,9 +19,10 @@ See docs/service.md for keys, limits, the bodies, the log format and the metric 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 from starlette.applications import Starlette
@@ -43,9 +50,68 @@ async def model_view(_: Request) -> Response:
     """GET /model: the model document (see `Runtime.model_document`)."""
     runtime = current_runtime()
     if runtime is None:
-        starting = Problem(None, None, Reason.MODEL_UNAVAILABLE, "the service is starting")
-        return JSONResponse(error_body([starting]), status_code=503)
+        return _starting()
     return JSONResponse(runtime.model_document())
+
+
+def _starting() -> Response:
+    starting = Problem(None, None, Reason.MODEL_UNAVAILABLE, "the service is starting")
+    return JSONResponse(error_body([starting]), status_code=503)
+
+
+async def reload_view(_: Request) -> Response:
+    """POST /admin/reload (scope `admin`): look for a newly promoted bundle now and swap it in
+    when it passes verification and its self-test. 200 with `outcome` (swapped, unchanged,
+    refused, pinned, error), `model_version` (served after the call), `previous_version` and
+    `detail`. Each worker answers for itself; the others catch up within
+    serving.reload_interval_seconds."""
+    runtime = current_runtime()
+    if runtime is None:
+        return _starting()
+    from anyio.to_thread import run_sync
+
+    result = await run_sync(runtime.reload, "admin")
+    return JSONResponse(result.to_dict())
+
+
+#: Largest body of POST /admin/shadow (bytes).
+ADMIN_BODY_BYTES = 4096
+
+
+async def shadow_view(request: Request) -> Response:
+    """POST /admin/shadow (scope `admin`), body ``{"tag": "name:version", "rows": N}`` (rows
+    optional: serving.shadow_rows): score the next N rows of this worker with that bundle in
+    shadow. 200 with `outcome` `swapped` (started) or `refused` and the reason in `detail`."""
+    runtime = current_runtime()
+    if runtime is None:
+        return _starting()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > ADMIN_BODY_BYTES:
+            too_large = f"the body exceeds {ADMIN_BODY_BYTES} bytes"
+            problem = Problem(None, None, Reason.BODY_TOO_LARGE, too_large)
+            return JSONResponse(error_body([problem]), status_code=413)
+    try:
+        raw = json.loads(body or b"{}")
+    except ValueError as exc:
+        problem = Problem(None, None, Reason.MALFORMED_JSON, f"the body is not JSON: {exc}")
+        return JSONResponse(error_body([problem]), status_code=400)
+    tag = raw.get("tag") if isinstance(raw, dict) else None
+    rows = raw.get("rows", runtime.serving.shadow_rows) if isinstance(raw, dict) else None
+    problems = []
+    if not isinstance(tag, str) or ":" not in tag or len(tag) > 200:
+        problems.append(("tag", "must be a model tag name:version (at most 200 characters)"))
+    if type(rows) is not int or not 1 <= rows <= 10_000_000:
+        problems.append(("rows", "must be an integer from 1 to 10000000"))
+    if problems:
+        found = [Problem(None, f, Reason.INVALID_VALUE, f"{f} {why}") for f, why in problems]
+        return JSONResponse(error_body(found), status_code=400)
+    from anyio.to_thread import run_sync
+
+    name, count = cast(str, tag), cast(int, rows)  # checked above
+    result = await run_sync(lambda: runtime.start_shadow(name, count))
+    return JSONResponse(result.to_dict())
 
 
 def _json(reply: Reply) -> Response:
@@ -72,7 +138,16 @@ class _QuietClientErrors(logging.Filter):
     logging={"access": {"enabled": False}},
     service_class=OccamService,
 )
-@bentoml.mount_asgi_app(Starlette(routes=[Route("/model", model_view, methods=["GET"])]), path="/")
+@bentoml.mount_asgi_app(
+    Starlette(
+        routes=[
+            Route("/model", model_view, methods=["GET"]),
+            Route("/admin/reload", reload_view, methods=["POST"]),
+            Route("/admin/shadow", shadow_view, methods=["POST"]),
+        ]
+    ),
+    path="/",
+)
 class Occam:
     """Predicts with the promoted bundle, validates strictly, logs every row, takes feedback."""
 

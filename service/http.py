@@ -1,8 +1,9 @@
-"""An ASGI guard in front of the JSON API routes (/predict, /feedback) and /metrics.
+"""An ASGI guard in front of the JSON API routes (/predict, /feedback), /admin/* and /metrics.
 
 In this order, before BentoML reads anything:
 - API keys (`occam.auth`): 401 without a key or with an unknown one, 403 without the route's
-  scope (`predict`, `feedback`; `metrics` for /metrics when `serving.auth.metrics_scope`).
+  scope (`predict`, `feedback`, `admin` for /admin/reload and /admin/shadow; `metrics` for
+  /metrics when `serving.auth.metrics_scope`).
 - A rate limit per key on /feedback (token bucket, `serving.limits.feedback_per_second` and
   `feedback_burst`): 429 with Retry-After.
 - A content type other than JSON gets 415 (never a pickle or any executable payload).
@@ -43,6 +44,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/predict"): "predict",
     ("POST", "/feedback"): "feedback",
     ("GET", "/metrics"): "metrics",
+    ("POST", "/admin/reload"): "admin",
+    ("POST", "/admin/shadow"): "admin",
 }
 log = logging.getLogger("occam.service")
 
@@ -95,7 +98,7 @@ class RequestGuard:
             if verdict.problem is not None:
                 await _answer(send, runtime.reject([verdict.problem], record=False))
                 return
-        if needed == "metrics":
+        if needed in ("metrics", "admin"):  # admin routes read their own small bodies
             await self.app(scope, receive, send)
             return
         if needed == "feedback":

@@ -20,7 +20,7 @@ _DEFAULT: ServiceMetrics | None = None
 
 @dataclass(frozen=True)
 class ServiceMetrics:
-    """The five counters; build them with `create` (tests pass a factory bound to a fresh
+    """The counters; build them with `create` (tests pass a factory bound to a fresh
     prometheus_client registry)."""
 
     predictions: Any
@@ -28,6 +28,8 @@ class ServiceMetrics:
     rejected_rows: Any
     feedback_labels: Any
     log_dropped_records: Any
+    model_reloads: Any
+    shadow_rows: Any
 
     @classmethod
     def create(cls, counter: CounterFactory) -> ServiceMetrics:
@@ -59,6 +61,18 @@ class ServiceMetrics:
                 name="occam_service_log_dropped_records",
                 documentation="Prediction-log records dropped (queue full or write failed)",
             ),
+            model_reloads=counter(
+                name="occam_service_model_reloads",
+                documentation="Looks for a newly promoted bundle that changed something, by "
+                "outcome (service.runtime.ReloadOutcome: swapped, refused, pinned, error)",
+                labelnames=["outcome"],
+            ),
+            shadow_rows=counter(
+                name="occam_service_shadow_rows",
+                documentation="Rows scored by a shadow challenger (logged, never answered), by "
+                "its model version",
+                labelnames=["model_version"],
+            ),
         )
 
     def initialise(self, model_version: str, labels: Iterable[str], classes: Iterable[str]) -> None:
@@ -71,6 +85,8 @@ class ServiceMetrics:
                 self.rejected_rows.labels(reason=reason.value)
         for label in classes:
             self.feedback_labels.labels(label=label)
+        for outcome in ("swapped", "refused"):
+            self.model_reloads.labels(outcome=outcome)
 
 
 def default_metrics() -> ServiceMetrics:

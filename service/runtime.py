@@ -1,23 +1,42 @@
-"""The serving runtime: one bundle, its validator and predictor, the log and the counters.
+"""The serving runtime: the served bundle, its validator and predictor, the log and the counters.
 
 Plain Python (no HTTP): the BentoML service in `service.app` is a thin shell around it, and
 tests call it directly. Every public method answers with a `Reply` (status and JSON body).
+
+Hot swap: everything that belongs to one bundle is one immutable `ServedModel`; a request reads
+`Runtime.model` once and uses only that, so swapping the attribute is atomic for every request.
+`Runtime.reload` (every `serving.reload_interval_seconds` in a background thread, and on
+``POST /admin/reload``) looks for a newer production bundle, verifies it (manifest, signature),
+loads and self-tests it, and only then swaps it in; a bundle that fails is refused, logged and
+counted (`occam_service_model_reloads_total{outcome}`), and the old one keeps serving.
+
+Shadow: a challenger (`serving.shadow_tag`, or ``POST /admin/shadow``) scores the same rows
+for `serving.shadow_rows` rows; its rows are logged with its own version and ``shadow: true``,
+and never answered.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from occam.auth import KeyStore, keys_files
-from occam.bundle import Bundle, resolve_serving_bundle
+from occam.bundle import (
+    Bundle,
+    BundleError,
+    get_bundle,
+    latest_production,
+    resolve_serving_bundle,
+)
 from occam.config import ServingConfig, load_config
 from occam.errors import Problem, Reason, counted, error_body, quote, status_of
 from occam.records import FeedbackRecord, PredictionRecord, Record, RejectedRecord
@@ -50,6 +69,107 @@ def current_runtime() -> Runtime | None:
     except bentoml.exceptions.BentoMLException:
         return None
     return getattr(instance, "runtime", None)
+
+
+class ReloadOutcome(StrEnum):
+    """What one look for a newer production bundle found (the `outcome` metric label)."""
+
+    SWAPPED = "swapped"  # a newer production bundle passed its checks and now serves
+    UNCHANGED = "unchanged"  # the served bundle is still the production one
+    REFUSED = "refused"  # the production bundle failed verification or its self-test
+    PINNED = "pinned"  # serving.model_tag pins the bundle: never swapped
+    ERROR = "error"  # the model store could not be read (the old bundle keeps serving)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of `Runtime.reload`: the version served after it, the one before, and why."""
+
+    outcome: ReloadOutcome
+    model_version: str
+    previous_version: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "outcome": self.outcome.value,
+            "model_version": self.model_version,
+            "previous_version": self.previous_version,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One bundle as served: its validator, abstain rule, predictor (None until loaded and
+    self-tested) and its counters. Immutable: a swap replaces the whole object."""
+
+    bundle: Bundle
+    validator: Validator
+    threshold: float | None
+    abstain_label: str | None
+    answered: Mapping[str, Any]
+    abstained: Any
+    predictor: Predictor | None = None
+    self_test: SelfTest | None = None
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def classes(self) -> list[str]:
+        return self.bundle.classes
+
+    @classmethod
+    def of(cls, bundle: Bundle, serving: ServingConfig, metrics: ServiceMetrics) -> ServedModel:
+        """The bundle's validator and counters (cheap; nothing loaded yet)."""
+        abstain = bundle.metadata.get("abstain") or {}
+        threshold: float | None = abstain.get("threshold")
+        abstain_label = abstain.get("label") if threshold is not None else None
+        validator = Validator(
+            bundle.schema,
+            max_rows=serving.max_rows,
+            unseen_category=serving.unseen_category,
+            out_of_range_factor=serving.out_of_range_factor,
+            max_string_chars=serving.limits.max_string_chars,
+        )
+        classes = bundle.classes
+        answers = [*classes, *([abstain_label] if abstain_label else [])]
+        metrics.initialise(bundle.version, answers, classes)
+        return cls(
+            bundle=bundle,
+            validator=validator,
+            threshold=threshold,
+            abstain_label=abstain_label,
+            answered={a: metrics.predictions.labels(bundle.version, a) for a in answers},
+            abstained=metrics.abstentions.labels(bundle.version),
+        )
+
+    def loaded(self, inference: Any) -> ServedModel:
+        """A copy with the predictor loaded and self-tested; raises on any failure (a
+        `BundleIntegrityError` from verification, a `SelfTestError`, a loader's error)."""
+        self.bundle.verify()
+        predictor = load_predictor(self.bundle, inference)
+        test = self_test(predictor, self.validator, self.bundle)
+        return replace(self, predictor=predictor, self_test=test)
+
+
+@dataclass
+class Shadow:
+    """A challenger scored beside the served model for `rows` more rows (`remaining`)."""
+
+    model: ServedModel
+    rows: int
+    remaining: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, n: int) -> int:
+        """Claim up to `n` of the remaining rows; how many were claimed."""
+        with self.lock:
+            taken = min(n, self.remaining)
+            self.remaining -= taken
+            return taken
 
 
 class LabelledIds:
@@ -88,7 +208,8 @@ class Runtime:
     Not ready until `load()` has loaded the predictor and its self-test passed; until then
     `predict` answers 503. `writer` None means nothing is logged; `log_predictions` False logs
     feedback and rejections but no prediction rows. `keys` are the API keys the HTTP guard
-    checks (empty: anonymous calls).
+    checks (empty: anonymous calls). `model_name` is the model `reload` follows; `pinned` True
+    (a pinned tag) means the bundle is never swapped.
     """
 
     def __init__(
@@ -99,35 +220,57 @@ class Runtime:
         metrics: ServiceMetrics,
         writer: SegmentWriter | None,
         keys: KeyStore | None = None,
+        model_name: str | None = None,
+        pinned: bool = False,
     ) -> None:
         self.serving = serving
         self.keys = keys or KeyStore()
-        self.bundle = bundle
-        self.version = bundle.version
-        self.classes = bundle.classes
-        abstain = bundle.metadata.get("abstain") or {}
-        self.threshold: float | None = abstain.get("threshold")
-        self.abstain_label: str | None = (
-            abstain.get("label") if self.threshold is not None else None
-        )
-        self.validator = Validator(
-            bundle.schema,
-            max_rows=serving.max_rows,
-            unseen_category=serving.unseen_category,
-            out_of_range_factor=serving.out_of_range_factor,
-            max_string_chars=serving.limits.max_string_chars,
-        )
         self.labelled = LabelledIds(serving.limits.feedback_ids)
         self.metrics = metrics
         self.writer = writer
-        self.predictor: Predictor | None = None
-        self.self_test: SelfTest | None = None
+        self.model_name = model_name or bundle.name
+        self.pinned = pinned
+        self.model = ServedModel.of(bundle, serving, metrics)
+        self.shadow: Shadow | None = None
         self.failure: str | None = None
         self._ready = threading.Event()
-        answers = [*self.classes, *([self.abstain_label] if self.abstain_label else [])]
-        metrics.initialise(self.version, answers, self.classes)
-        self._answered = {a: metrics.predictions.labels(self.version, a) for a in answers}
-        self._abstained = metrics.abstentions.labels(self.version)
+        self._stop = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._refused: tuple[str, str | None] | None = None
+        self._poller: threading.Thread | None = None
+
+    # The served bundle's parts, read from the current `model` (one attribute read each).
+    @property
+    def bundle(self) -> Bundle:
+        return self.model.bundle
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.classes
+
+    @property
+    def validator(self) -> Validator:
+        return self.model.validator
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.model.predictor
+
+    @property
+    def self_test(self) -> SelfTest | None:
+        return self.model.self_test
+
+    @property
+    def threshold(self) -> float | None:
+        return self.model.threshold
+
+    @property
+    def abstain_label(self) -> str | None:
+        return self.model.abstain_label
 
     @classmethod
     def start(
@@ -149,7 +292,8 @@ class Runtime:
         keys = KeyStore.load(keys_files(serving.auth.keys_file))
         if not keys:
             log.warning("no API keys configured: /predict and /feedback accept anonymous calls")
-        bundle = resolve_serving_bundle(config.output.model_name, model_tag or serving.model_tag)
+        pin = model_tag or serving.model_tag
+        bundle = resolve_serving_bundle(config.output.model_name, pin)
         metrics = metrics or default_metrics()
         writer = SegmentWriter.from_config(
             serving,
@@ -164,47 +308,154 @@ class Runtime:
             bundle.stage,
             serving.log_dir,
         )
-        return cls(serving, bundle, metrics=metrics, writer=writer, keys=keys)
+        return cls(
+            serving,
+            bundle,
+            metrics=metrics,
+            writer=writer,
+            keys=keys,
+            model_name=config.output.model_name,
+            pinned=bool(pin),
+        )
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
 
     def load(self) -> None:
-        """Load the predictor and run the self-test; on failure stay not ready and say why."""
+        """Load the predictor and run the self-test; on failure stay not ready and say why.
+        Then start the shadow challenger (`serving.shadow_tag`) when one is configured."""
+        model = self.model
         try:
-            predictor = load_predictor(self.bundle, self.serving.inference)
-            self.self_test = self_test(predictor, self.validator, self.bundle)
+            loaded = model.loaded(self.serving.inference)
         except Exception as exc:  # the reason is kept for /readyz callers and /predict answers
             self.failure = f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load or its self-test: %s", self.bundle.tag, self.failure)
+            log.error(
+                "model %s failed to load or its self-test: %s", model.bundle.tag, self.failure
+            )
             return
-        self.predictor = predictor
+        self.model = loaded
+        self._log_loaded(loaded)
+        self._ready.set()
+        if self.serving.shadow_tag:
+            self.start_shadow(self.serving.shadow_tag, self.serving.shadow_rows)
+
+    @staticmethod
+    def _log_loaded(model: ServedModel) -> None:
+        assert model.predictor is not None and model.self_test is not None
         log.info(
             "model %s ready (%s, self-test on %d reference rows, max diff %.1e)",
-            self.bundle.tag,
-            predictor.kind,
-            self.self_test.rows,
-            self.self_test.max_abs_diff,
+            model.bundle.tag,
+            model.predictor.kind,
+            model.self_test.rows,
+            model.self_test.max_abs_diff,
         )
-        self._ready.set()
 
     def load_in_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.load, name="occam-model-loader", daemon=True)
+        """`load`, then (unless pinned or the interval is 0) poll for promotions, in a thread."""
+        thread = threading.Thread(target=self._run, name="occam-model-loader", daemon=True)
         thread.start()
+        self._poller = thread
         return thread
 
+    def _run(self) -> None:
+        self.load()
+        interval = self.serving.reload_interval_seconds
+        if self.pinned or interval <= 0:
+            return
+        while not self._stop.wait(interval):
+            try:
+                self.reload("poll")
+            except Exception:  # a poll must never end the poller; the next one tries again
+                self.metrics.model_reloads.labels(ReloadOutcome.ERROR.value).inc()
+                log.exception("reload (poll) failed; %s keeps serving", self.model.bundle.tag)
+
+    def reload(self, trigger: str = "admin") -> ReloadResult:
+        """Serve the newest production bundle of the model if it is not the served one: verify
+        it, load it, self-test it, then swap it in (requests in flight finish on the old one).
+
+        A bundle that fails is refused: logged and counted once per (tag, signature), and the
+        old one keeps serving. `trigger` ("poll", "admin") is logged. One reload at a time: a
+        call while another runs waits for it.
+        """
+        with self._reload_lock:
+            result = self._reload(trigger)
+        if result.outcome is not ReloadOutcome.UNCHANGED:
+            self.metrics.model_reloads.labels(result.outcome.value).inc()
+        return result
+
+    def _reload(self, trigger: str) -> ReloadResult:
+        current = self.model
+        version = current.version
+
+        def result(outcome: ReloadOutcome, detail: str, now: str = version) -> ReloadResult:
+            return ReloadResult(outcome, now, version, detail)
+
+        if self.pinned:
+            return result(ReloadOutcome.PINNED, f"{current.bundle.tag} is pinned (model_tag)")
+        if current.predictor is None:
+            return result(ReloadOutcome.UNCHANGED, "the served model is still loading")
+        try:
+            found = latest_production(self.model_name)
+        except Exception as exc:  # BundleError, or the store's own errors (a folder gone)
+            log.error("reload (%s): cannot read the model store: %s", trigger, exc)
+            return result(ReloadOutcome.ERROR, str(exc))
+        if found is None or found.tag == current.bundle.tag:
+            return result(ReloadOutcome.UNCHANGED, f"{current.bundle.tag} is production")
+        key = (found.tag, found.signature)
+        if key == self._refused:
+            return result(ReloadOutcome.UNCHANGED, f"{found.tag} was refused before")
+        try:
+            candidate = ServedModel.of(found, self.serving, self.metrics)
+            loaded = candidate.loaded(self.serving.inference)
+        except Exception as exc:  # any failure keeps the old model serving
+            self._refused = key
+            detail = f"{found.tag} refused, {current.bundle.tag} keeps serving: {exc}"
+            log.error("reload (%s): %s", trigger, detail)
+            return result(ReloadOutcome.REFUSED, detail)
+        self.model = loaded  # one attribute: atomic for every request that reads it after
+        self._log_loaded(loaded)
+        log.warning("reload (%s): now serving %s (was %s)", trigger, found.tag, current.bundle.tag)
+        return result(ReloadOutcome.SWAPPED, f"{current.bundle.tag} -> {found.tag}", found.version)
+
+    def start_shadow(self, tag: str, rows: int) -> ReloadResult:
+        """Score `rows` more rows with bundle `tag` in shadow (verified and self-tested first,
+        same feature schema and classes as the served model); replaces any running shadow.
+        Outcome SWAPPED when it started, REFUSED (with the reason) when not."""
+        current = self.model
+        try:
+            bundle = get_bundle(tag)
+            if bundle.schema != current.bundle.schema or bundle.classes != current.classes:
+                raise BundleError(
+                    f"{bundle.tag} has another feature schema or other classes than the served "
+                    f"{current.bundle.tag}: it cannot score the same rows"
+                )
+            model = ServedModel.of(bundle, self.serving, self.metrics).loaded(
+                self.serving.inference
+            )
+        except Exception as exc:
+            log.error("shadow %s refused: %s", tag, exc)
+            return ReloadResult(ReloadOutcome.REFUSED, current.version, current.version, str(exc))
+        self.shadow = Shadow(model, rows, rows)
+        log.warning("shadow %s scores the next %d rows (stage=%s)", bundle.tag, rows, bundle.stage)
+        return ReloadResult(
+            ReloadOutcome.SWAPPED, current.version, current.version, f"shadow {bundle.tag}"
+        )
+
     def predict(self, instances: list[Any]) -> Reply:
-        """Validate, predict and log `instances`; a 4xx `Reply` naming each problem if refused."""
-        predictor = self.predictor
+        """Validate, predict and log `instances`; a 4xx `Reply` naming each problem if refused.
+        The answer and every record carry the version of the model that computed them."""
+        model = self.model
+        predictor = model.predictor
         if predictor is None:
             return self.unavailable()
-        valid, problems = self.validator.validate(instances)
+        valid, problems = model.validator.validate(instances)
         if valid is None:
             return self.reject(problems)
         labels, proba = predictor.predict(valid.columns)
         now = time.time()
-        threshold, abstain_label, classes = self.threshold, self.abstain_label, self.classes
+        threshold, abstain_label, classes = model.threshold, model.abstain_label, model.classes
+        version = model.version
         log_rows = self.writer is not None and self.serving.log_predictions
         answers: list[dict[str, Any]] = []
         records: list[Record] = []
@@ -229,7 +480,7 @@ class Runtime:
                     PredictionRecord(
                         id=ident,
                         ts=now,
-                        model_version=self.version,
+                        model_version=version,
                         features=valid.received[i],
                         label=answer,
                         predicted=top,
@@ -238,31 +489,76 @@ class Runtime:
                         marks=valid.marks[i],
                     )
                 )
+        shadow = self.shadow
+        if shadow is not None and log_rows:
+            records.extend(self._shadow_records(shadow, valid, answers, now))
         if records and self.writer is not None:
             self.writer.submit(records)
         for answer_label, count in Counter(a["label"] for a in answers).items():
-            counter = self._answered.get(answer_label)
+            counter = model.answered.get(answer_label)
             if counter is None:  # a label outside the bundle's classes: not expected
-                counter = self.metrics.predictions.labels(self.version, answer_label)
+                counter = self.metrics.predictions.labels(version, answer_label)
             counter.inc(count)
         if abstentions:
-            self._abstained.inc(abstentions)
-        return Reply(200, {"model_version": self.version, "predictions": answers})
+            model.abstained.inc(abstentions)
+        return Reply(200, {"model_version": version, "predictions": answers})
+
+    def _shadow_records(
+        self, shadow: Shadow, valid: Any, answers: list[dict[str, Any]], now: float
+    ) -> list[PredictionRecord]:
+        """The shadow challenger's records for the first rows it still has to score (same ids as
+        the answers); a failing challenger is stopped and logged, never failing the request."""
+        taken = shadow.take(len(answers))
+        if taken == 0:
+            if self.shadow is shadow:
+                self.shadow = None
+                log.warning("shadow %s finished its %d rows", shadow.model.bundle.tag, shadow.rows)
+            return []
+        model = shadow.model
+        assert model.predictor is not None
+        columns = {k: v[:taken] for k, v in valid.columns.items()}
+        try:
+            labels, proba = model.predictor.predict(columns)
+        except Exception as exc:
+            self.shadow = None
+            log.error("shadow %s failed and was stopped: %s", model.bundle.tag, exc)
+            return []
+        records = []
+        for i, row in enumerate(proba.tolist()):
+            abstained = model.threshold is not None and max(row) < model.threshold
+            top = labels[i]
+            records.append(
+                PredictionRecord(
+                    id=answers[i]["id"],
+                    ts=now,
+                    model_version=model.version,
+                    features=valid.received[i],
+                    label=model.abstain_label if abstained and model.abstain_label else top,
+                    predicted=top,
+                    probabilities=dict(zip(model.classes, row, strict=True)),
+                    abstained=abstained,
+                    marks=valid.marks[i],
+                    shadow=True,
+                )
+            )
+        self.metrics.shadow_rows.labels(model.version).inc(len(records))
+        return records
 
     def feedback(self, items: Sequence[tuple[str, str]]) -> Reply:
         """Log (prediction id, true label) pairs; 202 when logged. 400 for unknown labels, 409
         when an id was labelled before (at most one label per prediction id, as far as this
         worker remembers: `serving.limits.feedback_ids`); nothing is logged then."""
-        problem = self.validator.check_count(len(items), "labels")
+        model = self.model
+        problem = model.validator.check_count(len(items), "labels")
         if problem is not None:
             return self.reject([problem])
-        known = set(self.classes)
+        known = set(model.classes)
         problems = [
             Problem(
                 i,
                 "label",
                 Reason.UNKNOWN_LABEL,
-                f"label {quote(label)} is not a class of this model; classes are {self.classes}",
+                f"label {quote(label)} is not a class of this model; classes are {model.classes}",
             )
             for i, (_, label) in enumerate(items)
             if label not in known
@@ -336,29 +632,33 @@ class Runtime:
             message = f"model {self.bundle.tag} is still loading; retry shortly"
         return Reply(503, error_body([Problem(None, None, Reason.MODEL_UNAVAILABLE, message)]))
 
-    def model_document(self) -> dict[str, Any]:
-        """What a client needs to build valid requests, and what the model promises."""
-        metadata = self.bundle.metadata
-        predictor = self.predictor
-        example = self.self_test.example if self.self_test else None
+    def model_document(self, history: int = 20) -> dict[str, Any]:
+        """What a client needs to build valid requests, what the model promises, which version
+        serves (and any shadow), and the last `history` records of the registry's audit log."""
+        model = self.model
+        bundle = model.bundle
+        metadata = bundle.metadata
+        predictor = model.predictor
+        example = model.self_test.example if model.self_test else None
+        shadow = self.shadow
         return {
-            "name": self.bundle.tag.split(":", 1)[0],
-            "version": self.version,
-            "tag": self.bundle.tag,
-            "stage": self.bundle.stage,
+            "name": bundle.name,
+            "version": model.version,
+            "tag": bundle.tag,
+            "stage": bundle.stage,
             "created_at": metadata.get("created_at"),
             "project": metadata.get("project"),
             "target": metadata.get("target"),
-            "classes": self.classes,
+            "classes": model.classes,
             "positive_label": metadata.get("positive_label"),
             "goals": metadata.get("goals"),
             "gate": metadata.get("gate"),
             "abstain": (
-                {"threshold": self.threshold, "label": self.abstain_label}
-                if self.threshold is not None
+                {"threshold": model.threshold, "label": model.abstain_label}
+                if model.threshold is not None
                 else None
             ),
-            "features": self.bundle.schema.to_dict()["features"],
+            "features": bundle.schema.to_dict()["features"],
             "limits": {
                 "max_rows": self.serving.max_rows,
                 "max_body_bytes": self.serving.max_body_bytes,
@@ -372,9 +672,37 @@ class Runtime:
             },
             "ready": self.ready,
             "example_request": {"instances": [example]} if example else None,
+            "reload": {
+                "pinned": self.pinned,
+                "interval_seconds": self.serving.reload_interval_seconds,
+            },
+            "shadow": (
+                {
+                    "tag": shadow.model.bundle.tag,
+                    "version": shadow.model.version,
+                    "rows": shadow.rows,
+                    "remaining": shadow.remaining,
+                }
+                if shadow is not None
+                else None
+            ),
+            "history": self._history(history),
         }
 
+    def _history(self, last: int) -> list[dict[str, Any]]:
+        """The model's last `last` audit records (newest last), as JSON objects; [] when the
+        log cannot be read (the service never fails a /model call on it)."""
+        from occam.registry import read_history
+
+        try:
+            records = read_history(self.model_name)[-last:]
+        except OSError as exc:
+            log.warning("audit log unreadable: %s", exc)
+            return []
+        return [json.loads(record.to_json()) for record in records]
+
     def close(self) -> None:
-        """Write out the queued log records."""
+        """Stop polling for promotions; write out the queued log records."""
+        self._stop.set()
         if self.writer is not None:
             self.writer.close()

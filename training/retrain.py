@@ -94,7 +94,7 @@ def read_log(folder: Path, max_records: int) -> LogContents:
             except MalformedRecord:
                 malformed += 1
                 continue
-            if isinstance(record, PredictionRecord):
+            if isinstance(record, PredictionRecord) and not record.shadow:
                 predictions.append(record)
             elif isinstance(record, FeedbackRecord):
                 previous = feedback.get(record.id)
