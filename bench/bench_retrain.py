@@ -102,6 +102,7 @@ def evaluate_later(
         "champion": champion.load_pipeline().predict_proba(champion.schema.coerce(later)),
         "challenger": challenger.load_pipeline().predict_proba(challenger.schema.coerce(later)),
     }
+    weights = {"champion": champion.decision_weights, "challenger": challenger.decision_weights}
     months = pd.to_datetime(later[config.data.time_column]).dt.strftime("%Y-%m").to_numpy()
     n_boot, conf, seed = config.evaluation.bootstrap, config.evaluation.confidence, config.seed
     out: dict[str, Any] = {"rows": len(later), "periods": {}}
@@ -112,9 +113,10 @@ def evaluate_later(
             m = goal.metric
             row: dict[str, Any] = {"threshold": goal.threshold}
             for name, p in proba.items():
-                row[name] = score(m, y[mask], p[mask], classes, positive)
+                # each model answers by its own decision weights, as the service does
+                row[name] = score(m, y[mask], p[mask], classes, positive, weights[name])
                 row[f"{name}_ci"] = bootstrap_ci(
-                    m, y[mask], p[mask], classes, positive, n_boot, conf, seed
+                    m, y[mask], p[mask], classes, positive, n_boot, conf, seed, weights[name]
                 )
             row["difference_ci"] = paired_bootstrap(
                 m,
@@ -126,6 +128,8 @@ def evaluate_later(
                 n_boot,
                 conf,
                 seed,
+                champion_weights=weights["champion"],
+                challenger_weights=weights["challenger"],
             )
             table[m] = row
         out["periods"][period] = {"rows": int(mask.sum()), "goals": table}

@@ -26,6 +26,7 @@ import pandas as pd
 
 from occam.config import Goal
 from occam.metrics import score
+from training.evaluate import Weights
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,13 @@ def paired_bootstrap(
     n_boot: int,
     confidence: float,
     seed: int,
+    *,
+    champion_weights: Weights = None,
+    challenger_weights: Weights = None,
 ) -> tuple[float, float]:
     """Percentile interval of score(challenger) - score(champion) over rows resampled with
-    replacement, both models on the same resample. (nan, nan) when `n_boot` is 0."""
+    replacement, both models on the same resample, each answering by its own decision weights
+    (`occam.metrics.predicted_labels`). (nan, nan) when `n_boot` is 0."""
     if n_boot == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
@@ -142,8 +147,8 @@ def paired_bootstrap(
     differences = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
-        a = score(metric, y[idx], challenger[idx], classes, positive)
-        b = score(metric, y[idx], champion[idx], classes, positive)
+        a = score(metric, y[idx], challenger[idx], classes, positive, challenger_weights)
+        b = score(metric, y[idx], champion[idx], classes, positive, champion_weights)
         if not (np.isnan(a) or np.isnan(b)):
             differences.append(a - b)
     if not differences:
@@ -165,14 +170,27 @@ def compare(
     n_boot: int,
     confidence: float,
     seed: int,
+    champion_weights: Weights = None,
+    challenger_weights: Weights = None,
 ) -> tuple[MetricComparison, ...]:
-    """Score both models' probabilities (columns in `classes` order) on the same rows."""
+    """Score both models' probabilities (columns in `classes` order) on the same rows, each
+    by the label rule it answers with (its bundle's decision weights; None: the top class)."""
     out = []
     for goal in goals:
-        a = score(goal.metric, y, challenger, classes, positive)
-        b = score(goal.metric, y, champion, classes, positive)
+        a = score(goal.metric, y, challenger, classes, positive, challenger_weights)
+        b = score(goal.metric, y, champion, classes, positive, champion_weights)
         low, high = paired_bootstrap(
-            goal.metric, y, champion, challenger, classes, positive, n_boot, confidence, seed
+            goal.metric,
+            y,
+            champion,
+            challenger,
+            classes,
+            positive,
+            n_boot,
+            confidence,
+            seed,
+            champion_weights=champion_weights,
+            challenger_weights=challenger_weights,
         )
         out.append(
             MetricComparison(
@@ -200,6 +218,7 @@ def slice_floors(
     columns: list[str],
     floors: Mapping[str, float],
     min_rows: int,
+    weights: Weights = None,
 ) -> tuple[SliceFloor, ...]:
     """Each (slice column value, floored metric) with at least `min_rows` rows; a column
     missing from `frame` (not logged: only features are) is skipped."""
@@ -214,7 +233,7 @@ def slice_floors(
             if mask.sum() < min_rows:
                 continue
             for metric, floor in floors.items():
-                value_score = score(metric, y[mask], proba[mask], classes, positive)
+                value_score = score(metric, y[mask], proba[mask], classes, positive, weights)
                 out.append(
                     SliceFloor(column, str(value), int(mask.sum()), metric, value_score, floor)
                 )

@@ -35,7 +35,9 @@ StageCallback = Callable[[str], None]
 RoundCallback = Callable[[int, int, float], None]
 #: Called before the bundle is saved with the fitted model, its schema, its training gate and
 #: the positive class; a verdict that did not pass keeps the bundle from production.
-ChallengeCallback = Callable[[Any, FeatureSchema, evaluate.GateResult, str], "Verdict"]
+ChallengeCallback = Callable[
+    [Any, FeatureSchema, evaluate.GateResult, str, evaluate.Weights], "Verdict"
+]
 PACKAGES = ("scikit-learn", "numpy", "pandas", "bentoml", "skl2onnx", "onnxruntime", "cleanlab")
 
 
@@ -263,7 +265,9 @@ def train(
         weights,
     )
 
-    verdict = None if challenge is None else challenge(model, schema, gate_result, positive)
+    verdict = (
+        None if challenge is None else challenge(model, schema, gate_result, positive, weights)
+    )
     on_stage("saving the bundle")
     reference = _reference_sample(
         split.train, x_train, y_train, oof, model, schema, classes, weights, config

@@ -44,7 +44,7 @@ from training.challenger import (
     slice_floors,
 )
 from training.data import DataError, load_frame
-from training.evaluate import GateResult, aligned_proba
+from training.evaluate import GateResult, Weights, aligned_proba
 from training.pipeline import RoundCallback, StageCallback, TrainResult, train
 
 log = logging.getLogger("occam.training.retrain")
@@ -295,7 +295,11 @@ def retrain(
     seen: dict[str, Any] = {}
 
     def challenge(
-        model: Any, schema: FeatureSchema, training_gate: GateResult, positive: str
+        model: Any,
+        schema: FeatureSchema,
+        training_gate: GateResult,
+        positive: str,
+        weights: Weights,
     ) -> ChallengerGate:
         on_stage(f"gate: champion {champion.tag} against the challenger on the newest rows")
         classes = sorted({*champion.classes, *(str(c) for c in model.classes_)})
@@ -323,6 +327,8 @@ def retrain(
                 n_boot=evaluation.bootstrap,
                 confidence=evaluation.confidence,
                 seed=config.seed,
+                champion_weights=champion.decision_weights,  # each answers by its own rule
+                challenger_weights=weights,
             ),
             slices=slice_floors(
                 gate_rows,
@@ -333,6 +339,7 @@ def retrain(
                 evaluation.slices,
                 {str(metric): floor for metric, floor in evaluation.slice_floors.items()},
                 evaluation.min_slice_rows,
+                weights,
             ),
         )
         return seen["gate"]

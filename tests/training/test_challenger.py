@@ -134,3 +134,19 @@ def test_a_failed_training_gate_blocks_promotion_and_the_card_says_why(rows: np.
     assert len(table_rows(gate)) == 2
     as_dict = gate.to_dict()
     assert as_dict["passed"] is False and as_dict["comparisons"][0]["passed"] is True
+
+
+def test_each_model_is_scored_by_its_own_decision_weights(rows: np.ndarray) -> None:
+    # a champion whose probabilities lean to "on_time" answers "late" only through its weights
+    shy = model_outputs(rows, 1.0, 4) * np.array([0.5, 1.0])
+    shy = shy / shy.sum(axis=1, keepdims=True)
+    weights = {"late": 2.0, "on_time": 0.5}
+    plain = {c.metric: c for c in run_compare(rows, shy, shy)}
+    weighted = {c.metric: c for c in run_compare(rows, shy, shy, champion_weights=weights)}
+    expected = score("balanced_accuracy", rows, shy, CLASSES, "late", weights)
+    assert weighted["balanced_accuracy"].champion == pytest.approx(expected)
+    assert weighted["balanced_accuracy"].champion != pytest.approx(
+        plain["balanced_accuracy"].champion
+    )
+    assert weighted["balanced_accuracy"].challenger == plain["balanced_accuracy"].challenger
+    assert weighted["roc_auc"].champion == plain["roc_auc"].champion  # probabilities only
