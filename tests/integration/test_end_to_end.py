@@ -282,6 +282,17 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     status, body = http_json(f"{stack.service_url}/predict", {"instances": [{"carrier": "AA"}]},
                              api_key=stack.api_key)  # fmt: skip
     assert 400 <= status < 500 and status != 401, body
+    # a shadow challenger (the served bundle itself; one worker takes the admin call) scores
+    # some labelled rows, so the shadow panels have series; answers stay the champion's
+    status, model = http_json(f"{stack.service_url}/model", None, api_key=stack.api_key)
+    assert status == 200, model
+    served_tag = model["tag"]
+    status, body = http_json(f"{stack.service_url}/admin/shadow", {"tag": served_tag, "rows": 400},
+                             api_key=stack.api_key)  # fmt: skip
+    assert status == 200 and body["outcome"] == "swapped", body
+    shadowed = replay(stack.service_url, production.iloc[8000:8400], features, target,
+                      feedback_share=1.0, api_key=stack.api_key)  # fmt: skip
+    assert shadowed.rows == 400
     queries = dashboard_queries(ROOT / "grafana" / "dashboards" / "model-health.json")
 
     def empty_panels() -> list[tuple[str, str]]:
