@@ -202,7 +202,11 @@ class MonitorState:
             "confirmed": self.confirmed,
             "skipped_versions": sorted(self.skipped_versions),
             "rows_total": self.rows_total,
-            "runs": {**self.runs.__dict__, "notified_reasons": list(self.runs.notified_reasons)},
+            "runs": {
+                **self.runs.__dict__,
+                "notified_reasons": list(self.runs.notified_reasons),
+                "risk_active": list(self.runs.risk_active),
+            },
             "window": list(self.window.rows),
             "join": self.join.to_state(),
         }
@@ -277,6 +281,7 @@ class MonitorState:
             state.rows_total = int(raw["rows_total"])
             runs = dict(raw["runs"])
             runs["notified_reasons"] = tuple(str(r) for r in runs.get("notified_reasons", ()))
+            runs["risk_active"] = tuple(str(r) for r in runs.get("risk_active", ()))
             state.runs = Runs(**runs)
             rows = raw["window"]
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

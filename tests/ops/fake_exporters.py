@@ -79,6 +79,18 @@ def monitor_registry() -> CollectorRegistry:
     gauge("occam_weighted_drift", 0.2)
     gauge("occam_weighted_drift_threshold", 0.5)
     gauge("occam_model_info", 1, model_version="occam-flights:abc123")
+    Counter("occam_shadow_rows", "shadow rows", registry=reg).inc(400)
+    shadow = {"shadow": 0.71, "champion": 0.66}  # role -> roc_auc on the same rows
+    live = Gauge("occam_shadow_live_metric", "shadow", ["metric", "role"], registry=reg)
+    estimate = Gauge("occam_shadow_goal_estimate", "shadow", ["metric", "role"], registry=reg)
+    labels = Gauge("occam_shadow_live_labels", "shadow", ["role"], registry=reg)
+    for role, value in shadow.items():
+        live.labels("roc_auc", role).set(value)
+        estimate.labels("roc_auc", role).set(value + 0.01)
+        labels.labels(role).set(120)
+    runs = Counter("occam_retrain_runs", "retrain runs", ["outcome"], registry=reg)
+    for outcome, count in {"promoted": 1, "not_promoted": 1, "failed": 0}.items():
+        runs.labels(outcome).inc(count)
     return reg
 
 
