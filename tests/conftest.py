@@ -43,6 +43,10 @@ def write_config(tmp: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
+#: The model name of the session's trained bundle (`trained`).
+SESSION_MODEL = "occam-session"
+
+
 @pytest.fixture(scope="session")
 def bentoml_home() -> Path:
     return Path(_STORE)
@@ -58,7 +62,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from training.pipeline import train
 
     tmp = tmp_path_factory.mktemp("trained")
-    config_path = write_config(tmp, small_config(tmp))
+    # a model name of its own: tests that train the default config promote `occam-flights`
+    # bundles, and the registry retires the others of that name
+    config_path = write_config(tmp, small_config(tmp, **{"output.model_name": SESSION_MODEL}))
     result = train(load_config(config_path))
     assert result.promoted, result.gate.to_dict()
     object.__setattr__(result, "config_path", config_path)

@@ -40,7 +40,7 @@ def test_tampered_bundle_is_refused_naming_the_file(trained: Any) -> None:
     try:
         reference.write_bytes(original + b"\n")
         with pytest.raises(BundleError, match=r"reference\.csv\.gz does not match its recorded"):
-            resolve_serving_bundle("occam-flights", trained.bundle.tag)
+            resolve_serving_bundle(trained.bundle.name, trained.bundle.tag)
     finally:
         reference.write_bytes(original)
     bundle.verify()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from occam.bundle import ONNX_FILE, save_bundle
 from occam.records import FeedbackRecord, PredictionRecord, RejectedRecord, segment_key
 
 from .conftest import BadBundles, HeldOut, http, occam_serve, read_log, serving_config
@@ -123,6 +124,18 @@ def test_occam_serve_refuses_a_bundle_that_was_not_promoted(
 
 
 def test_bentoml_build_packages_the_service_offline(trained: Any) -> None:
+    # bentofile.yaml packages the newest `occam-flights` bundle (occam.yaml's model name): make
+    # it a copy of the session's bundle, whatever other tests trained under that name before
+    source = trained.bundle
+    packaged = save_bundle(
+        "occam-flights",
+        pipeline=source.load_pipeline(),
+        metadata=source.metadata,
+        reference=source.load_reference(),
+        promoted=False,
+        extra_files={ONNX_FILE: (source.path / ONNX_FILE).read_bytes()},
+        holdout=source.load_holdout(),
+    )
     result = subprocess.run(
         [sys.executable, "-m", "bentoml", "build", ".", "--output", "tag"],
         capture_output=True,
@@ -138,4 +151,4 @@ def test_bentoml_build_packages_the_service_offline(trained: Any) -> None:
     source = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
     assert {"service/app.py", "service/runtime.py", "occam/bundle.py"} <= source
     assert not any(name.startswith(("training/", "tests/", "monitoring/")) for name in source)
-    assert trained.bundle.tag in (bento / "bento.yaml").read_text()
+    assert packaged.tag in (bento / "bento.yaml").read_text()
