@@ -28,6 +28,7 @@ Bonferroni) on the same window against the same reference.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -301,14 +302,6 @@ def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict
     classes = prep["classes"]
     held = prep["held_out"]
     goals = [{"metric": m, "threshold": round(held[m] - GOAL_MARGIN, 4)} for m in METRICS]
-    metadata = {
-        "goals": goals,
-        "positive_label": classes[-1],
-        "time_column": prep["time"],
-        "data": {"train_rows": prep["train_rows"]},
-        "feature_importance": prep["importance"],
-        "created_at": "2026-01-01T00:00:00+00:00",
-    }
     folder = Path(tempfile.mkdtemp(prefix="occam-bench-"))
     config = parse_config(
         {
@@ -323,12 +316,17 @@ def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict
     schema = FeatureSchema.from_dict(prep["schema"])
     ref = reference_from_frames(
         tag="bench:bench",
-        metadata=metadata,
         schema=schema,
         classes=classes,
         raw=prep["reference"],
         holdout=prep["holdout"],
         config=mon,
+        positive=classes[-1],
+        goals={g["metric"]: g["threshold"] for g in goals},
+        time_column=prep["time"],
+        train_rows=prep["train_rows"],
+        importance=prep["importance"],
+        created_ts=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(),
     )
     sidecar = Sidecar(config, clock=lambda: T0, find_bundle=lambda tag: None)  # type: ignore[arg-type,return-value]
     sidecar.reference = ref

@@ -26,7 +26,7 @@ import pandas as pd
 
 from occam.config import Goal
 from occam.metrics import score
-from training.evaluate import Weights
+from training.evaluate import Weights, percentile_interval
 
 
 @dataclass(frozen=True)
@@ -140,21 +140,14 @@ def paired_bootstrap(
     """Percentile interval of score(challenger) - score(champion) over rows resampled with
     replacement, both models on the same resample, each answering by its own decision weights
     (`occam.metrics.predicted_labels`). (nan, nan) when `n_boot` is 0."""
-    if n_boot == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(str)
-    differences = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
+
+    def difference(idx: np.ndarray) -> float:
         a = score(metric, y[idx], challenger[idx], classes, positive, challenger_weights)
         b = score(metric, y[idx], champion[idx], classes, positive, champion_weights)
-        if not (np.isnan(a) or np.isnan(b)):
-            differences.append(a - b)
-    if not differences:
-        return (float("nan"), float("nan"))
-    alpha = (1 - confidence) / 2
-    return (float(np.quantile(differences, alpha)), float(np.quantile(differences, 1 - alpha)))
+        return a - b  # NaN when either is: that resample is left out
+
+    return percentile_interval(difference, len(y), n_boot, confidence, seed)
 
 
 def compare(

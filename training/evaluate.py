@@ -56,16 +56,41 @@ def bootstrap_ci(
     weights: Weights = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over rows resampled with replacement."""
+    y = np.asarray(y).astype(str)
+    return percentile_interval(
+        lambda idx: score(metric, y[idx], proba[idx], classes, positive, weights),
+        len(y),
+        n_boot,
+        confidence,
+        seed,
+    )
+
+
+def percentile_interval(
+    statistic: Callable[[np.ndarray], float],
+    rows: int,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval (at `confidence`) of `statistic(positions)` over
+    `n_boot` resamples of `rows` row positions drawn with replacement (seeded by `seed`).
+
+    Resamples where the statistic is NaN (e.g. one class only) are left out; (nan, nan) when
+    `n_boot` is 0 or every resample gave NaN. The one resampling loop of training: the gate's
+    intervals (`bootstrap_ci`) and the champion gate's paired differences
+    (`training.challenger.paired_bootstrap`) both use it.
+    """
     if n_boot == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    y = np.asarray(y).astype(str)
     values = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        value = score(metric, y[idx], proba[idx], classes, positive, weights)
+        value = statistic(rng.integers(0, rows, rows))
         if not np.isnan(value):
             values.append(value)
+    if not values:
+        return (float("nan"), float("nan"))
     alpha = (1 - confidence) / 2
     return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
 

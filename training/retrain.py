@@ -128,8 +128,8 @@ def labelled_rows(contents: LogContents, config: OccamConfig) -> pd.DataFrame:
 def trained_until(bundle: Bundle) -> pd.Timestamp | None:
     """The time of the newest row the bundle's model could have seen (its training and test
     period's end), None when the bundle does not record one."""
-    data: dict[str, Any] = bundle.metadata.get("data", {})
-    ends = [p[1] for p in (data.get("train_period"), data.get("test_period")) if p]
+    data = bundle.metadata.data
+    ends = [p[1] for p in (data.train_period, data.test_period) if p]
     return max(pd.Timestamp(e) for e in ends) if ends else None
 
 
