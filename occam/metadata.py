@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -91,8 +93,10 @@ class GoalSpec(Record):
 
 
 class GoalResult(Record):
-    """One goal on the held-out rows: model and baseline scores with their bootstrap
-    intervals; `passed` = `met` (score >= threshold) and `beats_baseline` (by the margin)."""
+    """One goal on the held-out rows (`training.evaluate.gate`): model and baseline scores with
+    their bootstrap intervals; `passed` = `met` (score >= threshold) and `beats_baseline` (by
+    the margin). Computed parts (`passed`, ...) are written to the JSON and recomputed when
+    read."""
 
     metric: str
     threshold: float
@@ -104,26 +108,48 @@ class GoalResult(Record):
     baseline_ci_high: float = float("nan")
     met: bool
     beats_baseline: bool
-    passed: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return self.met and self.beats_baseline
 
 
 class BrierGate(Record):
-    """The calibration gate: the model's Brier score (lower is better) under the baseline's."""
+    """The calibration gate: the model's Brier score on the held-out rows (lower is better)
+    must be under the baseline's, or its probabilities are worse risks than the class shares."""
 
     model: float
     baseline: float
-    passed: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return self.model < self.baseline
 
 
 class GateRecord(Record):
-    """The training gate: `passed` when every goal passed and the Brier gate (absent in old
-    bundles) too; `baseline_meets_goals`: the trivial baseline alone meets every goal."""
+    """The training gate: every goal met, the baseline beaten by `margin` on every goal, and
+    the model's Brier score under the baseline's (no Brier gate in old bundles)."""
 
-    passed: bool
     margin: float
-    baseline_meets_goals: bool
     goals: tuple[GoalResult, ...]
     brier: BrierGate | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.goals) and (self.brier is None or self.brier.passed)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def baseline_meets_goals(self) -> bool:
+        """The trivial baseline alone meets every goal."""
+        return all(g.baseline >= g.threshold for g in self.goals)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (as in ``metadata.json``)."""
+        return self.model_dump()
 
 
 class ClassQuality(Record):
@@ -308,7 +334,8 @@ class DataRecord(Record):
 
 
 class LabelsRecord(Record):
-    """What happened to the labels (`training.labels.LabelReport`)."""
+    """What happened to the labels (`training.labels.resolve_labels`). `kappa` is Fleiss'
+    kappa (None with fewer than 2 labellers)."""
 
     rows: int
     unknown_rows: int
@@ -369,7 +396,8 @@ class StalenessRecord(Record):
 
 
 class MetricComparisonRecord(Record):
-    """One goal metric of the champion-vs-challenger gate (`training.challenger`)."""
+    """One goal metric of the champion-vs-challenger gate (`training.challenger`) on the gate
+    rows: scores, difference and its paired interval."""
 
     metric: str
     threshold: float
@@ -381,21 +409,34 @@ class MetricComparisonRecord(Record):
     meets_goal: bool
     within_tolerance: bool
     interval_ok: bool
-    passed: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return self.meets_goal and self.within_tolerance and self.interval_ok
 
 
 class SliceFloorRecord(Record):
+    """The challenger's score on one slice of the gate rows against its floor (a NaN score,
+    e.g. one class only, does not fail it)."""
+
     column: str
     value: str
     rows: int
     metric: str
     score: float
     floor: float
-    passed: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return bool(math.isnan(self.score) or self.score >= self.floor)
 
 
 class ChallengeRecord(Record):
-    """The champion-vs-challenger gate of a retrain (`training.challenger.ChallengerGate`)."""
+    """The decision of the champion-vs-challenger gate of a retrain
+    (`training.challenger.ChallengerGate`) and the table behind it; the JSON keeps `passed`
+    and the `reasons` (`why_not`) beside the table."""
 
     champion: str
     challenger: str
@@ -404,10 +445,52 @@ class ChallengeRecord(Record):
     require_interval: bool
     confidence: float
     training_gate_passed: bool
-    passed: bool
-    reasons: tuple[str, ...] = ()
     comparisons: tuple[MetricComparisonRecord, ...] = ()
     slices: tuple[SliceFloorRecord, ...] = ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return (
+            self.training_gate_passed
+            and all(c.passed for c in self.comparisons)
+            and all(s.passed for s in self.slices)
+        )
+
+    def reasons(self) -> list[str]:
+        """Why the challenger is not promoted (empty when it is)."""
+        out = []
+        if not self.training_gate_passed:
+            out.append("its own training gate failed (goals or baseline on its held-out rows)")
+        for c in self.comparisons:
+            if not c.meets_goal:
+                out.append(f"{c.metric} {c.challenger:.4f} misses the goal {c.threshold}")
+            if not c.within_tolerance:
+                out.append(
+                    f"{c.metric} {c.challenger:.4f} is more than {self.tolerance} under the "
+                    f"champion's {c.champion:.4f}"
+                )
+            if not c.interval_ok:
+                out.append(
+                    f"{c.metric}: the interval of the difference starts at "
+                    f"{c.difference_low:+.4f}, under -{self.tolerance}"
+                )
+        for s in self.slices:
+            if not s.passed:
+                out.append(
+                    f"slice {s.column}={s.value} ({s.rows} rows) scores {s.metric} "
+                    f"{s.score:.4f}, under its floor {s.floor}"
+                )
+        return out
+
+    @computed_field(alias="reasons")  # type: ignore[prop-decorator]
+    @property
+    def why_not(self) -> list[str]:
+        return self.reasons()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (as in ``metadata.json``)."""
+        return self.model_dump(by_alias=True)
 
 
 def _schema_in(raw: Any) -> Any:

@@ -4,7 +4,6 @@ the goals. All metrics are "higher is better" and lie in [0, 1]."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from occam.config import Goal
+from occam.metadata import BrierGate, GateRecord, GoalResult
 from occam.metrics import (
     predicted_labels,
     score,
@@ -95,62 +95,8 @@ def percentile_interval(
     return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
 
 
-@dataclass(frozen=True)
-class GoalResult:
-    metric: str
-    threshold: float
-    baseline: float
-    model: float
-    ci_low: float
-    ci_high: float
-    baseline_ci_low: float
-    baseline_ci_high: float
-    met: bool
-    beats_baseline: bool
-
-    @property
-    def passed(self) -> bool:
-        return self.met and self.beats_baseline
-
-
-@dataclass(frozen=True)
-class BrierCheck:
-    """Calibration gate: the model's Brier score on the held-out rows (lower is better) must be
-    under the baseline's, or its probabilities are worse risks than the class shares."""
-
-    model: float
-    baseline: float
-
-    @property
-    def passed(self) -> bool:
-        return self.model < self.baseline
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The training gate: every goal met, the baseline beaten by `margin` on every goal, and
-    the model's Brier score under the baseline's."""
-
-    goals: tuple[GoalResult, ...]
-    margin: float
-    brier: BrierCheck
-
-    @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.goals) and self.brier.passed
-
-    @property
-    def baseline_meets_goals(self) -> bool:
-        return all(g.baseline >= g.threshold for g in self.goals)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "margin": self.margin,
-            "baseline_meets_goals": self.baseline_meets_goals,
-            "goals": [asdict(g) | {"passed": g.passed} for g in self.goals],
-            "brier": asdict(self.brier) | {"passed": self.brier.passed},
-        }
+#: The training gate's result is the bundle's record of it (`occam.metadata`).
+GateResult = GateRecord
 
 
 def gate(
@@ -196,7 +142,7 @@ def gate(
     return GateResult(
         goals=tuple(results),
         margin=margin,
-        brier=BrierCheck(
+        brier=BrierGate(
             model=brier(y, model_proba, classes), baseline=brier(y, baseline_proba, classes)
         ),
     )

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,11 +29,9 @@ from occam.metadata import (
     ChallengeRecord,
     DataRecord,
     FindingRecord,
-    GateRecord,
     GoalSpec,
     ImportanceMethod,
     InferenceRecord,
-    LabelsRecord,
     ModelRecord,
     SampleRecord,
     SliceReport,
@@ -308,7 +306,7 @@ def train(
         positive_label=positive,
         feature_schema=schema,
         goals=tuple(GoalSpec(metric=g.metric, threshold=g.threshold) for g in config.goals),
-        gate=GateRecord.model_validate(gate_result.to_dict()),
+        gate=gate_result,
         baseline=BaselineRecord.model_validate(
             {"strategy": config.baseline.strategy, **baseline_quality}
         ),
@@ -317,8 +315,8 @@ def train(
                 **quality,
                 "calibration": {
                     **choice.to_dict(),
-                    "brier_test": gate_result.brier.model,
-                    "brier_test_baseline": gate_result.brier.baseline,
+                    "brier_test": quality["brier"],  # the Brier gate's scores
+                    "brier_test_baseline": baseline_quality["brier"],
                     "ece_test": reliability["calibrated"]["ece"],
                     "ece_test_uncalibrated": reliability["uncalibrated"]["ece"],
                     "reliability": reliability,
@@ -354,7 +352,7 @@ def train(
             findings=tuple(FindingRecord.model_validate(asdict(f)) for f in check_report.findings),
             dropped_features=tuple(check_report.dropped_features),
         ),
-        labels=LabelsRecord.model_validate(asdict(label_report)),
+        labels=label_report,
         inference=InferenceRecord.model_validate(inference),
         reference=SampleRecord(
             rows=len(reference), outputs="out-of-fold (cross_val_predict), calibrated fold by fold"
@@ -486,4 +484,4 @@ def _review_label_issues(
         rows[f"oof_proba_{c}"] = oof[positions.to_numpy(), i]
     path = reports_dir / "label_issues.csv"
     rows.to_csv(path, index_label="row")
-    return replace(report, label_issue_rows=len(found), label_issue_file=str(path))
+    return report.model_copy(update={"label_issue_rows": len(found), "label_issue_file": str(path)})
