@@ -498,12 +498,19 @@ def _schema_in(raw: Any) -> Any:
 
 
 def _monitoring_in(raw: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """The config's monitoring section as it was at training; None when this Occam's
-    `MonitoringConfig` no longer reads it (only the model card uses it)."""
-    try:
+    """The config's monitoring section as it was at training. Keys this Occam's
+    `MonitoringConfig` does not know, or whose values it no longer accepts, take their
+    defaults; None when it still cannot read it (only the model card uses it)."""
+    if not isinstance(raw, Mapping):
         return handler(raw)
-    except ValidationError:
-        return None
+    known = {k: v for k, v in raw.items() if k in MonitoringConfig.model_fields}
+    for _ in range(3):
+        try:
+            return handler(known)
+        except ValidationError as exc:
+            for error in exc.errors():
+                known.pop(str(error["loc"][0]) if error["loc"] else "", None)
+    return None
 
 
 Schema = Annotated[

@@ -75,8 +75,8 @@ def test_reference_column_names_are_defined_once() -> None:
 
 def test_bundle_of_the_first_version_still_loads_and_serves(unsigned: None) -> None:
     """The oldest layout: none of calibration, Brier gate, importance, decision weights,
-    staleness, samples, challenger verdict, nor `metadata_version`; a monitoring section this
-    Occam no longer reads."""
+    staleness, samples, challenger verdict, nor `metadata_version`; a monitoring section with
+    a key this Occam no longer knows."""
     raw = tiny_metadata_json()
     raw["monitoring"] = {"window_rows": 500, "a_key_since_removed": True}
     name = model_name()
@@ -87,7 +87,9 @@ def test_bundle_of_the_first_version_still_loads_and_serves(unsigned: None) -> N
     assert metadata.gate.brier is None and metadata.model.calibration is None
     assert bundle.feature_importance == {} and bundle.decision_weights is None
     assert metadata.staleness is None and metadata.challenge is None
-    assert metadata.monitoring is None and metadata.abstain is None
+    assert metadata.abstain is None
+    # the monitoring section keeps what this Occam reads: removed keys are left out
+    assert metadata.monitoring is not None and metadata.monitoring.window_rows == 500
     assert bundle.schema.names == ["x"] and bundle.classes == ["a", "b"]
     assert bundle.load_pipeline().predict_proba(bundle.load_reference()[["x"]]).shape == (20, 2)
     assert latest_production(name) == bundle
