@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from monitoring.reference import reference_from_frames  # noqa: E402
 from monitoring.sidecar import Sidecar  # noqa: E402
 from occam.config import MonitoringConfig, parse_config  # noqa: E402
+from occam.metadata import LABEL_COLUMN, proba_columns  # noqa: E402
 from occam.metrics import score  # noqa: E402
 from occam.schema import FeatureSchema  # noqa: E402
 
@@ -227,15 +228,15 @@ def prepare(ds: Dataset) -> dict[str, Any]:
         importance[name] = float(np.mean(drops))
     log.info("%s: model fitted in %.0f s", ds.name, time.perf_counter() - started)
     labels = np.asarray(classes)[y]
-    pcols = [f"proba_{c}" for c in classes]
+    pcols = proba_columns(classes)
     step = max(1, train // 5000)
     reference = x.iloc[:train:step].copy()
     reference[ds.time] = frame[ds.time].iloc[:train:step]
     reference[pcols] = oof[::step]
-    reference["label"] = labels[:train:step]
+    reference[LABEL_COLUMN] = labels[:train:step]
     holdout = x.iloc[held].copy()
     holdout[pcols] = proba[held]
-    holdout["label"] = labels[held]
+    holdout[LABEL_COLUMN] = labels[held]
     out = {
         "schema": schema.to_dict(),
         "classes": classes,

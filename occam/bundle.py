@@ -43,7 +43,10 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from occam.metadata import LABEL_COLUMN, BundleMetadata, MetadataError
+# `BundleMetadata` is re-exported: `from occam.bundle import BundleMetadata` (its one
+# definition, with the sample column names, lives in occam.metadata).
+from occam.metadata import LABEL_COLUMN, MetadataError
+from occam.metadata import BundleMetadata as BundleMetadata
 from occam.schema import FeatureSchema
 from occam.signing import SigningKeyError, matches, sign, signing_key
 
@@ -63,8 +66,6 @@ STAGES = (PRODUCTION, CANDIDATE, RETIRED)
 #: Files of a bundle folder that are not in its manifest: BentoML's own and the manifest.
 _UNLISTED = frozenset({"model.yaml", MANIFEST_FILE})
 _LABEL_UPDATE_PREFIX = ".model.yaml."
-__all__ = ["BundleMetadata"]  # the metadata's one definition lives in occam.metadata
-
 log = logging.getLogger(__name__)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from occam.bundle import (
     BundleIncompatible,
+    BundleMetadata,
     get_bundle,
     latest_production,
     list_bundles,
@@ -19,7 +20,6 @@ from occam.bundle import (
 )
 from occam.metadata import (
     METADATA_VERSION,
-    BundleMetadata,
     MetadataError,
     proba_column,
     proba_columns,
