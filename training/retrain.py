@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -351,7 +351,7 @@ def retrain(
         frame=retrain_set.train,
         challenge=challenge,
     )
-    gate = replace(seen["gate"], challenger=result.bundle.tag)
+    gate = seen["gate"].model_copy(update={"challenger": result.bundle.tag})
     with result.card_path.open("a") as card_file:
         card_file.write("\n" + render_markdown(gate, summary))
     return RetrainResult(
