@@ -28,6 +28,7 @@ Bonferroni) on the same window against the same reference.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from monitoring.reference import reference_from_frames  # noqa: E402
 from monitoring.sidecar import Sidecar  # noqa: E402
 from occam.config import MonitoringConfig, parse_config  # noqa: E402
+from occam.metadata import LABEL_COLUMN, proba_columns  # noqa: E402
 from occam.metrics import score  # noqa: E402
 from occam.schema import FeatureSchema  # noqa: E402
 
@@ -226,15 +228,15 @@ def prepare(ds: Dataset) -> dict[str, Any]:
         importance[name] = float(np.mean(drops))
     log.info("%s: model fitted in %.0f s", ds.name, time.perf_counter() - started)
     labels = np.asarray(classes)[y]
-    pcols = [f"proba_{c}" for c in classes]
+    pcols = proba_columns(classes)
     step = max(1, train // 5000)
     reference = x.iloc[:train:step].copy()
     reference[ds.time] = frame[ds.time].iloc[:train:step]
     reference[pcols] = oof[::step]
-    reference["label"] = labels[:train:step]
+    reference[LABEL_COLUMN] = labels[:train:step]
     holdout = x.iloc[held].copy()
     holdout[pcols] = proba[held]
-    holdout["label"] = labels[held]
+    holdout[LABEL_COLUMN] = labels[held]
     out = {
         "schema": schema.to_dict(),
         "classes": classes,
@@ -301,14 +303,6 @@ def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict
     classes = prep["classes"]
     held = prep["held_out"]
     goals = [{"metric": m, "threshold": round(held[m] - GOAL_MARGIN, 4)} for m in METRICS]
-    metadata = {
-        "goals": goals,
-        "positive_label": classes[-1],
-        "time_column": prep["time"],
-        "data": {"train_rows": prep["train_rows"]},
-        "feature_importance": prep["importance"],
-        "created_at": "2026-01-01T00:00:00+00:00",
-    }
     folder = Path(tempfile.mkdtemp(prefix="occam-bench-"))
     config = parse_config(
         {
@@ -323,12 +317,17 @@ def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict
     schema = FeatureSchema.from_dict(prep["schema"])
     ref = reference_from_frames(
         tag="bench:bench",
-        metadata=metadata,
         schema=schema,
         classes=classes,
         raw=prep["reference"],
         holdout=prep["holdout"],
         config=mon,
+        positive=classes[-1],
+        goals={g["metric"]: g["threshold"] for g in goals},
+        time_column=prep["time"],
+        train_rows=prep["train_rows"],
+        importance=prep["importance"],
+        created_ts=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp(),
     )
     sidecar = Sidecar(config, clock=lambda: T0, find_bundle=lambda tag: None)  # type: ignore[arg-type,return-value]
     sidecar.reference = ref

@@ -222,7 +222,7 @@ def main() -> None:
     feedback = write_log(config, served, args.feedback_share, config.seed)
 
     result = retrain(config, on_stage=lambda m: print("challenger:", m, flush=True))
-    positive = str(champion.metadata["positive_label"])
+    positive = champion.metadata.positive_label
     evaluation = evaluate_later(config, later, champion, result.train.bundle, positive)
     report = {
         "command": "python bench/bench_retrain.py"
@@ -231,7 +231,7 @@ def main() -> None:
         "mode": "quick" if args.quick else "default",
         "seconds": time.monotonic() - started,
         "champion": champion.tag,
-        "champion_period": champion.metadata["data"]["train_period"],
+        "champion_period": champion.metadata.data.train_period,
         "challenger": result.train.bundle.tag,
         "served": f"{start.date()} .. {(cut - pd.Timedelta(days=1)).date()}",
         "served_rows": len(served),

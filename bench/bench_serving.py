@@ -274,7 +274,7 @@ def main() -> None:
         "model": {
             "tag": tag,
             "trees": len(forest.estimators_),
-            "inference": bundle.metadata.get("inference", {}).get("format"),
+            "inference": bundle.metadata.inference.format,
         },
         "settings": {
             "duration_s": args.duration,

@@ -82,7 +82,7 @@ class Detection:
         det = cls(mon)
         ref = build_reference(bundle, mon, seed=seed)
         det.levels = dict(zip(ref.inputs.names_, ref.inputs.levels_, strict=True))
-        pipeline, target = bundle.load_pipeline(), str(bundle.metadata["target"])
+        pipeline, target = bundle.load_pipeline(), bundle.metadata.target
         goal = next(iter(ref.goals))
         periods = [
             ("train", split.train, mon.window_rows),
@@ -98,7 +98,7 @@ class Detection:
             proba = pipeline.predict_proba(bundle.schema.coerce(frame))
             records = prediction_dicts(bundle, frame, proba, period)
             labels = frame[target].astype(str).to_numpy()
-            months = pd.to_datetime(frame[bundle.metadata["time_column"]]).dt.month.to_numpy()
+            months = pd.to_datetime(frame[bundle.metadata.time_column]).dt.month.to_numpy()
             state = MonitorState.new(
                 m.window_rows, m.min_window_rows, 100_000, m.live_window_labels
             )

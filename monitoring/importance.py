@@ -20,19 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from monitoring.drift import DriftResult
 
 #: At most this many damaging features are named in a verdict.
 NAMED_FEATURES = 5
-
-
-def feature_importance(metadata: Mapping[str, Any]) -> dict[str, float]:
-    """The feature importances of a bundle's metadata (empty when absent); bundles are read
-    through `Bundle.feature_importance`, benchmarks pass metadata they built."""
-    raw = metadata.get("feature_importance") or {}
-    return {str(name): float(value) for name, value in dict(raw).items()}
 
 
 def weights(importance: Mapping[str, float], names: Sequence[str]) -> dict[str, float]:

@@ -5,13 +5,14 @@ Built once per watched model from its bundle and the `monitoring` section of the
 `Bundle.load_reference()` (training inputs in time order with the model's out-of-fold outputs
 and, in newer bundles, the true `label`) fits the drift detectors; the labelled held-out sample
 (`Bundle.load_holdout()`, else the labelled reference) calibrates the estimator's band.
-`reference_from_frames` does the same from frames and metadata (benchmarks build no bundle).
+`reference_from_frames` does the same from frames and the facts it needs (benchmarks build no
+bundle).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,10 @@ import pandas as pd
 from monitoring.calibration import calendar_features
 from monitoring.drift import DriftDetector
 from monitoring.estimate import PerformanceEstimator
-from monitoring.importance import feature_importance, weights
+from monitoring.importance import weights
 from occam.bundle import Bundle
 from occam.config import MonitoringConfig
+from occam.metadata import LABEL_COLUMN, BundleMetadata, proba_columns
 from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 
@@ -59,15 +61,10 @@ class Reference:
     decision_weights: dict[str, float] | None = None
 
 
-def created_timestamp(metadata: dict[str, object]) -> float | None:
+def created_timestamp(metadata: BundleMetadata) -> float | None:
     """The bundle's training time (Unix seconds) from its metadata, None when unknown."""
-    try:
-        stamp = dt.datetime.fromisoformat(str(metadata["created_at"]))
-    except (KeyError, ValueError):
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+    created = metadata.created
+    return None if created is None else created.timestamp()
 
 
 def output_frame(predicted: np.ndarray, confidence: np.ndarray) -> pd.DataFrame:
@@ -77,9 +74,9 @@ def output_frame(predicted: np.ndarray, confidence: np.ndarray) -> pd.DataFrame:
 
 def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> Reference:
     """Load the bundle's reference (and holdout) samples and fit the detectors and estimator."""
+    metadata = bundle.metadata
     return reference_from_frames(
         tag=bundle.tag,
-        metadata=bundle.metadata,
         schema=bundle.schema,
         classes=bundle.classes,
         raw=bundle.load_reference(),
@@ -87,6 +84,12 @@ def build_reference(bundle: Bundle, config: MonitoringConfig, seed: int = 0) -> 
         config=config,
         seed=seed,
         decision_weights=bundle.decision_weights,
+        positive=metadata.positive_label,
+        goals=metadata.goal_thresholds,
+        time_column=metadata.time_column,
+        train_rows=metadata.data.train_rows,
+        importance=bundle.feature_importance,
+        created_ts=created_timestamp(metadata),
     )
 
 
@@ -94,7 +97,7 @@ def labelled_sample(
     holdout: pd.DataFrame | None, raw: pd.DataFrame, classes: list[str]
 ) -> tuple[pd.DataFrame | None, str]:
     """The labelled rows that calibrate the estimator's band, and where they came from."""
-    columns = ["label", *(f"proba_{c}" for c in classes)]
+    columns = [LABEL_COLUMN, *proba_columns(classes)]
     for frame, source in ((holdout, "holdout"), (raw, "reference")):
         if frame is not None and set(columns) <= set(frame.columns):
             return frame[columns].dropna(), source
@@ -104,7 +107,6 @@ def labelled_sample(
 def reference_from_frames(
     *,
     tag: str,
-    metadata: dict[str, object],
     schema: FeatureSchema,
     classes: list[str],
     raw: pd.DataFrame,
@@ -112,18 +114,25 @@ def reference_from_frames(
     config: MonitoringConfig,
     seed: int = 0,
     decision_weights: dict[str, float] | None = None,
+    positive: str,
+    goals: Mapping[str, float],
+    time_column: str | None = None,
+    train_rows: int | None = None,
+    importance: Mapping[str, float] | None = None,
+    created_ts: float | None = None,
 ) -> Reference:
     """A `Reference` from the reference sample `raw` (inputs in time order, `proba_<class>`,
-    optionally `label`), the labelled `holdout` (or None) and the bundle's metadata."""
+    optionally `label`), the labelled `holdout` (or None) and what the bundle's metadata says:
+    the `positive` class, the `goals` (metric -> threshold), the `time_column`, the training
+    period's rows (`train_rows`), the feature `importance` and the training time
+    (`created_ts`, Unix seconds)."""
     excluded = [n for n in config.drift_exclude if n in schema.names]
     if config.exclude_calendar_features:
-        time_column = metadata.get("time_column")
-        found = calendar_features(raw, str(time_column) if time_column else None, schema.names)
+        found = calendar_features(raw, time_column, schema.names)
         excluded += [n for n in found if n not in excluded]
     if excluded:
         log.info("drift checks leave out %s", ", ".join(excluded))
-    data = metadata.get("data")
-    period_rows = data.get("train_rows") if isinstance(data, dict) else None
+    period_rows = train_rows
     options = {
         "p_value": config.p_value,
         "correction": config.correction,
@@ -137,7 +146,7 @@ def reference_from_frames(
         [n for n in schema.categorical if n not in excluded],
         **options,  # type: ignore[arg-type]
     ).fit(schema.coerce(raw), config.window_rows, config.calibration_chunk_rows, period_rows)
-    proba = raw[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
+    proba = raw[proba_columns(classes)].to_numpy(dtype=float)
     predicted = predicted_labels(proba, classes, decision_weights)  # as the service answers
     confidence = proba.max(axis=1)
     outputs = DriftDetector([CONFIDENCE], [PREDICTED], **options).fit(  # type: ignore[arg-type]
@@ -146,12 +155,7 @@ def reference_from_frames(
         config.calibration_chunk_rows,
         period_rows,
     )
-    positive = str(metadata.get("positive_label") or classes[-1])
-    raw_goals = metadata.get("goals")
-    goals = {
-        str(g["metric"]): float(g["threshold"])
-        for g in (raw_goals if isinstance(raw_goals, list) else [])
-    }
+    goals = dict(goals)
     estimator = PerformanceEstimator(
         classes,
         positive,
@@ -165,16 +169,16 @@ def reference_from_frames(
         estimator.fit(None, None, config.window_rows, source)
     else:
         estimator.fit(
-            labelled[[f"proba_{c}" for c in classes]].to_numpy(dtype=float),
-            labelled["label"].astype(str).to_numpy(),
+            labelled[proba_columns(classes)].to_numpy(dtype=float),
+            labelled[LABEL_COLUMN].astype(str).to_numpy(),
             config.window_rows,
             source,
         )
-    importance = feature_importance(metadata)
+    importance = {str(n): float(v) for n, v in (importance or {}).items()}
     return Reference(
         tag=tag,
         version=tag.split(":", 1)[-1],
-        created_ts=created_timestamp(metadata),
+        created_ts=created_ts,
         schema=schema,
         classes=classes,
         positive=positive,

@@ -4,7 +4,8 @@ A bundle is one BentoML model (``<name>:<version>``) whose folder holds:
 
 - ``pipeline.joblib``: the fitted scikit-learn Pipeline (preprocessing + forest);
 - ``model.onnx`` (optional): the same pipeline converted for ONNX Runtime, checked at training;
-- ``metadata.json``: feature schema, classes, goals and results, metrics, fingerprint, seed, ...;
+- ``metadata.json``: `BundleMetadata` (`occam.metadata`) as JSON: feature schema, classes, goals
+  and results, metrics, fingerprint, seed, ...
 - ``reference.csv.gz``: a sample of training inputs (in time order, with the time column) and
   the model's outputs on them: ``prediction``/``proba_<class>`` out-of-fold (what the model says
   on unseen rows: the drift reference) and ``model_prediction``/``model_proba_<class>`` from the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,10 @@ from typing import Any
 import joblib
 import pandas as pd
 
+# `BundleMetadata` is re-exported: `from occam.bundle import BundleMetadata` (its one
+# definition, with the sample column names, lives in occam.metadata).
+from occam.metadata import LABEL_COLUMN, MetadataError
+from occam.metadata import BundleMetadata as BundleMetadata
 from occam.schema import FeatureSchema
 from occam.signing import SigningKeyError, matches, sign, signing_key
 
@@ -60,6 +66,7 @@ STAGES = (PRODUCTION, CANDIDATE, RETIRED)
 #: Files of a bundle folder that are not in its manifest: BentoML's own and the manifest.
 _UNLISTED = frozenset({"model.yaml", MANIFEST_FILE})
 _LABEL_UPDATE_PREFIX = ".model.yaml."
+log = logging.getLogger(__name__)
 
 
 class BundleError(RuntimeError):
@@ -75,6 +82,11 @@ class BundleIntegrityError(BundleError):
     file. Nothing of such a bundle may be loaded."""
 
 
+class BundleIncompatible(BundleError):
+    """A bundle whose ``metadata.json`` this Occam cannot read (saved by a much older or a newer
+    version); the message names what is wrong and the command that rebuilds it."""
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A bundle found in the model store. Loading the pipeline or reference is explicit."""
@@ -82,17 +94,17 @@ class Bundle:
     tag: str
     path: Path
     stage: str
-    metadata: dict[str, Any]
+    metadata: BundleMetadata
     #: The BentoML label `signature` (`occam.signing`), None for an unsigned bundle.
     signature: str | None = None
 
     @property
     def schema(self) -> FeatureSchema:
-        return FeatureSchema.from_dict(self.metadata["schema"])
+        return self.metadata.feature_schema
 
     @property
     def classes(self) -> list[str]:
-        return list(self.metadata["classes"])
+        return list(self.metadata.classes)
 
     @property
     def version(self) -> str:
@@ -117,7 +129,9 @@ class Bundle:
     def load_reference(self) -> pd.DataFrame:
         """Reference inputs plus out-of-fold `prediction`/`proba_<class>` columns and the
         fitted model's own `model_prediction`/`model_proba_<class>` columns."""
-        frame = pd.read_csv(self.path / REFERENCE_FILE, keep_default_na=True, dtype={"label": str})
+        frame = pd.read_csv(
+            self.path / REFERENCE_FILE, keep_default_na=True, dtype={LABEL_COLUMN: str}
+        )
         return frame
 
     def load_holdout(self) -> pd.DataFrame | None:
@@ -126,22 +140,22 @@ class Bundle:
         path = self.path / HOLDOUT_FILE
         if not path.is_file():
             return None
-        return pd.read_csv(path, keep_default_na=True, dtype={"label": str})
+        return pd.read_csv(path, keep_default_na=True, dtype={LABEL_COLUMN: str})
 
     @property
     def feature_importance(self) -> dict[str, float]:
         """Feature name -> permutation importance on held-out rows (mean drop of the first goal
         metric when the feature is shuffled), most important first; empty for bundles saved
         without it."""
-        stored = self.metadata.get("feature_importance", {})
-        return {k: float(v) for k, v in sorted(stored.items(), key=lambda kv: -float(kv[1]))}
+        stored = self.metadata.feature_importance
+        return dict(sorted(stored.items(), key=lambda kv: -kv[1]))
 
     @property
     def decision_weights(self) -> dict[str, float] | None:
         """Class -> weight that turns calibrated probabilities into the answered label
         (`occam.metrics.predicted_labels`); None: the most likely class (and older bundles)."""
-        weights = self.metadata.get("decision_weights")
-        return {k: float(v) for k, v in weights.items()} if weights else None
+        weights = self.metadata.decision_weights
+        return dict(weights) if weights else None
 
     def verify(self) -> None:
         """Check the signature (when a key is set) and the manifest; raise
@@ -247,7 +261,7 @@ def save_bundle(
     name: str,
     *,
     pipeline: Any,
-    metadata: dict[str, Any],
+    metadata: BundleMetadata,
     reference: pd.DataFrame,
     promoted: bool,
     extra_files: dict[str, bytes] | None = None,
@@ -260,7 +274,7 @@ def save_bundle(
     joblib.dump(pipeline, buffer, compress=3)
     files: dict[str, bytes] = {
         PIPELINE_FILE: buffer.getvalue(),
-        METADATA_FILE: json.dumps(metadata, indent=2, sort_keys=True, default=str).encode(),
+        METADATA_FILE: metadata.to_json(),
         REFERENCE_FILE: _gzip_csv(reference),
         **(extra_files or {}),
     }
@@ -268,9 +282,9 @@ def save_bundle(
         files[HOLDOUT_FILE] = _gzip_csv(holdout)
     stage = PRODUCTION if promoted else CANDIDATE
     summary = {
-        "project": metadata.get("project", ""),
-        "goals_passed": bool(metadata.get("gate", {}).get("passed", False)),
-        "created_at": str(metadata.get("created_at", "")),
+        "project": metadata.project,
+        "goals_passed": metadata.gate.passed,
+        "created_at": metadata.created_at,
     }
     manifest = json.dumps(
         {"sha256": {f: _sha256(d) for f, d in files.items()}}, indent=2, sort_keys=True
@@ -365,7 +379,8 @@ def get_bundle(tag: str) -> Bundle:
     """The bundle with this tag (``name:version``, or ``name`` for the newest of any stage).
 
     Reads BentoML's ``model.yaml`` and ``metadata.json`` (data only); raises `BundleNotFound`
-    when there is no such model and `BundleIntegrityError` naming the file that is unreadable.
+    when there is no such model, `BundleIntegrityError` naming the file that is unreadable, and
+    `BundleIncompatible` (how to rebuild it) when this Occam cannot read its metadata.
     """
     import bentoml
     from bentoml.exceptions import NotFound
@@ -389,14 +404,18 @@ def get_bundle(tag: str) -> Bundle:
     if not metadata_path.is_file():
         raise BundleNotFound(f"model {model.tag} is not an Occam bundle ({METADATA_FILE} missing)")
     try:
-        metadata = json.loads(metadata_path.read_bytes())
+        raw = json.loads(metadata_path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleIntegrityError(
             f"bundle {model.tag}: {metadata_path} is not valid JSON ({exc}); retrain with "
             "`occam train`"
         ) from None
-    if not isinstance(metadata, dict):
+    if not isinstance(raw, dict):
         raise BundleIntegrityError(f"bundle {model.tag}: {metadata_path} is not a JSON object")
+    try:
+        metadata = BundleMetadata.from_json(raw, f"bundle {model.tag}: {metadata_path}")
+    except MetadataError as exc:
+        raise BundleIncompatible(str(exc)) from None
     labels = model.info.labels
     return Bundle(
         tag=str(model.tag),
@@ -408,7 +427,8 @@ def get_bundle(tag: str) -> Bundle:
 
 
 def list_bundles(name: str) -> list[Bundle]:
-    """All bundles of this model name, newest first."""
+    """All bundles of this model name, newest first; a bundle whose metadata this Occam cannot
+    read (`BundleIncompatible`) is left out with a warning that says how to rebuild it."""
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -418,7 +438,13 @@ def list_bundles(name: str) -> list[Bundle]:
         return []
     models = [m for m in found if (Path(m.path) / METADATA_FILE).is_file()]
     models.sort(key=lambda m: m.info.creation_time, reverse=True)
-    return [get_bundle(str(m.tag)) for m in models]
+    out = []
+    for m in models:
+        try:
+            out.append(get_bundle(str(m.tag)))
+        except BundleIncompatible as exc:
+            log.warning("skipping %s: %s", m.tag, exc)
+    return out
 
 
 def latest_production(name: str) -> Bundle | None:

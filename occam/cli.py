@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from occam.config import ConfigError, OccamConfig, load_config
+
+if TYPE_CHECKING:
+    from occam.metadata import BundleMetadata
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -107,11 +111,37 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
     the bundle to the BentoML model store (BENTOML_HOME) with its model card."""
     from occam.bundle import BundleError
     from training.card import goal_rows, verdict
-    from training.data import DataError
-    from training.labels import LabelQualityError
     from training.pipeline import train as run_training
 
     cfg = _load(config)
+    result = _with_progress(cfg, run_training)
+    table = Table(title=f"{cfg.project}: goals on the held-out test set")
+    for column in ("goal", "threshold", "baseline", "model (95% CI)", "pass"):
+        table.add_column(column)
+    for row in goal_rows(result.metadata.gate):
+        table.add_row(*row)
+    console.print(table)
+    console.print(verdict(result.metadata.gate))
+    try:  # promoted: the bundles it replaces are retired; either way, the audit log says so
+        _record_training(result)
+    except BundleError as exc:
+        raise _model_error(exc) from None
+    console.print(f"bundle {result.bundle.tag} (stage={result.bundle.stage})")
+    console.print(f"model card {result.card_path}\nmetrics {result.metrics_path}")
+    _track(cfg, result.metadata, result.card_path, result.bundle, "train")
+    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
+
+
+_Result = TypeVar("_Result")
+
+
+def _with_progress(cfg: OccamConfig, run: Callable[..., _Result]) -> _Result:
+    """Run a training (`run(cfg, on_stage=..., on_round=...)`) under a progress bar and return
+    its result; bad data, a bad config or a bundle error ends the command with its exit code."""
+    from occam.bundle import BundleError
+    from training.data import DataError
+    from training.labels import LabelQualityError
+
     with _progress() as progress:
         rounds = progress.add_task("search rounds", total=cfg.search.max_rounds, info="")
 
@@ -119,10 +149,10 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
             progress.update(rounds, completed=index, info=f"best {cfg.scoring} {best:.4f}")
 
         def on_stage(message: str) -> None:
-            progress.console.print(f"- {message}")
+            progress.console.print(Text(f"- {message}"))
 
         try:
-            result = run_training(cfg, on_stage=on_stage, on_round=on_round)
+            result = run(cfg, on_stage=on_stage, on_round=on_round)
         except (DataError, LabelQualityError) as exc:
             progress.stop()
             _error("data error", exc)
@@ -136,22 +166,7 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
             progress.stop()
             raise _model_error(exc) from None
         progress.update(rounds, completed=cfg.search.max_rounds)
-
-    table = Table(title=f"{cfg.project}: goals on the held-out test set")
-    for column in ("goal", "threshold", "baseline", "model (95% CI)", "pass"):
-        table.add_column(column)
-    for row in goal_rows(result.gate.to_dict()):
-        table.add_row(*row)
-    console.print(table)
-    console.print(verdict(result.gate.to_dict()))
-    try:  # promoted: the bundles it replaces are retired; either way, the audit log says so
-        _record_training(result)
-    except BundleError as exc:
-        raise _model_error(exc) from None
-    console.print(f"bundle {result.bundle.tag} (stage={result.bundle.stage})")
-    console.print(f"model card {result.card_path}\nmetrics {result.metrics_path}")
-    _track(cfg, result.report, result.card_path, result.bundle, "train")
-    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
+    return result
 
 
 def _progress() -> Progress:
@@ -167,7 +182,7 @@ def _progress() -> Progress:
 
 def _track(
     cfg: OccamConfig,
-    report: dict[str, Any],
+    metadata: BundleMetadata,
     card: Path,
     bundle: Any,
     kind: str,
@@ -180,7 +195,7 @@ def _track(
     if not cfg.tracking.enabled:
         return
     rows = eval_rows if eval_rows is not None else holdout_rows(bundle)
-    outcome = log_run(cfg, report, card, bundle, kind=kind, eval_rows=rows, gate=gate)
+    outcome = log_run(cfg, metadata, card, bundle, kind=kind, eval_rows=rows, gate=gate)
     if outcome.ok:
         version = f", model version {outcome.model_version}" if outcome.model_version else ""
         console.print(Text(f"MLflow run {outcome.run_id} in {cfg.tracking.uri}{version}"))
@@ -230,33 +245,11 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
     champion, or too few labelled rows. Exit 2: bad config."""
     from occam.bundle import BundleError
     from training.challenger import TABLE_HEADER, table_rows
-    from training.data import DataError
-    from training.labels import LabelQualityError
     from training.retrain import retrain as run_retrain
     from training.tracking import EvalRows
 
     cfg = _load(config)
-    with _progress() as progress:
-        rounds = progress.add_task("search rounds", total=cfg.search.max_rounds, info="")
-
-        def on_round(index: int, total: int, best: float) -> None:
-            progress.update(rounds, completed=index, info=f"best {cfg.scoring} {best:.4f}")
-
-        def on_stage(message: str) -> None:
-            progress.console.print(Text(f"- {message}"))
-
-        try:
-            result = run_retrain(cfg, on_stage=on_stage, on_round=on_round)
-        except (DataError, LabelQualityError) as exc:
-            progress.stop()
-            _error("data error", exc)
-            raise typer.Exit(EXIT_DATA) from None
-        except ConfigError as exc:
-            progress.stop()
-            _error("config error", exc)
-            raise typer.Exit(EXIT_CONFIG) from None
-        progress.update(rounds, completed=cfg.search.max_rounds)
-
+    result = _with_progress(cfg, run_retrain)
     gate = result.gate
     table = Table(title=f"{cfg.project}: champion vs challenger on the {gate.rows} newest rows")
     for column in TABLE_HEADER:
@@ -277,7 +270,7 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
     rows = EvalRows(result.labels, result.challenger_proba, result.classes, result.positive, "gate")
     _track(
         cfg,
-        result.train.report,
+        result.train.metadata,
         result.train.card_path,
         result.train.bundle,
         "retrain",
@@ -305,7 +298,7 @@ def _record_training(result: Any) -> None:
         )
         for g in result.gate.goals
     ]
-    reason = f"occam train: {verdict(result.gate.to_dict())}"
+    reason = f"occam train: {verdict(result.metadata.gate)}"
     record_decision(result.bundle.tag, promoted=result.promoted, reason=reason, gate=rows)
 
 

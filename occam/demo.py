@@ -114,8 +114,8 @@ def run_demo(
             say(f"`occam train` exited {code}: nothing to serve (see the model card)")
             return DemoResult(code or 4, [], [], [], None)
     goals: dict[str, float] = {g.metric: g.threshold for g in config.goals}
-    gate = bundle.metadata.get("gate", {}).get("goals", [])
-    say(f"model {bundle.tag}: " + ", ".join(f"{g['metric']} {g['model']:.3f}" for g in gate))
+    gate = bundle.metadata.gate.goals
+    say(f"model {bundle.tag}: " + ", ".join(f"{g.metric} {g.model:.3f}" for g in gate))
 
     workdir = workdir or ROOT / ".occam"
     run_dir = workdir / "run"
@@ -276,7 +276,7 @@ def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFram
     times = times.iloc[times.argsort(kind="stable")]
     start = pd.Timestamp(data.split.production_start)
     periods = []
-    test_period = bundle.metadata.get("data", {}).get("test_period")
+    test_period = bundle.metadata.data.test_period
     if test_period and data.split.test_strategy == "time":
         held_out = (times >= pd.Timestamp(test_period[0])) & (times < start)
         periods.append(("held-out end of the training period", frame[held_out.to_numpy()]))
@@ -635,9 +635,9 @@ def _timeline(
     spans: list[AlertSpan],
 ) -> Timeline:
     samples = scrape(stack.monitor)
-    importance = by_label(samples, "occam_feature_importance", "feature") or {
-        str(f): float(v) for f, v in bundle.metadata.get("feature_importance", {}).items()
-    }
+    importance = by_label(samples, "occam_feature_importance", "feature") or dict(
+        bundle.feature_importance
+    )
     if importance:
         ranked = sorted(importance, key=lambda f: importance[f], reverse=True)
     else:  # no importance known: the features that moved most

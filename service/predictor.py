@@ -16,6 +16,12 @@ import numpy as np
 import pandas as pd
 
 from occam.bundle import Bundle
+from occam.metadata import (
+    MODEL_PREDICTION_COLUMN,
+    PREDICTION_COLUMN,
+    model_proba_column,
+    proba_columns,
+)
 from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 from service.validation import Validator
@@ -124,7 +130,7 @@ def _load_form(bundle: Bundle, inference: Literal["auto", "sklearn"]) -> Predict
     if inference == "sklearn":
         reason = "serving.inference is 'sklearn'"
     elif bundle.onnx_path is None:
-        reason = bundle.metadata.get("inference", {}).get("reason", "the bundle has no model.onnx")
+        reason = bundle.metadata.inference.reason or "the bundle has no model.onnx"
     else:
         try:
             return OnnxPredictor(str(bundle.onnx_path), schema)
@@ -171,9 +177,10 @@ def reference_outputs(reference: pd.DataFrame, classes: list[str]) -> tuple[list
     training: `model_prediction` and `model_proba_<class>`. (`prediction`/`proba_<class>` are
     out-of-fold outputs, the drift reference; bundles written before the model's own outputs
     were recorded kept the model's outputs there.)"""
-    prefix = "model_" if f"model_proba_{classes[0]}" in reference.columns else ""
-    proba = reference[[f"{prefix}proba_{c}" for c in classes]].to_numpy(dtype=float)
-    return [str(label) for label in reference[f"{prefix}prediction"]], proba
+    own = model_proba_column(classes[0]) in reference.columns
+    proba = reference[proba_columns(classes, own=own)].to_numpy(dtype=float)
+    labels = reference[MODEL_PREDICTION_COLUMN if own else PREDICTION_COLUMN]
+    return [str(label) for label in labels], proba
 
 
 def self_test(

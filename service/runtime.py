@@ -124,9 +124,9 @@ class ServedModel:
     @classmethod
     def of(cls, bundle: Bundle, serving: ServingConfig, metrics: ServiceMetrics) -> ServedModel:
         """The bundle's validator and counters (cheap; nothing loaded yet)."""
-        abstain = bundle.metadata.get("abstain") or {}
-        threshold: float | None = abstain.get("threshold")
-        abstain_label = abstain.get("label") if threshold is not None else None
+        abstain = bundle.metadata.abstain
+        threshold = abstain.threshold if abstain is not None else None
+        abstain_label = abstain.label if abstain is not None else None
         validator = Validator(
             bundle.schema,
             max_rows=serving.max_rows,
@@ -646,13 +646,13 @@ class Runtime:
             "version": model.version,
             "tag": bundle.tag,
             "stage": bundle.stage,
-            "created_at": metadata.get("created_at"),
-            "project": metadata.get("project"),
-            "target": metadata.get("target"),
+            "created_at": metadata.created_at,
+            "project": metadata.project,
+            "target": metadata.target,
             "classes": model.classes,
-            "positive_label": metadata.get("positive_label"),
-            "goals": metadata.get("goals"),
-            "gate": metadata.get("gate"),
+            "positive_label": metadata.positive_label,
+            "goals": [g.model_dump() for g in metadata.goals],
+            "gate": metadata.gate.model_dump(),
             "abstain": (
                 {"threshold": model.threshold, "label": model.abstain_label}
                 if model.threshold is not None

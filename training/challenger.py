@@ -18,109 +18,23 @@ held-out test part) must have passed too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from occam.config import Goal
+from occam.metadata import ChallengeRecord, MetricComparisonRecord, SliceFloorRecord
 from occam.metrics import score
-from training.evaluate import Weights
+from training.evaluate import Weights, percentile_interval
+
+# One goal metric and one slice floor of the gate: the bundle's records of them.
+MetricComparison = MetricComparisonRecord
+SliceFloor = SliceFloorRecord
 
 
-@dataclass(frozen=True)
-class MetricComparison:
-    """One goal metric on the gate rows: scores, difference and its paired interval."""
-
-    metric: str
-    threshold: float
-    champion: float
-    challenger: float
-    difference: float
-    difference_low: float
-    difference_high: float
-    meets_goal: bool
-    within_tolerance: bool
-    interval_ok: bool
-
-    @property
-    def passed(self) -> bool:
-        return self.meets_goal and self.within_tolerance and self.interval_ok
-
-
-@dataclass(frozen=True)
-class SliceFloor:
-    """The challenger's score on one slice of the gate rows against its floor."""
-
-    column: str
-    value: str
-    rows: int
-    metric: str
-    score: float
-    floor: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isnan(self.score) or self.score >= self.floor)
-
-
-@dataclass(frozen=True)
-class ChallengerGate:
-    """The decision of the champion-vs-challenger gate and the table behind it."""
-
-    champion: str
-    challenger: str
-    rows: int
-    tolerance: float
-    require_interval: bool
-    confidence: float
-    training_gate_passed: bool
-    comparisons: tuple[MetricComparison, ...]
-    slices: tuple[SliceFloor, ...]
-
-    @property
-    def passed(self) -> bool:
-        return (
-            self.training_gate_passed
-            and all(c.passed for c in self.comparisons)
-            and all(s.passed for s in self.slices)
-        )
-
-    def reasons(self) -> list[str]:
-        """Why the challenger is not promoted (empty when it is)."""
-        out = []
-        if not self.training_gate_passed:
-            out.append("its own training gate failed (goals or baseline on its held-out rows)")
-        for c in self.comparisons:
-            if not c.meets_goal:
-                out.append(f"{c.metric} {c.challenger:.4f} misses the goal {c.threshold}")
-            if not c.within_tolerance:
-                out.append(
-                    f"{c.metric} {c.challenger:.4f} is more than {self.tolerance} under the "
-                    f"champion's {c.champion:.4f}"
-                )
-            if not c.interval_ok:
-                out.append(
-                    f"{c.metric}: the interval of the difference starts at "
-                    f"{c.difference_low:+.4f}, under -{self.tolerance}"
-                )
-        for s in self.slices:
-            if not s.passed:
-                out.append(
-                    f"slice {s.column}={s.value} ({s.rows} rows) scores {s.metric} "
-                    f"{s.score:.4f}, under its floor {s.floor}"
-                )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in asdict(self).items() if k not in ("comparisons", "slices")},
-            "passed": self.passed,
-            "reasons": self.reasons(),
-            "comparisons": [asdict(c) | {"passed": c.passed} for c in self.comparisons],
-            "slices": [asdict(s) | {"passed": s.passed} for s in self.slices],
-        }
+#: The decision of the gate and the table behind it: the bundle's record of it.
+ChallengerGate = ChallengeRecord
 
 
 def paired_bootstrap(
@@ -140,21 +54,14 @@ def paired_bootstrap(
     """Percentile interval of score(challenger) - score(champion) over rows resampled with
     replacement, both models on the same resample, each answering by its own decision weights
     (`occam.metrics.predicted_labels`). (nan, nan) when `n_boot` is 0."""
-    if n_boot == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(str)
-    differences = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
+
+    def difference(idx: np.ndarray) -> float:
         a = score(metric, y[idx], challenger[idx], classes, positive, challenger_weights)
         b = score(metric, y[idx], champion[idx], classes, positive, champion_weights)
-        if not (np.isnan(a) or np.isnan(b)):
-            differences.append(a - b)
-    if not differences:
-        return (float("nan"), float("nan"))
-    alpha = (1 - confidence) / 2
-    return (float(np.quantile(differences, alpha)), float(np.quantile(differences, 1 - alpha)))
+        return a - b  # NaN when either is: that resample is left out
+
+    return percentile_interval(difference, len(y), n_boot, confidence, seed)
 
 
 def compare(
@@ -235,7 +142,14 @@ def slice_floors(
             for metric, floor in floors.items():
                 value_score = score(metric, y[mask], proba[mask], classes, positive, weights)
                 out.append(
-                    SliceFloor(column, str(value), int(mask.sum()), metric, value_score, floor)
+                    SliceFloor(
+                        column=column,
+                        value=str(value),
+                        rows=int(mask.sum()),
+                        metric=metric,
+                        score=value_score,
+                        floor=floor,
+                    )
                 )
     return tuple(out)
 

@@ -4,7 +4,6 @@ the goals. All metrics are "higher is better" and lie in [0, 1]."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from occam.config import Goal
+from occam.metadata import BrierGate, GateRecord, GoalResult
 from occam.metrics import (
     predicted_labels,
     score,
@@ -56,76 +56,47 @@ def bootstrap_ci(
     weights: Weights = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over rows resampled with replacement."""
+    y = np.asarray(y).astype(str)
+    return percentile_interval(
+        lambda idx: score(metric, y[idx], proba[idx], classes, positive, weights),
+        len(y),
+        n_boot,
+        confidence,
+        seed,
+    )
+
+
+def percentile_interval(
+    statistic: Callable[[np.ndarray], float],
+    rows: int,
+    n_boot: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval (at `confidence`) of `statistic(positions)` over
+    `n_boot` resamples of `rows` row positions drawn with replacement (seeded by `seed`).
+
+    Resamples where the statistic is NaN (e.g. one class only) are left out; (nan, nan) when
+    `n_boot` is 0 or every resample gave NaN. The one resampling loop of training: the gate's
+    intervals (`bootstrap_ci`) and the champion gate's paired differences
+    (`training.challenger.paired_bootstrap`) both use it.
+    """
     if n_boot == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    y = np.asarray(y).astype(str)
     values = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        value = score(metric, y[idx], proba[idx], classes, positive, weights)
+        value = statistic(rng.integers(0, rows, rows))
         if not np.isnan(value):
             values.append(value)
+    if not values:
+        return (float("nan"), float("nan"))
     alpha = (1 - confidence) / 2
     return (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
 
 
-@dataclass(frozen=True)
-class GoalResult:
-    metric: str
-    threshold: float
-    baseline: float
-    model: float
-    ci_low: float
-    ci_high: float
-    baseline_ci_low: float
-    baseline_ci_high: float
-    met: bool
-    beats_baseline: bool
-
-    @property
-    def passed(self) -> bool:
-        return self.met and self.beats_baseline
-
-
-@dataclass(frozen=True)
-class BrierCheck:
-    """Calibration gate: the model's Brier score on the held-out rows (lower is better) must be
-    under the baseline's, or its probabilities are worse risks than the class shares."""
-
-    model: float
-    baseline: float
-
-    @property
-    def passed(self) -> bool:
-        return self.model < self.baseline
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The training gate: every goal met, the baseline beaten by `margin` on every goal, and
-    the model's Brier score under the baseline's."""
-
-    goals: tuple[GoalResult, ...]
-    margin: float
-    brier: BrierCheck
-
-    @property
-    def passed(self) -> bool:
-        return all(g.passed for g in self.goals) and self.brier.passed
-
-    @property
-    def baseline_meets_goals(self) -> bool:
-        return all(g.baseline >= g.threshold for g in self.goals)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "margin": self.margin,
-            "baseline_meets_goals": self.baseline_meets_goals,
-            "goals": [asdict(g) | {"passed": g.passed} for g in self.goals],
-            "brier": asdict(self.brier) | {"passed": self.brier.passed},
-        }
+#: The training gate's result is the bundle's record of it (`occam.metadata`).
+GateResult = GateRecord
 
 
 def gate(
@@ -171,7 +142,7 @@ def gate(
     return GateResult(
         goals=tuple(results),
         margin=margin,
-        brier=BrierCheck(
+        brier=BrierGate(
             model=brier(y, model_proba, classes), baseline=brier(y, baseline_proba, classes)
         ),
     )

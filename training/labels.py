@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from occam.config import OccamConfig
+from occam.metadata import LabelsRecord
 
 
 class LabelQualityError(ValueError):
     """Too many "I don't know" labels: the information needed may not be in the data."""
 
 
-@dataclass(frozen=True)
-class LabelReport:
-    """What happened to the labels. `kappa` is Fleiss' kappa (None with fewer than 2 labellers)."""
-
-    rows: int
-    unknown_rows: int
-    unknown_share: float
-    annotators: tuple[str, ...] = ()
-    kappa: float | None = None
-    disagreeing_rows: int = 0
-    disagreement_file: str | None = None
-    label_issue_rows: int = 0
-    label_issue_file: str | None = None
+#: What happened to the labels: the bundle's record of it (`occam.metadata.LabelsRecord`).
+LabelReport = LabelsRecord
 
 
 def majority_vote(votes: pd.DataFrame, tie_label: str) -> pd.Series:

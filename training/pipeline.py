@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +19,26 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from occam.bundle import ONNX_FILE, PRODUCTION, Bundle, save_bundle
 from occam.config import OccamConfig
+from occam.metadata import (
+    LABEL_COLUMN,
+    MODEL_PREDICTION_COLUMN,
+    PREDICTION_COLUMN,
+    AbstainRecord,
+    BaselineRecord,
+    BundleMetadata,
+    ChallengeRecord,
+    DataRecord,
+    FindingRecord,
+    GoalSpec,
+    ImportanceMethod,
+    InferenceRecord,
+    ModelRecord,
+    SampleRecord,
+    SliceReport,
+    StalenessRecord,
+    model_proba_column,
+    proba_column,
+)
 from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
 from training import calibration, card, checks, evaluate, labels
@@ -54,7 +74,9 @@ class Verdict(Protocol):
 class TrainResult:
     bundle: Bundle
     gate: evaluate.GateResult
-    report: dict[str, Any]
+    #: What the bundle records (`Bundle.metadata`); `card_path` renders it, `metrics_path` is
+    #: its JSON with the bundle's tag and stage.
+    metadata: BundleMetadata
     card_path: Path
     metrics_path: Path
 
@@ -274,94 +296,97 @@ def train(
     )
     holdout = _holdout_sample(split.test, y_test, model_proba, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    report: dict[str, Any] = {
-        "project": config.project,
-        "created_at": created,
-        "seed": seed,
-        "target": target,
-        "time_column": config.data.time_column,
-        "classes": classes,
-        "positive_label": positive,
-        "schema": schema.to_dict(),
-        "gate": gate_result.to_dict(),
-        "baseline": {"strategy": config.baseline.strategy, **baseline_quality},
-        "model": {
-            **quality,
-            "calibration": {
-                **choice.to_dict(),
-                "brier_test": gate_result.brier.model,
-                "brier_test_baseline": gate_result.brier.baseline,
-                "ece_test": reliability["calibrated"]["ece"],
-                "ece_test_uncalibrated": reliability["uncalibrated"]["ece"],
-                "reliability": reliability,
-                "plot": str(reliability_path),
-            },
-            "best_params": {
-                k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()
-            },
-            "fixed_params": config.model.params,
-            "cv_score": float(search.best_score_),
-            "scoring": scoring,
-            "search": {
-                "rounds": int(search.n_rounds_),
-                "fits": int(len(search.cv_results_["params"]) * config.search.cv),
-                "round_best_scores": [float(s) for s in search.round_best_scores_],
-            },
-        },
-        "slices": slices,
-        "abstain": abstain,
-        "data": {
-            "path": str(config.data.path),
-            "fingerprint": fingerprint(raw),
-            "rows": len(raw),
-            "train_rows": len(split.train),
-            "test_rows": len(split.test),
-            "production_rows": len(split.production),
-            "production_start": config.data.split.production_start,
-            "test_strategy": config.data.split.test_strategy,
-            "train_period": _period(split.train, config),
-            "test_period": _period(split.test, config),
-            "missing_share": checks.missing_rows_summary(period[features.names]),
-            "findings": [asdict(f) for f in check_report.findings],
-            "dropped_features": check_report.dropped_features,
-        },
-        "labels": asdict(label_report),
-        "goals": [g.model_dump() for g in config.goals],
-        "inference": inference,
-        "reference": {
-            "rows": len(reference),
-            "outputs": "out-of-fold (cross_val_predict), calibrated fold by fold",
-        },
-        "holdout": {"rows": len(holdout), "outputs": "final calibrated model"},
-        "feature_importance": importance,
-        "decision_weights": weights,
-        "feature_importance_method": {
-            "metric": first_goal,
-            "rows": min(len(x_test), config.evaluation.importance_rows),
-            "repeats": config.evaluation.importance_repeats,
-            "on": "held-out test rows",
-        },
-        "staleness": stale,
-        "monitoring": config.monitoring.model_dump(),
-        "packages": package_versions(),
-        "challenge": None if verdict is None else verdict.to_dict(),
-    }
+    metadata = BundleMetadata(
+        project=config.project,
+        created_at=created,
+        seed=seed,
+        target=target,
+        time_column=config.data.time_column,
+        classes=tuple(classes),
+        positive_label=positive,
+        feature_schema=schema,
+        goals=tuple(GoalSpec(metric=g.metric, threshold=g.threshold) for g in config.goals),
+        gate=gate_result,
+        baseline=BaselineRecord.model_validate(
+            {"strategy": config.baseline.strategy, **baseline_quality}
+        ),
+        model=ModelRecord.model_validate(
+            {
+                **quality,
+                "calibration": {
+                    **choice.to_dict(),
+                    "brier_test": quality["brier"],  # the Brier gate's scores
+                    "brier_test_baseline": baseline_quality["brier"],
+                    "ece_test": reliability["calibrated"]["ece"],
+                    "ece_test_uncalibrated": reliability["uncalibrated"]["ece"],
+                    "reliability": reliability,
+                    "plot": str(reliability_path),
+                },
+                "best_params": {
+                    k.removeprefix(f"{FOREST}__"): v for k, v in search.best_params_.items()
+                },
+                "fixed_params": config.model.params,
+                "cv_score": float(search.best_score_),
+                "scoring": scoring,
+                "search": {
+                    "rounds": int(search.n_rounds_),
+                    "fits": int(len(search.cv_results_["params"]) * config.search.cv),
+                    "round_best_scores": [float(s) for s in search.round_best_scores_],
+                },
+            }
+        ),
+        slices=SliceReport.model_validate(slices),
+        abstain=None if abstain is None else AbstainRecord.model_validate(abstain),
+        data=DataRecord(
+            path=str(config.data.path),
+            fingerprint=fingerprint(raw),
+            rows=len(raw),
+            train_rows=len(split.train),
+            test_rows=len(split.test),
+            production_rows=len(split.production),
+            production_start=config.data.split.production_start,
+            test_strategy=config.data.split.test_strategy,
+            train_period=_period(split.train, config),
+            test_period=_period(split.test, config),
+            missing_share=checks.missing_rows_summary(period[features.names]),
+            findings=tuple(FindingRecord.model_validate(asdict(f)) for f in check_report.findings),
+            dropped_features=tuple(check_report.dropped_features),
+        ),
+        labels=label_report,
+        inference=InferenceRecord.model_validate(inference),
+        reference=SampleRecord(
+            rows=len(reference), outputs="out-of-fold (cross_val_predict), calibrated fold by fold"
+        ),
+        holdout=SampleRecord(rows=len(holdout), outputs="final calibrated model"),
+        feature_importance=importance,
+        decision_weights=weights,
+        feature_importance_method=ImportanceMethod(
+            metric=first_goal,
+            rows=min(len(x_test), config.evaluation.importance_rows),
+            repeats=config.evaluation.importance_repeats,
+            on="held-out test rows",
+        ),
+        staleness=StalenessRecord.model_validate(stale),
+        monitoring=config.monitoring,
+        packages=package_versions(),
+        challenge=None if verdict is None else ChallengeRecord.model_validate(verdict.to_dict()),
+    )
     bundle = save_bundle(
         config.output.model_name,
         pipeline=model,
-        metadata=report,
+        metadata=metadata,
         reference=reference,
         promoted=gate_result.passed and (verdict is None or verdict.passed),
         extra_files={ONNX_FILE: onnx_bytes} if onnx_bytes is not None else None,
         holdout=holdout,
     )
-    report["tag"] = bundle.tag
-    report["stage"] = bundle.stage
     card_path = reports_dir / "model_card.md"
-    card_path.write_text(card.render(report))
+    card_path.write_text(card.render(metadata, tag=bundle.tag, stage=bundle.stage))
     metrics_path = reports_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(report, indent=2, default=str))
-    return TrainResult(bundle, gate_result, report, card_path, metrics_path)
+    metrics_path.write_text(
+        json.dumps({**metadata.to_json_dict(), "tag": bundle.tag, "stage": bundle.stage}, indent=2)
+    )
+    return TrainResult(bundle, gate_result, metadata, card_path, metrics_path)
 
 
 def _positive_label(config: OccamConfig, y: np.ndarray, classes: list[str]) -> str:
@@ -399,14 +424,14 @@ def _reference_sample(
     out = sample[schema.names].copy()
     if config.data.time_column:
         out.insert(0, config.data.time_column, sample[config.data.time_column].to_numpy())
-    out["prediction"] = predicted_labels(proba, classes, weights)
+    out[PREDICTION_COLUMN] = predicted_labels(proba, classes, weights)
     for i, c in enumerate(classes):
-        out[f"proba_{c}"] = proba[:, i]
+        out[proba_column(c)] = proba[:, i]
     own = evaluate.aligned_proba(model, x_train.iloc[positions], classes)
-    out["model_prediction"] = predicted_labels(own, classes, weights)
+    out[MODEL_PREDICTION_COLUMN] = predicted_labels(own, classes, weights)
     for i, c in enumerate(classes):
-        out[f"model_proba_{c}"] = own[:, i]
-    out["label"] = np.asarray(y_train)[positions]
+        out[model_proba_column(c)] = own[:, i]
+    out[LABEL_COLUMN] = np.asarray(y_train)[positions]
     return out.reset_index(drop=True)
 
 
@@ -426,19 +451,19 @@ def _holdout_sample(
     if time_column:
         out.insert(0, time_column, test[time_column].to_numpy())
     for i, c in enumerate(classes):
-        out[f"proba_{c}"] = proba[:, i]
-    out["label"] = np.asarray(y_test).astype(str)
+        out[proba_column(c)] = proba[:, i]
+    out[LABEL_COLUMN] = np.asarray(y_test).astype(str)
     if time_column:
         order = pd.to_datetime(out[time_column], errors="coerce").argsort(kind="stable")
         out = out.iloc[np.asarray(order)]
     return out.reset_index(drop=True)
 
 
-def _period(frame: pd.DataFrame, config: OccamConfig) -> list[str] | None:
+def _period(frame: pd.DataFrame, config: OccamConfig) -> tuple[str, str] | None:
     if not config.data.time_column or frame.empty:
         return None
     times = pd.to_datetime(frame[config.data.time_column], errors="coerce")
-    return [str(times.min()), str(times.max())]
+    return (str(times.min()), str(times.max()))
 
 
 def _review_label_issues(
@@ -459,4 +484,4 @@ def _review_label_issues(
         rows[f"oof_proba_{c}"] = oof[positions.to_numpy(), i]
     path = reports_dir / "label_issues.csv"
     rows.to_csv(path, index_label="row")
-    return replace(report, label_issue_rows=len(found), label_issue_file=str(path))
+    return report.model_copy(update={"label_issue_rows": len(found), "label_issue_file": str(path)})

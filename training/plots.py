@@ -13,6 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from occam.metadata import BundleMetadata
     from training.tracking import EvalRows
 
 
@@ -64,15 +65,15 @@ def curves(rows: EvalRows) -> list[tuple[str, Figure]]:
     return out
 
 
-def slices(report: dict[str, Any], most: int = 15) -> list[tuple[str, Figure]]:
+def slices(metadata: BundleMetadata, most: int = 15) -> list[tuple[str, Figure]]:
     """The `most` worst slices (by the slice metric) on the held-out rows, as bars."""
-    found = report.get("slices") or {}
-    metric = found.get("metric")
+    found = metadata.slices
+    metric = found.metric
     bars = [
-        (f"{column}={row['value']}", float(row[metric]))
-        for column, rows in (found.get("columns") or {}).items()
+        (f"{column}={row.value}", row.score)
+        for column, rows in found.columns.items()
         for row in rows
-        if row.get(metric) is not None and np.isfinite(row[metric])
+        if np.isfinite(row.score)
     ]
     if not bars:
         return []
@@ -85,22 +86,26 @@ def slices(report: dict[str, Any], most: int = 15) -> list[tuple[str, Figure]]:
     return [("slices", figure)]
 
 
-def search_path(report: dict[str, Any]) -> list[tuple[str, Figure]]:
+def search_path(metadata: BundleMetadata) -> list[tuple[str, Figure]]:
     """The best cross-validated score after each search round."""
-    model = report.get("model") or {}
-    scores = (model.get("search") or {}).get("round_best_scores") or []
+    model = metadata.model
+    scores = list(model.search.round_best_scores)
     if not scores:
         return []
-    figure, axes = _figure(f"Converging search: best {model.get('scoring')} per round")
+    figure, axes = _figure(f"Converging search: best {model.scoring} per round")
     axes.plot(range(1, len(scores) + 1), scores, marker="o")
     axes.set_xlabel("round")
-    axes.set_ylabel(f"best cross-validated {model.get('scoring')}")
+    axes.set_ylabel(f"best cross-validated {model.scoring}")
     return [("search_path", figure)]
 
 
-def figures(report: dict[str, Any], rows: EvalRows | None) -> list[tuple[str, Figure]]:
-    """Every plot that the report and the rows allow."""
-    return [*(curves(rows) if rows is not None else []), *slices(report), *search_path(report)]
+def figures(metadata: BundleMetadata, rows: EvalRows | None) -> list[tuple[str, Figure]]:
+    """Every plot that the bundle's metadata and the rows allow."""
+    return [
+        *(curves(rows) if rows is not None else []),
+        *slices(metadata),
+        *search_path(metadata),
+    ]
 
 
 def reliability_png(curves: dict[str, dict[str, Any]], path: Path, title: str) -> Path:

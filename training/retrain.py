@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,8 @@ def labelled_rows(contents: LogContents, config: OccamConfig) -> pd.DataFrame:
 def trained_until(bundle: Bundle) -> pd.Timestamp | None:
     """The time of the newest row the bundle's model could have seen (its training and test
     period's end), None when the bundle does not record one."""
-    data: dict[str, Any] = bundle.metadata.get("data", {})
-    ends = [p[1] for p in (data.get("train_period"), data.get("test_period")) if p]
+    data = bundle.metadata.data
+    ends = [p[1] for p in (data.train_period, data.test_period) if p]
     return max(pd.Timestamp(e) for e in ends) if ends else None
 
 
@@ -351,7 +351,7 @@ def retrain(
         frame=retrain_set.train,
         challenge=challenge,
     )
-    gate = replace(seen["gate"], challenger=result.bundle.tag)
+    gate = seen["gate"].model_copy(update={"challenger": result.bundle.tag})
     with result.card_path.open("a") as card_file:
         card_file.write("\n" + render_markdown(gate, summary))
     return RetrainResult(

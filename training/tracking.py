@@ -32,6 +32,7 @@ import pandas as pd
 
 from occam.bundle import PRODUCTION, Bundle
 from occam.config import OccamConfig
+from occam.metadata import LABEL_COLUMN, BundleMetadata, proba_columns
 
 log = logging.getLogger("occam.training.tracking")
 CHAMPION = "champion"
@@ -69,12 +70,13 @@ def holdout_rows(bundle: Bundle) -> EvalRows | None:
     (`Bundle.load_holdout`, written by bundles that have it), else None."""
     loader = getattr(bundle, "load_holdout", None)
     frame = loader() if loader is not None else None
-    if frame is None or "label" not in frame.columns:
+    if frame is None or LABEL_COLUMN not in frame.columns:
         return None
     classes = bundle.classes
-    proba = frame[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
-    positive = str(bundle.metadata.get("positive_label") or classes[-1])
-    return EvalRows(frame["label"].astype(str).to_numpy(), proba, classes, positive, "held-out")
+    proba = frame[proba_columns(classes)].to_numpy(dtype=float)
+    positive = bundle.metadata.positive_label
+    labels = frame[LABEL_COLUMN].astype(str).to_numpy()
+    return EvalRows(labels, proba, classes, positive, "held-out")
 
 
 def _client(config: OccamConfig) -> Any:
@@ -111,16 +113,15 @@ def flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
         yield prefix, text[:MAX_PARAM_CHARS]
 
 
-def run_params(config: OccamConfig, report: dict[str, Any], kind: str) -> dict[str, str]:
+def run_params(config: OccamConfig, metadata: BundleMetadata, kind: str) -> dict[str, str]:
     """The run's parameters: what was asked (config) and what the search chose."""
-    model = report.get("model", {})
     raw: dict[str, Any] = {
         "kind": kind,
         "seed": config.seed,
         "goals": {g.metric: g.threshold for g in config.goals},
         "baseline": config.baseline.model_dump(),
         "model.fixed": config.model.params,
-        "model.best": model.get("best_params", {}),
+        "model.best": metadata.model.best_params,
         "search": config.search.model_dump(exclude={"space"}),
         "search.space": config.search.space,
         "split": config.data.split.model_dump(),
@@ -132,25 +133,22 @@ def run_params(config: OccamConfig, report: dict[str, Any], kind: str) -> dict[s
     return dict(flatten("", raw))
 
 
-def run_metrics(report: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, float]:
+def run_metrics(metadata: BundleMetadata, gate: dict[str, Any] | None) -> dict[str, float]:
     """Goal metrics with intervals, the baseline's, and the champion gate's table."""
     out: dict[str, float] = {}
-    for goal in report["gate"]["goals"]:
-        m = goal["metric"]
+    for goal in metadata.gate.goals:
+        m = goal.metric
         out |= {
-            f"test.{m}": goal["model"],
-            f"test.{m}.ci_low": goal["ci_low"],
-            f"test.{m}.ci_high": goal["ci_high"],
-            f"baseline.{m}": goal["baseline"],
-            f"baseline.{m}.ci_low": goal["baseline_ci_low"],
-            f"baseline.{m}.ci_high": goal["baseline_ci_high"],
+            f"test.{m}": goal.model,
+            f"test.{m}.ci_low": goal.ci_low,
+            f"test.{m}.ci_high": goal.ci_high,
+            f"baseline.{m}": goal.baseline,
+            f"baseline.{m}.ci_low": goal.baseline_ci_low,
+            f"baseline.{m}.ci_high": goal.baseline_ci_high,
         }
-    out["gate.training_passed"] = float(report["gate"]["passed"])
-    model = report.get("model", {})
-    if "cv_score" in model:
-        out["search.best_cv_score"] = model["cv_score"]
-    if "brier" in model:
-        out["test.brier"] = model["brier"]
+    out["gate.training_passed"] = float(metadata.gate.passed)
+    out["search.best_cv_score"] = metadata.model.cv_score
+    out["test.brier"] = metadata.model.brier
     if gate is not None:
         for c in gate["comparisons"]:
             m = c["metric"]
@@ -168,7 +166,7 @@ def run_metrics(report: dict[str, Any], gate: dict[str, Any] | None) -> dict[str
 
 def log_run(
     config: OccamConfig,
-    report: dict[str, Any],
+    metadata: BundleMetadata,
     card_path: Path,
     bundle: Bundle,
     *,
@@ -178,14 +176,14 @@ def log_run(
 ) -> TrackingOutcome:
     """Log one run to `tracking.uri` (see the module docstring); never raises.
 
-    `report` is the training report (`TrainResult.report`), `gate` the champion-vs-challenger
+    `metadata` is what training recorded (`TrainResult.metadata`), `gate` the champion-vs-challenger
     gate (`ChallengerGate.to_dict()`) of a retrain, `eval_rows` what ROC, precision-recall and
     calibration plots are drawn from (the gate rows for a retrain, the held-out rows otherwise).
     """
     if not config.tracking.enabled:
         return TrackingOutcome(None, None, None)
     try:
-        return _log_run(config, report, card_path, bundle, kind, eval_rows, gate)
+        return _log_run(config, metadata, card_path, bundle, kind, eval_rows, gate)
     except Exception as exc:  # tracking is a record of training, never a reason to fail it
         log.warning("MLflow tracking failed (%s): %s", config.tracking.uri, exc, exc_info=True)
         return TrackingOutcome(None, None, f"{type(exc).__name__}: {exc}")
@@ -193,7 +191,7 @@ def log_run(
 
 def _log_run(
     config: OccamConfig,
-    report: dict[str, Any],
+    metadata: BundleMetadata,
     card_path: Path,
     bundle: Bundle,
     kind: str,
@@ -210,7 +208,7 @@ def _log_run(
         "occam.kind": kind,
         BUNDLE_TAG: bundle.tag,
         "occam.stage": bundle.stage,
-        "occam.data_fingerprint": str(report.get("data", {}).get("fingerprint", "")),
+        "occam.data_fingerprint": metadata.data.fingerprint,
         "occam.project": config.project,
     }
     if gate is not None:
@@ -219,9 +217,9 @@ def _log_run(
     run_id = run.info.run_id
     try:
         now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
-        params = [Param(k, v) for k, v in run_params(config, report, kind).items()]
-        metrics = [Metric(k, v, now, 0) for k, v in run_metrics(report, gate).items()]
-        rounds = report.get("model", {}).get("search", {}).get("round_best_scores", [])
+        params = [Param(k, v) for k, v in run_params(config, metadata, kind).items()]
+        metrics = [Metric(k, v, now, 0) for k, v in run_metrics(metadata, gate).items()]
+        rounds = metadata.model.search.round_best_scores
         metrics += [
             Metric("search.round_best_score", float(s), now, i) for i, s in enumerate(rounds, 1)
         ]
@@ -229,10 +227,11 @@ def _log_run(
             client.log_batch(run_id, params=params[start : start + 100])
         client.log_batch(run_id, metrics=metrics, tags=[RunTag("occam.plots", "1")])
         client.log_text(run_id, card_path.read_text(), "model_card.md")
-        client.log_dict(run_id, json.loads(json.dumps(report, default=str)), "metrics.json")
+        record = {**metadata.to_json_dict(), "tag": bundle.tag, "stage": bundle.stage}
+        client.log_dict(run_id, record, "metrics.json")
         if gate is not None:
             client.log_dict(run_id, gate, "champion_gate.json")
-        for name, figure in plots.figures(report, eval_rows):
+        for name, figure in plots.figures(metadata, eval_rows):
             client.log_figure(run_id, figure, f"plots/{name}.png")
             plots.close(figure)
         version = (

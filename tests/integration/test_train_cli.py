@@ -56,12 +56,12 @@ def test_train_promotes_and_the_bundle_loads_back(tmp_path: Path) -> None:
         "import numpy as np\n"
         "oof = ref[[f'proba_{c}' for c in b.classes]].to_numpy()\n"
         "assert np.allclose(oof.sum(axis=1), 1) and p.predict_proba(x).shape == oof.shape\n"
-        "assert b.metadata['reference']['outputs'].startswith('out-of-fold')\n"
+        "assert b.metadata.reference.outputs.startswith('out-of-fold')\n"
         "hold = b.load_holdout(); assert list(hold.columns[-3:]) == "
         "[*(f'proba_{c}' for c in b.classes), 'label']\n"
         "assert set(ref['label']) == set(hold['label']) == set(b.classes)\n"
         "assert sorted(b.feature_importance) == sorted(b.schema.names)\n"
-        "print(b.stage, len(ref), sorted(b.metadata['schema']['features'][0]), b.onnx_path.name)\n"
+        "print(b.stage, len(ref), sorted(b.schema.to_dict()['features'][0]), b.onnx_path.name)\n"
     )
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "store")}
     check = subprocess.run(
@@ -132,5 +132,5 @@ def test_same_config_and_seed_give_the_same_metrics(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, small_config(tmp_path)))
     first, second = train(config), train(config)
     assert first.gate.to_dict() == second.gate.to_dict()
-    assert first.report["model"]["best_params"] == second.report["model"]["best_params"]
-    assert first.report["data"]["fingerprint"] == second.report["data"]["fingerprint"]
+    assert first.metadata.model.best_params == second.metadata.model.best_params
+    assert first.metadata.data.fingerprint == second.metadata.data.fingerprint

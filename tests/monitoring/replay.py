@@ -46,7 +46,7 @@ def records(
     proba = bundle.load_pipeline().predict_proba(schema.coerce(rows))
     classes = bundle.classes
     decided = predicted_labels(proba, classes, bundle.decision_weights)  # as the service answers
-    target = str(bundle.metadata["target"])
+    target = bundle.metadata.target
     out: list[Record] = []
     ids = []
     for i, (features, p, label) in enumerate(

@@ -16,7 +16,7 @@ from monitoring.estimate import (
     class_codes,
     confusion_metric,
 )
-from monitoring.importance import feature_importance, weighted_drift, weights
+from monitoring.importance import weighted_drift, weights
 from monitoring.interval import WilsonUncertain, live_intervals
 from monitoring.reference import build_reference
 from occam.config import MonitoringConfig, load_config
@@ -131,8 +131,6 @@ def test_weighted_drift_and_the_features_it_names() -> None:
     assert result.score == pytest.approx(0.3 * 0.4 / 0.8 + 0.1 * 0.8 / 0.9)
     assert result.named == ("a", "b")  # the important one first, though b moved further
     assert weights({}, ["x", "y"]) == {"x": 0.5, "y": 0.5}
-    assert feature_importance({"feature_importance": {"x": 0.1}}) == {"x": 0.1}
-    assert feature_importance({}) == {}
 
 
 def test_estimate_tracks_held_out_windows_of_the_bundled_data(trained: Any) -> None:

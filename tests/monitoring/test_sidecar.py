@@ -77,7 +77,7 @@ def test_ingest_check_and_live_metric(
             done.labels[labelled],
             done.proba[labelled],
             bundle.classes,
-            bundle.metadata["positive_label"],
+            bundle.metadata.positive_label,
             bundle.decision_weights,  # the rule the service answered labels by
         )
         assert value("occam_live_metric", {"metric": goal.metric}) == pytest.approx(expected)
@@ -105,7 +105,7 @@ def test_follows_a_newer_model_from_the_log(
     new = replace(
         old,
         tag=f"{old.tag.split(':')[0]}:newer",
-        metadata={**old.metadata, "created_at": "2099-01-01T00:00:00+00:00"},
+        metadata=old.metadata.model_copy(update={"created_at": "2099-01-01T00:00:00+00:00"}),
     )
 
     def find(version: str | None) -> Bundle:

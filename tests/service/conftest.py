@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter
 from occam.bundle import ONNX_FILE, REFERENCE_FILE, Bundle, save_bundle
 from occam.config import load_config
 from occam.loopback import free_port, http_json
+from occam.metadata import InferenceRecord
 from occam.records import Record, loads, segment_key
 from service.metrics import ServiceMetrics
 from service.runtime import Runtime
@@ -161,7 +162,9 @@ def bad_bundles(trained: Any) -> BadBundles:
     shifted = reference.copy()
     first = f"model_proba_{source.classes[0]}"
     shifted[first] = shifted[first] * 0.9
-    no_onnx = {**source.metadata, "inference": {"format": "sklearn", "reason": "test: no ONNX"}}
+    no_onnx = source.metadata.model_copy(
+        update={"inference": InferenceRecord(format="sklearn", reason="test: no ONNX")}
+    )
     return BadBundles(
         candidate=save("occam-test-candidate", promoted=False),
         tampered=tampered,

@@ -92,9 +92,9 @@ def test_served_labels_equal_sklearn_on_the_whole_held_out_set(
     top = {r.id: r.predicted for r in logged if isinstance(r, PredictionRecord)}
     served_top = np.array([top[a["id"]] for a in answers])
     assert (served_top == expected_labels).all()
-    abstain = trained.bundle.metadata["abstain"]
+    abstain = trained.bundle.metadata.abstain
     for answer, label in zip(answers, expected_labels, strict=True):
-        assert answer["label"] == (abstain["label"] if answer["abstained"] else label)
+        assert answer["label"] == (abstain.label if answer["abstained"] else label)
 
 
 def bad_rows(row: dict[str, Any]) -> list[tuple[str, Any, int, str | None, str]]:

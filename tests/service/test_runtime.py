@@ -81,19 +81,19 @@ def test_predictions_match_the_reference_and_abstain_under_the_threshold(
     expected = reference[[f"model_proba_{c}" for c in classes]].to_numpy()
     got = np.array([[a["probabilities"][c] for c in classes] for a in answers])
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    abstain = trained.bundle.metadata["abstain"]
-    under = expected.max(axis=1) < abstain["threshold"]
+    abstain = trained.bundle.metadata.abstain
+    under = expected.max(axis=1) < abstain.threshold
     assert under.any() and not under.all()  # the fixture exercises both branches
     assert [a["abstained"] for a in answers] == under.tolist()
     for answer, is_under, top in zip(answers, under, reference["model_prediction"], strict=True):
-        assert answer["label"] == (abstain["label"] if is_under else top)
+        assert answer["label"] == (abstain.label if is_under else top)
     assert len({a["id"] for a in answers}) == 200
     assert all(len(a["id"]) == 32 for a in answers)
     version = trained.bundle.version
     assert counters.value("occam_service_abstentions_total", model_version=version) == under.sum()
     answered = sum(
         counters.value(PREDICTIONS, model_version=version, label=label)
-        for label in [*classes, abstain["label"]]
+        for label in [*classes, abstain.label]
     )
     assert answered == 200
 
@@ -169,7 +169,7 @@ def test_the_model_document_says_how_to_call_the_model(make_runtime: Any, traine
     assert (doc["tag"], doc["version"], doc["stage"]) == (bundle.tag, bundle.version, "production")
     assert doc["classes"] == bundle.classes
     assert [f["name"] for f in doc["features"]] == bundle.schema.names
-    assert doc["abstain"]["threshold"] == bundle.metadata["abstain"]["threshold"]
+    assert doc["abstain"]["threshold"] == bundle.metadata.abstain.threshold
     assert doc["goals"] and doc["gate"]["passed"] is True
     assert doc["limits"]["unseen_category"] == "reject"
     assert doc["inference"] == {"format": "onnx", "fallback_reason": None}

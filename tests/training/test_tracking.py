@@ -53,8 +53,8 @@ def test_a_training_run_reads_back_from_the_local_store(
     tmp_path: Path, trained: Any, later_rows: EvalRows
 ) -> None:
     config = tracked_config(tmp_path)
-    report, bundle = trained.report, trained.bundle
-    outcome = log_run(config, report, trained.card_path, bundle, eval_rows=later_rows)
+    metadata, bundle = trained.metadata, trained.bundle
+    outcome = log_run(config, metadata, trained.card_path, bundle, eval_rows=later_rows)
     assert outcome.ok, outcome.error
     assert (tmp_path / "runs" / "mlruns.db").is_file()
 
@@ -62,20 +62,20 @@ def test_a_training_run_reads_back_from_the_local_store(
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["occam.bundle_tag"] == bundle.tag
-    assert run.data.tags["occam.data_fingerprint"] == report["data"]["fingerprint"]
+    assert run.data.tags["occam.data_fingerprint"] == metadata.data.fingerprint
     assert run.data.tags["occam.kind"] == "train"
-    goals = {g["metric"]: g for g in report["gate"]["goals"]}
-    for metric, goal in goals.items():
-        assert run.data.metrics[f"test.{metric}"] == pytest.approx(goal["model"])
-        assert run.data.metrics[f"test.{metric}.ci_low"] == pytest.approx(goal["ci_low"])
-        assert run.data.metrics[f"baseline.{metric}"] == pytest.approx(goal["baseline"])
+    for goal in metadata.gate.goals:
+        metric = goal.metric
+        assert run.data.metrics[f"test.{metric}"] == pytest.approx(goal.model)
+        assert run.data.metrics[f"test.{metric}.ci_low"] == pytest.approx(goal.ci_low)
+        assert run.data.metrics[f"baseline.{metric}"] == pytest.approx(goal.baseline)
     assert run.data.params["goals.roc_auc"] == "0.7"
     assert run.data.params["model.best.min_samples_leaf"] == str(
-        report["model"]["best_params"]["min_samples_leaf"]
+        metadata.model.best_params["min_samples_leaf"]
     )
     rounds = client.get_metric_history(outcome.run_id, "search.round_best_score")
     assert [m.value for m in sorted(rounds, key=lambda m: m.step)] == pytest.approx(
-        report["model"]["search"]["round_best_scores"]
+        list(metadata.model.search.round_best_scores)
     )
     names = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"model_card.md", "metrics.json", "plots"} <= names
@@ -90,7 +90,7 @@ def test_a_training_run_reads_back_from_the_local_store(
     assert str(champion.version) == outcome.model_version and champion.run_id == outcome.run_id
     assert champion.tags["occam.bundle_tag"] == bundle.tag
 
-    second = log_run(config, report, trained.card_path, bundle)  # no rows: no curves
+    second = log_run(config, metadata, trained.card_path, bundle)  # no rows: no curves
     assert second.ok and second.model_version != outcome.model_version
     assert mirror_alias(config, bundle.tag, CHALLENGER).ok
     assert (
@@ -104,14 +104,14 @@ def test_tracking_failure_is_reported_not_raised(tmp_path: Path, trained: Any) -
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the store's folder should be")
     config = tracked_config(tmp_path, uri=f"sqlite:///{blocked}/mlruns.db")
-    outcome = log_run(config, trained.report, trained.card_path, trained.bundle)
+    outcome = log_run(config, trained.metadata, trained.card_path, trained.bundle)
     assert not outcome.ok and outcome.run_id is None
     assert outcome.error
 
 
 def test_disabled_tracking_writes_nothing(tmp_path: Path, trained: Any) -> None:
     config = tracked_config(tmp_path, enabled=False)
-    outcome = log_run(config, trained.report, trained.card_path, trained.bundle)
+    outcome = log_run(config, trained.metadata, trained.card_path, trained.bundle)
     assert outcome.ok and outcome.run_id is None
     assert not (tmp_path / "runs").exists()
-    assert np.isfinite(trained.report["gate"]["goals"][0]["model"])
+    assert np.isfinite(trained.metadata.gate.goals[0].model)
