@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -38,12 +39,20 @@ from occam.bundle import (
     resolve_serving_bundle,
 )
 from occam.config import ServingConfig, load_config
-from occam.errors import Problem, Reason, counted, error_body, quote, status_of
+from occam.errors import (
+    FEEDBACK_OUTCOME,
+    PREDICT_OUTCOME,
+    Problem,
+    Reason,
+    counted,
+    error_body,
+    status_of,
+)
 from occam.records import FeedbackRecord, PredictionRecord, Record, RejectedRecord
 from service.log import SegmentWriter
 from service.metrics import ServiceMetrics, default_metrics
 from service.predictor import Predictor, SelfTest, load_predictor, self_test
-from service.validation import Validator
+from service.validation import Validator, check_labels
 
 CONFIG_ENV = "OCCAM_CONFIG"
 MODEL_TAG_ENV = "OCCAM_MODEL_TAG"
@@ -457,48 +466,61 @@ class Runtime:
         threshold, abstain_label, classes = model.threshold, model.abstain_label, model.classes
         version = model.version
         log_rows = self.writer is not None and self.serving.log_predictions
-        answers: list[dict[str, Any]] = []
-        records: list[Record] = []
-        abstentions = 0
-        for i, row in enumerate(proba.tolist()):
-            probabilities = dict(zip(classes, row, strict=True))
-            top = labels[i]
-            abstained = threshold is not None and max(row) < threshold
-            answer = abstain_label if abstained and abstain_label else top
-            abstentions += abstained
-            ident = uuid.uuid4().hex
-            answers.append(
-                {
-                    "id": ident,
-                    "label": answer,
-                    "probabilities": probabilities,
-                    "abstained": abstained,
-                }
+        # Column at a time: the abstain rule over the whole probability matrix, the ids in one
+        # call; then one dict per row for the answer, shared with its log record.
+        count = len(labels)
+        if threshold is not None:
+            flags = (proba.max(axis=1) < threshold).tolist()
+            abstentions = sum(flags)
+        else:
+            flags, abstentions = [False] * count, 0
+        if abstentions and abstain_label:
+            answered = [abstain_label if a else top for top, a in zip(labels, flags, strict=True)]
+        else:
+            answered = labels
+        ids = new_ids(count)
+        probabilities = [dict(zip(classes, row, strict=True)) for row in proba.tolist()]
+        answers: list[dict[str, Any]] = [
+            {"id": ident, "label": answer, "probabilities": probs, "abstained": abstained}
+            for ident, answer, probs, abstained in zip(
+                ids, answered, probabilities, flags, strict=True
             )
-            if log_rows:
-                records.append(
-                    PredictionRecord(
-                        id=ident,
-                        ts=now,
-                        model_version=version,
-                        features=valid.received[i],
-                        label=answer,
-                        predicted=top,
-                        probabilities=probabilities,
-                        abstained=abstained,
-                        marks=valid.marks[i],
-                    )
+        ]
+        records: list[Record] = []
+        if log_rows:
+            records = [
+                PredictionRecord(
+                    id=ident,
+                    ts=now,
+                    model_version=version,
+                    features=features,
+                    label=answer,
+                    predicted=top,
+                    probabilities=probs,
+                    abstained=abstained,
+                    marks=marks,
                 )
+                for ident, features, answer, top, probs, abstained, marks in zip(
+                    ids,
+                    valid.received,
+                    answered,
+                    labels,
+                    probabilities,
+                    flags,
+                    valid.marks,
+                    strict=True,
+                )
+            ]
         shadow = self.shadow
         if shadow is not None and log_rows:
             records.extend(self._shadow_records(shadow, valid, answers, now))
         if records and self.writer is not None:
             self.writer.submit(records)
-        for answer_label, count in Counter(a["label"] for a in answers).items():
+        for answer_label, times in Counter(answered).items():
             counter = model.answered.get(answer_label)
             if counter is None:  # a label outside the bundle's classes: not expected
                 counter = self.metrics.predictions.labels(version, answer_label)
-            counter.inc(count)
+            counter.inc(times)
         if abstentions:
             model.abstained.inc(abstentions)
         return Reply(200, {"model_version": version, "predictions": answers})
@@ -544,32 +566,25 @@ class Runtime:
         self.metrics.shadow_rows.labels(model.version).inc(len(records))
         return records
 
-    def feedback(self, items: Sequence[tuple[str, str]]) -> Reply:
-        """Log (prediction id, true label) pairs; 202 when logged. 400 for unknown labels, 409
-        when an id was labelled before (at most one label per prediction id, as far as this
-        worker remembers: `serving.limits.feedback_ids`); nothing is logged then."""
+    def feedback(self, items: Sequence[tuple[str, object]]) -> Reply:
+        """Log (prediction id, true label) pairs; 202 when logged. A label sent as a JSON
+        number or boolean is read as its `occam.schema.canonical_text` (1 -> "1"), as training
+        read the target column. 400 for unknown labels, 409 when an id was labelled before (at
+        most one label per prediction id, as far as this worker remembers:
+        `serving.limits.feedback_ids`); nothing is logged then."""
         model = self.model
         problem = model.validator.check_count(len(items), "labels")
         if problem is not None:
-            return self.reject([problem])
-        known = set(model.classes)
-        problems = [
-            Problem(
-                i,
-                "label",
-                Reason.UNKNOWN_LABEL,
-                f"label {quote(label)} is not a class of this model; classes are {model.classes}",
-            )
-            for i, (_, label) in enumerate(items)
-            if label not in known
-        ]
+            return self.reject([problem], outcome=FEEDBACK_OUTCOME)
+        labels, problems = check_labels([label for _, label in items], model.classes)
         if problems:
-            return self.reject(problems)
+            return self.reject(problems, outcome=FEEDBACK_OUTCOME)
         ids = [ident for ident, _ in items]
         repeated = self.labelled.seen(ids)
         if repeated:
             return self.reject(
-                [
+                outcome=FEEDBACK_OUTCOME,
+                problems=[
                     Problem(
                         i,
                         "id",
@@ -578,15 +593,16 @@ class Runtime:
                         "id is accepted (nothing in this request was logged)",
                     )
                     for i in repeated
-                ]
+                ],
             )
         self.labelled.add(ids)
         now = time.time()
         if self.writer is not None:
             self.writer.submit(
-                FeedbackRecord(id=ident, ts=now, label=label) for ident, label in items
+                FeedbackRecord(id=ident, ts=now, label=label)
+                for ident, label in zip(ids, labels, strict=True)
             )
-        for label, count in Counter(label for _, label in items).items():
+        for label, count in Counter(labels).items():
             self.metrics.feedback_labels.labels(label).inc(count)
         return Reply(202, {"accepted": len(items)})
 
@@ -597,13 +613,15 @@ class Runtime:
         *,
         record: bool = True,
         headers: Mapping[str, str] | None = None,
+        outcome: str = PREDICT_OUTCOME,
     ) -> Reply:
         """Count, log and describe a refused request: one count and (`record` True) one
         `rejected` log record per bad row (its first problem) or per request-level problem.
 
         `status` None: the status the reasons carry (`occam.errors.status_of`). Requests refused
         before they are authenticated, read or allowed (401, 403, 408, 429, 499) are counted
-        but not logged (`record` False): nobody without a key can write to the log."""
+        but not logged (`record` False): nobody without a key can write to the log. `outcome`
+        ends the body's summary (`occam.errors.ErrorBody.of`)."""
         now = time.time()
         records = []
         for problem in counted(problems):
@@ -620,7 +638,7 @@ class Runtime:
             self.writer.submit(records)
         return Reply(
             status_of(problems) if status is None else status,
-            error_body(problems),
+            error_body(problems, outcome),
             headers or {},
         )
 
@@ -706,3 +724,15 @@ class Runtime:
         self._stop.set()
         if self.writer is not None:
             self.writer.close()
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` prediction ids: each the hex form of a random (version 4) UUID, as
+    `uuid.uuid4().hex` gives, drawn from the OS in one call for the whole request."""
+    if count == 1:
+        return [uuid.uuid4().hex]
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
