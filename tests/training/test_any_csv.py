@@ -97,6 +97,13 @@ def test_integer_years_split_where_the_config_says(result: TrainResult) -> None:
     metrics = json.loads(result.metrics_path.read_text())
     assert metrics["time"]["format"] == "year" and metrics["time"]["detected"] is True
     assert metrics["time"]["periods"]["production"] == ["2013", "2015"]
+    # the bundle's samples store years as ISO datetimes, which every reader parses right
+    holdout = result.bundle.load_holdout()
+    assert holdout is not None
+    years = pd.to_datetime(holdout["year"]).dt.year
+    assert (years.min(), years.max()) == (2010, 2012) and years.is_monotonic_increasing
+    reference = pd.to_datetime(result.bundle.load_reference()["year"]).dt.year
+    assert (reference.min(), reference.max()) == (2001, 2009)
 
 
 def test_numeric_labels_and_codes_become_canonical_text(result: TrainResult) -> None:
