@@ -123,7 +123,7 @@ def test_card_and_metrics_judge_every_feature(result: TrainResult) -> None:
     assert ("strong feature", "level") in findings
     assert ("feature adds nothing", "noise") in findings
     card = result.card_path.read_text()
-    assert "## Is every feature worth having?" in card
+    assert "## What the model relies on: is every feature worth having?" in card
     assert "data.allow_strong_features: [level]" in card
     assert "Learned from `year` 2001 to 2012 (year)" in card
     assert "near the leakage level" in card
