@@ -32,7 +32,7 @@ def make_csv(path: Path, seed: int = 0) -> Path:
     votes = {
         name: np.where(rng.random(ROWS) < 0.1, 1 - truth, truth) for name in ("ann", "bob", "cy")
     }
-    label = (sum(votes.values()) >= 2).astype(int)
+    label = (np.sum(list(votes.values()), axis=0) >= 2).astype(int)
     frame = pd.DataFrame(
         {
             "year": year,
