@@ -199,3 +199,17 @@ def test_yaml_numbers_need_no_quotes() -> None:
 def test_test_start_needs_the_time_strategy() -> None:
     with pytest.raises(ConfigError, match="test_strategy: time"):
         config(test_start=5, test_strategy="random")
+
+
+def test_a_yaml_date_without_quotes_is_a_date() -> None:
+    import yaml
+
+    raw = yaml.safe_load("production_start: 2020-10-27\ntest_start: 2020-10-01 12:00:00\n")
+    parsed = config(**raw)
+    assert parsed.data.split.production_start == "2020-10-27"
+    assert parsed.data.split.test_start == "2020-10-01T12:00:00"
+    split = split_frame(frame("iso date"), parsed)
+    assert len(split.production) == 100 and split.period("test") == [
+        "2020-10-02",
+        "2020-10-26",
+    ]  # noon cut
