@@ -86,10 +86,12 @@ class Record(BaseModel):
 
 class GoalSpec(Record):
     """A goal as configured: the metric (`occam.metrics.GOAL_METRICS`) must reach
-    `threshold`."""
+    `threshold` (for a `threshold: human` goal, the average labeller's level measured at
+    training, and `human` is true)."""
 
     metric: str
     threshold: float
+    human: bool = False
 
 
 class GoalResult(Record):

@@ -23,7 +23,7 @@ from occam.metadata import (
     proba_columns,
 )
 from occam.metrics import predicted_labels
-from occam.schema import FeatureSchema
+from occam.schema import FeatureSchema, category_text
 from service.validation import Validator
 
 log = logging.getLogger("occam.service.predictor")
@@ -167,7 +167,9 @@ def reference_instances(reference: pd.DataFrame, schema: FeatureSchema) -> list[
                 number = float(value)
                 row[spec.name] = int(number) if spec.dtype == "integer" else number
             else:  # as `FeatureSchema.coerce` turned the training values into categories
-                row[spec.name] = str(value.item() if isinstance(value, np.generic) else value)
+                row[spec.name] = category_text(
+                    value.item() if isinstance(value, np.generic) else value
+                )
         rows.append(row)
     return rows
 
