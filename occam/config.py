@@ -16,6 +16,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,6 +25,8 @@ from pydantic import (
 )
 
 from occam.metrics import get_metric
+from occam.schema import canonical_text
+from occam.timecol import SplitValue, TimeFormat, check_split_value
 
 
 def _registered_metric(name: str) -> str:
@@ -33,6 +36,29 @@ def _registered_metric(name: str) -> str:
 
 #: A goal metric name, checked against the registry (all metrics are "higher is better").
 MetricName = Annotated[str, AfterValidator(_registered_metric)]
+
+
+def _label_text(value: object) -> object:
+    """A label written as a YAML number or boolean (`1`, `true`) -> its text form, as the target
+    column's values are coerced (`occam.schema.canonical_text`); other types fail later."""
+    if isinstance(value, (bool, int, float)):
+        text = canonical_text(value)
+        if text is None:
+            raise ValueError("a label cannot be missing (NaN); write the label's value")
+        return text
+    return value
+
+
+#: A class label: a string, or a YAML number/boolean read as its canonical text (1 -> "1").
+LabelText = Annotated[str, BeforeValidator(_label_text)]
+
+
+def _split_value(value: object) -> object:
+    return None if value is None else check_split_value(value)
+
+
+#: A split point: a date string, a number in the time column's units, or "last 30%".
+SplitPoint = Annotated[SplitValue | None, BeforeValidator(_split_value)]
 
 
 class ConfigError(ValueError):
@@ -46,10 +72,18 @@ class _Strict(BaseModel):
 class SplitConfig(_Strict):
     """How rows are split in time: training period, its held-out test part, production period."""
 
-    production_start: str | None = Field(
+    production_start: SplitPoint = Field(
         default=None,
-        description="Rows whose time column is >= this (ISO date) form the production period: "
-        "never trained on, replayed through the service later. None: no production period.",
+        description="Rows whose time is >= this form the production period: never trained on, "
+        "replayed through the service later. A date ('2015-06-01'), a number in the time "
+        "column's units (a year 2015, a period 120, Unix seconds), or a share of the latest "
+        "rows ('last 30%'). None: no production period.",
+    )
+    test_start: SplitPoint = Field(
+        default=None,
+        description="Rows of the training period whose time is >= this are the held-out test "
+        "rows (instead of `test_size`); same forms as production_start, a share counting the "
+        "rows before production_start. Needs test_strategy 'time'.",
     )
     test_size: float = Field(default=0.2, gt=0, lt=0.5)
     test_strategy: Literal["time", "random"] = Field(
@@ -58,11 +92,26 @@ class SplitConfig(_Strict):
         "time-ordered data); 'random' a stratified random share.",
     )
 
+    @model_validator(mode="after")
+    def _test_start_needs_time(self) -> SplitConfig:
+        if self.test_start is not None and self.test_strategy != "time":
+            raise ValueError(
+                "test_start cuts the test rows by time; remove test_start or set "
+                "test_strategy: time"
+            )
+        return self
+
 
 class DataConfig(_Strict):
     path: Path
     target: str
     time_column: str | None = None
+    time_format: TimeFormat = Field(
+        default="auto",
+        description="How `time_column` is read: 'auto' detects it; 'datetime' (ISO dates or "
+        "datetimes), 'year' (integer years), 'period' (integer or float period index), "
+        "'unix_s' / 'unix_ms' (Unix seconds / milliseconds). Never read as nanoseconds",
+    )
     numeric: list[str] | None = Field(
         default=None, description="Numeric features; inferred from dtypes when both lists are None"
     )
@@ -72,13 +121,46 @@ class DataConfig(_Strict):
     max_missing_share: float = Field(default=0.5, ge=0, le=1)
     warn_missing_share: float = Field(default=0.05, ge=0, le=1)
     leakage_auc: float = Field(
-        default=0.98, gt=0.5, le=1, description="One feature alone scoring this ROC AUC is leakage"
+        default=0.98,
+        gt=0.5,
+        le=1,
+        description="One feature alone scoring this ROC AUC on held-out rows is a strong-feature "
+        "warning on the card (training stops only for clear leaks: see docs/data.md)",
     )
+    allow_strong_features: list[str] = Field(
+        default_factory=list,
+        description="Features allowed past the strong-feature warning and the leak stop: you "
+        "know they are measured before the label is",
+    )
+
+    @model_validator(mode="after")
+    def _lists_disjoint(self) -> DataConfig:
+        listed = {"data.numeric": self.numeric or [], "data.categorical": self.categorical or []}
+        for key, names in listed.items():
+            both = sorted(set(names) & set(self.exclude))
+            if both:
+                raise ValueError(
+                    f"{both} listed in `{key}` and in `data.exclude`; a feature is either used "
+                    "or excluded: remove it from one of the two"
+                )
+        twice = sorted(set(listed["data.numeric"]) & set(listed["data.categorical"]))
+        if twice:
+            raise ValueError(
+                f"{twice} listed in both `data.numeric` and `data.categorical`; keep each in one"
+            )
+        for key, names in listed.items():
+            own = sorted({self.target, self.time_column or self.target} & set(names))
+            if own:
+                raise ValueError(
+                    f"{own} listed in `{key}` is the target or the time column; remove it there"
+                )
+        return self
 
 
 class LabelsConfig(_Strict):
-    unknown_values: list[str] = Field(
-        default_factory=list, description="Target values meaning 'I don't know'"
+    unknown_values: list[LabelText] = Field(
+        default_factory=list,
+        description="Target values meaning 'I don't know' (strings or numbers, e.g. -1)",
     )
     max_unknown_share: float = Field(default=0.2, ge=0, le=1)
     annotators: list[str] = Field(
@@ -90,9 +172,32 @@ class LabelsConfig(_Strict):
     max_review_rows: int = Field(default=500, ge=0)
 
 
+#: The `threshold` that means "at least as well as the average labeller".
+HUMAN = "human"
+
+
 class Goal(_Strict):
+    """A goal: `metric` at least `threshold` on held-out rows.
+
+    `threshold: human` (needs `labels.annotators`) sets `human: true` and a placeholder threshold
+    0; training replaces it by the average labeller's score on the held-out rows, so every
+    reader of a trained bundle's goals sees a number.
+    """
+
     metric: MetricName = Field(description="A name from occam.metrics.GOAL_METRICS")
     threshold: float = Field(ge=0, le=1)
+    human: bool = Field(
+        default=False,
+        description="Set by `threshold: human`: the model must do at least as well as the "
+        "average labeller (the threshold is measured at training)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _human_threshold(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("threshold") == HUMAN:
+            return {**raw, "threshold": 0.0, "human": True}
+        return raw
 
 
 class RuleConfig(_Strict):
@@ -652,8 +757,10 @@ class OccamConfig(_Strict):
     data: DataConfig
     labels: LabelsConfig = LabelsConfig()
     goals: list[Goal] = Field(min_length=1)
-    goals_positive_label: str | None = Field(
-        default=None, description="The class that f1/precision/recall/average_precision refer to"
+    goals_positive_label: LabelText | None = Field(
+        default=None,
+        description="The class that f1/precision/recall/average_precision refer to; a number "
+        "or boolean is read as its text (1 -> '1', true -> 'True'), as the target column is",
     )
     baseline: BaselineConfig = BaselineConfig()
     model: ModelConfig = ModelConfig()
@@ -672,6 +779,16 @@ class OccamConfig(_Strict):
         if len(set(metrics)) != len(metrics):
             raise ValueError(f"each metric may appear once, got {metrics}")
         return goals
+
+    @model_validator(mode="after")
+    def _human_needs_annotators(self) -> OccamConfig:
+        human = [g.metric for g in self.goals if g.human]
+        if human and not self.labels.annotators:
+            raise ValueError(
+                f"goal(s) {human} have `threshold: human`, which needs several labellers: list "
+                "their columns in `labels.annotators`, or give a number as the threshold"
+            )
+        return self
 
     @property
     def scoring(self) -> str:
@@ -711,7 +828,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             lines.append(f"  - `{key}`: required key is missing; add it")
         else:
             got = item.get("input")
-            lines.append(f"  - `{key}`: {item['msg']} (got {got!r})")
+            # A whole section's input repeats the file; the message names the keys instead.
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - `{key}`: {item['msg']}{shown}")
     return "\n".join(lines)
 
 

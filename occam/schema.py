@@ -7,6 +7,7 @@ numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,42 @@ Kind = Literal["numeric", "categorical"]
 #: What a missing categorical value becomes before the pipeline sees it (sklearn and ONNX agree
 #: on a string; they do not agree on NaN inside string columns).
 MISSING_CATEGORY = "__missing__"
+
+
+def canonical_text(value: object) -> str | None:
+    """The one text form of a label or categorical value, or None when the value is missing.
+
+    Training (target column, categorical columns, `goals_positive_label`,
+    `labels.unknown_values`), serving (a categorical value sent as a JSON number or boolean) and
+    feedback (`"label": 1`) all go through this, so the same value means the same category
+    everywhere. Rules: a string is kept as it is; a boolean becomes "True"/"False" (what pandas
+    `astype(str)` gives); an integer becomes its decimal digits; an integral float becomes the
+    integer's digits (12.0 -> "12", as pandas reads an integer code column that has gaps); any
+    other finite float becomes `repr` (0.5 -> "0.5"); None, NaN and pandas' missing markers are
+    None. NumPy scalars follow the rule of their Python kind. Raises `ValueError` on anything else
+    (an infinite float, a list, a date...), naming the value's type.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if not math.isfinite(number):
+            raise ValueError(f"{number!r} is not a category or label value (it is infinite)")
+        if number.is_integer():
+            return str(int(number))
+        return repr(number)
+    raise ValueError(
+        f"{value!r} ({type(value).__name__}) is not a category or label value; "
+        "use a string, a number or a boolean"
+    )
 
 
 @dataclass(frozen=True)

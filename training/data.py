@@ -6,10 +6,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from occam.config import OccamConfig
+from occam.timecol import TimeAxis, TimeColumnError, read_time
 
 
 class DataError(ValueError):
@@ -58,45 +60,139 @@ def choose_features(frame: pd.DataFrame, config: OccamConfig) -> Features:
 
 @dataclass(frozen=True)
 class Split:
-    """Training rows (for the search), held-out test rows, and the untouched production period."""
+    """Training rows (for the search), held-out test rows, and the untouched production period,
+    each in time order when there is a time column. `axis` is the time column as read (None
+    without one); `*_times` are each part's times in its row order."""
 
     train: pd.DataFrame
     test: pd.DataFrame
     production: pd.DataFrame
+    axis: TimeAxis | None = None
+    train_times: pd.Series | None = None
+    test_times: pd.Series | None = None
+    production_times: pd.Series | None = None
+
+    def period(self, part: str) -> list[str] | None:
+        """[first, last] time of `part` ('train', 'test' or 'production') as the user writes
+        them; None without a time column or rows."""
+        times = getattr(self, f"{part}_times")
+        if self.axis is None or times is None or times.dropna().empty:
+            return None
+        seen = times.dropna()
+        return [self.axis.describe(seen.min()), self.axis.describe(seen.max())]
+
+
+def time_axis(frame: pd.DataFrame, config: OccamConfig) -> TimeAxis | None:
+    """The configured time column read in `data.time_format`; None without one. Raises
+    `DataError` naming the column when it cannot be read."""
+    column = config.data.time_column
+    if column is None:
+        return None
+    try:
+        return read_time(frame[column], column, config.data.time_format)
+    except TimeColumnError as exc:
+        raise DataError(str(exc)) from None
 
 
 def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
-    """Cut off the production period by time, then hold out the test share of the rest."""
-    data = config.data
-    split = data.split
+    """Cut off the production period by time, then hold out the test rows of the rest.
+
+    Split points take the forms of `occam.timecol` (a date, a number in the column's units, a
+    share "last 30%"). Rows without a readable time are left out of every part when the data
+    has a time column. Raises `DataError` when a part is empty (or the training period has fewer
+    than 50 rows), naming the column, the times seen and the fix.
+    """
+    split = config.data.split
+    axis = time_axis(frame, config)
+    if axis is None:
+        for key, value in (
+            ("production_start", split.production_start),
+            ("test_start", split.test_start),
+        ):
+            if value is not None:
+                raise DataError(
+                    f"`data.split.{key}` needs `data.time_column`: name the column holding each "
+                    "row's time"
+                )
+        train, test = _hold_out(frame, config)
+        return Split(train=train, test=test, production=frame.iloc[0:0])
+    times = axis.values
+    readable = times.notna().to_numpy()
+    frame, times = frame[readable], times[readable]
+    order = np.argsort(times.to_numpy(), kind="stable")
+    frame, times = frame.iloc[order], times.iloc[order]
     if split.production_start is not None:
-        if data.time_column is None:
-            raise DataError(
-                "`data.split.production_start` needs `data.time_column`: name the column holding "
-                "each row's time"
-            )
-        times = pd.to_datetime(frame[data.time_column], errors="coerce")
-        start = pd.Timestamp(split.production_start)
-        period = frame[times < start]
-        production = frame[times >= start]
+        key = "data.split.production_start"
+        start = _point(axis, split.production_start, key, times)
+        before = (times < start).to_numpy()
+        period, production = frame[before], frame[~before]
+        period_times, production_times = times[before], times[~before]
+        _not_empty(axis, period, key, split.production_start, start, "training", times)
+        _not_empty(axis, production, key, split.production_start, start, "production", times)
     else:
         period, production = frame, frame.iloc[0:0]
+        period_times, production_times = times, times.iloc[0:0]
     if len(period) < 50:
         raise DataError(
             f"only {len(period)} rows fall before data.split.production_start="
-            f"{split.production_start!r}; move it later"
+            f"{split.production_start!r} (`{axis.column}`: {axis.span(times)}); move it later"
         )
-    if split.test_strategy == "time":
-        if data.time_column is not None:
-            order = pd.to_datetime(period[data.time_column], errors="coerce")
-            period = period.iloc[order.argsort(kind="stable")]
+    if split.test_start is not None:
+        key = "data.split.test_start"
+        cut_at = _point(axis, split.test_start, key, period_times)
+        early = (period_times < cut_at).to_numpy()
+        train, test = period[early], period[~early]
+        train_times, test_times = period_times[early], period_times[~early]
+        _not_empty(axis, train, key, split.test_start, cut_at, "training", period_times)
+        _not_empty(axis, test, key, split.test_start, cut_at, "test", period_times)
+    elif split.test_strategy == "time":
         cut = round(len(period) * (1 - split.test_size))
         train, test = period.iloc[:cut], period.iloc[cut:]
+        train_times, test_times = period_times.iloc[:cut], period_times.iloc[cut:]
     else:
-        train, test = train_test_split(
-            period,
-            test_size=split.test_size,
-            random_state=config.seed,
-            stratify=period[data.target],
-        )
-    return Split(train=train, test=test, production=production)
+        train, test = _hold_out(period, config)
+        train_times, test_times = period_times.loc[train.index], period_times.loc[test.index]
+    return Split(train, test, production, axis, train_times, test_times, production_times)
+
+
+def _hold_out(period: pd.DataFrame, config: OccamConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The held-out share `test_size`: the last rows (time strategy) or a stratified sample."""
+    split = config.data.split
+    if split.test_strategy == "time":
+        cut = round(len(period) * (1 - split.test_size))
+        return period.iloc[:cut], period.iloc[cut:]
+    train, test = train_test_split(
+        period,
+        test_size=split.test_size,
+        random_state=config.seed,
+        stratify=period[config.data.target],
+    )
+    return train, test
+
+
+def _point(axis: TimeAxis, value: object, key: str, among: pd.Series) -> object:
+    try:
+        return axis.split_point(value, key, among)  # type: ignore[arg-type]
+    except TimeColumnError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _not_empty(
+    axis: TimeAxis,
+    part: pd.DataFrame,
+    key: str,
+    value: object,
+    point: object,
+    name: str,
+    times: pd.Series,
+) -> None:
+    """An empty training, test or production period is an error with the times seen."""
+    if len(part):
+        return
+    side = "before" if name == "training" else "from"
+    raise DataError(
+        f"the {name} period is empty: no row of `{axis.column}` falls {side} `{key}`="
+        f"{value!r} (read as {axis.describe(point)}); the column holds {axis.span(times)}. "
+        f"Move `{key}` inside that span, write a share such as 'last 30%', or set "
+        "`data.time_format` if the column is read in the wrong units"
+    )

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from occam.config import OccamConfig
+from occam.metrics import score
+from occam.schema import canonical_text
 
 
 class LabelQualityError(ValueError):
@@ -28,6 +30,16 @@ class LabelReport:
     disagreement_file: str | None = None
     label_issue_rows: int = 0
     label_issue_file: str | None = None
+
+
+def canonical_labels(values: pd.Series, column: str) -> pd.Series:
+    """Each label as its canonical text (`occam.schema.canonical_text`: 1 and 1.0 read "1"),
+    None where missing; the same text serving and feedback give the label. Raises
+    `LabelQualityError` naming `column` for a value that is no label."""
+    try:
+        return values.map(canonical_text).astype(object)
+    except ValueError as exc:
+        raise LabelQualityError(f"label column `{column}`: {exc}") from None
 
 
 def majority_vote(votes: pd.DataFrame, tie_label: str) -> pd.Series:
@@ -73,7 +85,7 @@ def resolve_labels(
     frame = frame.copy()
     kappa, disagreeing, disagreement_file = None, 0, None
     if labels.annotators:
-        votes = frame[labels.annotators]
+        votes = pd.DataFrame({c: canonical_labels(frame[c], c) for c in labels.annotators})
         tie = labels.unknown_values[0] if labels.unknown_values else "unknown"
         frame[target] = majority_vote(votes, tie)
         kappa = fleiss_kappa(votes)
@@ -86,6 +98,7 @@ def resolve_labels(
             disagreement_file = str(path)
         unknown_values = {*labels.unknown_values, tie}
     else:
+        frame[target] = canonical_labels(frame[target], target)
         unknown_values = set(labels.unknown_values)
     is_unknown = frame[target].astype(str).isin(unknown_values)
     unknown_rows = int(is_unknown.sum())
@@ -107,6 +120,83 @@ def resolve_labels(
         disagreement_file=disagreement_file,
     )
     return frame[~is_unknown], report
+
+
+@dataclass(frozen=True)
+class LabellerScore:
+    """One labeller against the consensus of the others (their own vote does not count in
+    their favour): on the rows they labelled where the others' majority is a known class.
+
+    `accuracy` is the share of those rows where they agree with it; `kappa` Cohen's kappa
+    (agreement beyond chance; None when undefined); `goals` each goal metric of their labels
+    as predictions, on the held-out test rows only (as the model is scored).
+    """
+
+    name: str
+    rows: int
+    accuracy: float | None
+    kappa: float | None
+    goals: dict[str, float]
+
+
+def labeller_scores(
+    frame: pd.DataFrame,
+    test: pd.DataFrame,
+    config: OccamConfig,
+    classes: list[str],
+    positive: str,
+) -> list[LabellerScore]:
+    """Each `labels.annotators` column scored against the majority of the other labellers on
+    `frame` (all labelled rows) and, for the goal metrics, on `test` (the held-out rows)."""
+    annotators = config.labels.annotators
+    if len(annotators) < 2:
+        return []
+    out = []
+    for name in annotators:
+        others = [a for a in annotators if a != name]
+        agree, kappa, rows = _against_others(frame, name, others, classes)
+        goals = {}
+        mine, truth = _pairs(test, name, others, classes)
+        if len(mine):
+            onehot = (np.asarray(mine)[:, None] == np.asarray(classes)[None, :]).astype(float)
+            for goal in config.goals:
+                value = score(goal.metric, np.asarray(truth), onehot, classes, positive)
+                goals[goal.metric] = round(float(value), 6)
+        out.append(LabellerScore(name, rows, agree, kappa, goals))
+    return out
+
+
+def human_level(scores: list[LabellerScore], metric: str) -> float | None:
+    """The average labeller's `metric` on the held-out rows (labellers without a score left
+    out); None when no labeller has one."""
+    values = [s.goals[metric] for s in scores if not np.isnan(s.goals.get(metric, np.nan))]
+    return round(float(np.mean(values)), 6) if values else None
+
+
+def _pairs(
+    frame: pd.DataFrame, name: str, others: list[str], classes: list[str]
+) -> tuple[pd.Series, pd.Series]:
+    """(labeller's label, others' majority) on rows where both are known classes."""
+    if frame.empty:
+        return pd.Series(dtype=object), pd.Series(dtype=object)
+    mine = canonical_labels(frame[name], name)
+    votes = pd.DataFrame({c: canonical_labels(frame[c], c) for c in others})
+    truth = majority_vote(votes, tie_label="\x00tie")
+    keep = mine.isin(classes) & truth.isin(classes)
+    return mine[keep], truth[keep]
+
+
+def _against_others(
+    frame: pd.DataFrame, name: str, others: list[str], classes: list[str]
+) -> tuple[float | None, float | None, int]:
+    mine, truth = _pairs(frame, name, others, classes)
+    if not len(mine):
+        return None, None, 0
+    agree = float((mine.to_numpy() == truth.to_numpy()).mean())
+    from sklearn.metrics import cohen_kappa_score
+
+    kappa = float(cohen_kappa_score(truth, mine, labels=classes))
+    return round(agree, 6), (None if np.isnan(kappa) else round(kappa, 6)), len(mine)
 
 
 def find_label_issues(y: pd.Series, oof_proba: np.ndarray, classes: list[str]) -> pd.Series:

@@ -113,6 +113,70 @@ def test_leaky_feature_is_an_error_naming_the_column() -> None:
     report = check_values(frame, FEATURES, config())
     [leak] = [f for f in report.errors if f.check == "leakage"]
     assert leak.column == "c" and "data.exclude" in leak.message
+    assert "perfect on held-out rows" in leak.message
+    assert "data.allow_strong_features: [c]" in leak.message
+
+
+def test_a_function_of_the_label_stops_training() -> None:
+    frame = good_frame(n=800)
+    rng = np.random.default_rng(2)
+    # A code recorded from the outcome: 20 codes per class, each code only ever with its class.
+    frame["b"] = frame["y"] + "-" + rng.integers(0, 20, size=len(frame)).astype(str)
+    report = check_values(frame, FEATURES, config())
+    [leak] = [f for f in report.errors if f.check == "leakage"]
+    assert leak.column == "b" and "a function of the label" in leak.message
+    assert "40 repeated values" in leak.message
+
+
+@pytest.mark.parametrize("kind", ["integer", "text"])
+def test_an_id_like_column_stops_training(kind: str) -> None:
+    frame = good_frame()
+    ids = np.random.default_rng(3).permutation(len(frame)) + 1000
+    frame["b"] = ids if kind == "integer" else [f"customer-{i}" for i in ids]
+    features = Features(numeric=["a", "c", "b"], categorical=[]) if kind == "integer" else FEATURES
+    report = check_values(frame, features, config())
+    [leak] = [f for f in report.errors if f.check == "leakage"]
+    assert leak.column == "b" and "id-like" in leak.message
+
+
+def strong_frame(n: int = 1200, seed: int = 4) -> pd.DataFrame:
+    """A real measurement that alone predicts the class with ROC AUC near 0.995 (classes
+    overlap at the edges, so a few rows are on the wrong side of any cut)."""
+    rng = np.random.default_rng(seed)
+    frame = good_frame(n=n, seed=seed)
+    sign = np.where(frame["y"] == "yes", 1.0, -1.0)
+    frame["c"] = np.round(1.82 * sign + rng.normal(size=n), 2)
+    return frame
+
+
+def test_a_legitimate_strong_feature_warns_and_names_both_fixes() -> None:
+    report = check_values(strong_frame(), FEATURES, config())
+    assert report.errors == []
+    [warning] = [f for f in report.warnings if f.check == "strong feature"]
+    assert warning.column == "c"
+    assert "data.allow_strong_features: [c]" in warning.message
+    assert "data.exclude" in warning.message
+    [strength] = [s for s in report.strengths if s.name == "c"]
+    assert 0.98 <= strength.score < 1.0 and strength.accuracy < 1.0 and strength.leak is None
+
+
+def test_allowing_a_strong_feature_by_name_silences_the_warning() -> None:
+    report = check_values(strong_frame(), FEATURES, config(allow_strong_features=["c"]))
+    assert report.errors == [] and report.warnings == []
+    assert any(f.check == "strong feature" and f.level == "info" for f in report.findings)
+
+
+def test_allowing_an_unknown_feature_is_named() -> None:
+    report = check_values(good_frame(), FEATURES, config(allow_strong_features=["nope"]))
+    [warning] = report.warnings
+    assert warning.column == "nope" and "not a feature" in warning.message
+
+
+def test_ordinary_features_are_scored_on_held_out_rows() -> None:
+    report = check_values(good_frame(), FEATURES, config())
+    scores = {s.name: s.score for s in report.strengths}
+    assert set(scores) == {"a", "b", "c"}
+    assert scores["a"] > 0.6 and scores["b"] < 0.65 and scores["c"] < 0.65
 
 
 def test_single_feature_auc_is_near_half_for_noise() -> None:
