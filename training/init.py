@@ -37,6 +37,7 @@ import pandas as pd
 from occam.config import DataConfig
 from occam.metrics import score
 from occam.schema import FeatureSchema
+from occam.timecol import detect_format, read_time
 from training.calibration import decision_weights
 from training.checks import single_feature_auc
 from training.data import DataError, load_frame
@@ -63,6 +64,14 @@ _ID_NAMES = {"id", "idcode", "uuid", "guid", "rownames", "rowname", "index", "un
 _YEAR_TOKENS = {"year", "yr", "yyyy", "season"}
 _UNIX_TOKENS = {"time", "timestamp", "ts", "epoch", "date", "datetime", "created", "updated", "at"}
 _PERIOD_TOKENS = {"period", "step", "tick", "timestep", "t", "time"}
+_TIME_WORDS = _YEAR_TOKENS | _UNIX_TOKENS | _PERIOD_TOKENS
+_RANK = {"datetime": 0, "unix_s": 1, "unix_ms": 1, "year": 2, "period": 3}
+_WHY = {
+    "unix_s": "Unix seconds",
+    "unix_ms": "Unix milliseconds",
+    "year": "whole-number years",
+    "period": "a period index",
+}
 _ISO = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -117,29 +126,21 @@ def detect_time(frame: pd.DataFrame, target: str) -> TimeColumn | None:
                 and pd.to_datetime(text, errors="coerce", format="ISO8601").notna().all()
             ):
                 found.append((0, distinct, TimeColumn(name, "datetime", "ISO dates/times")))
-        elif not pd.api.types.is_bool_dtype(column):
-            middle = float(values.median())
-            if tokens & _UNIX_TOKENS and 1e8 <= middle < 1e10 and distinct >= 10:
-                found.append((1, distinct, TimeColumn(name, "unix_s", "Unix seconds")))
-            elif tokens & _UNIX_TOKENS and 1e11 <= middle < 1e13 and distinct >= 10:
-                found.append((1, distinct, TimeColumn(name, "unix_ms", "Unix milliseconds")))
-            elif tokens & _YEAR_TOKENS and _is_whole(values) and values.between(1000, 2999).all():
-                found.append((2, distinct, TimeColumn(name, "year", "whole-number years")))
-            elif tokens & _YEAR_TOKENS and _is_whole(values) and distinct >= 3:
+        elif not pd.api.types.is_bool_dtype(column) and tokens & _TIME_WORDS:
+            # the units are read as training reads them (occam.timecol); the name only says
+            # that the column is a time at all
+            fmt = detect_format(values, str(name))
+            if fmt == "period" and distinct < (3 if tokens & _YEAR_TOKENS else 10):
+                continue
+            why = _WHY[fmt]
+            if fmt == "period" and tokens & _YEAR_TOKENS:
                 why = "named like a year but not 4-digit years: a period index"
-                found.append((3, distinct, TimeColumn(name, "period", why)))
-            elif tokens & _PERIOD_TOKENS and distinct >= 10:
-                found.append((3, distinct, TimeColumn(name, "period", "a period index")))
+            found.append((_RANK[fmt], distinct, TimeColumn(name, fmt, why)))  # type: ignore[arg-type]
     if not found:
         return None
     # a name made of time words only (`year`) is the row's time; `birth_yr` is an attribute
-    time_words = _YEAR_TOKENS | _UNIX_TOKENS | _PERIOD_TOKENS
     found.sort(
-        key=lambda item: (
-            item[0],
-            len(set(name_tokens(item[2].name)) - time_words),
-            -item[1],
-        )
+        key=lambda item: (item[0], len(set(name_tokens(item[2].name)) - _TIME_WORDS), -item[1])
     )
     return found[0][2]
 
@@ -186,9 +187,10 @@ def classify_column(column: pd.Series, missing_share: float) -> Column:
 
 
 def time_order(column: pd.Series, time: TimeColumn) -> pd.Series:
-    """Sortable values of the time column: timestamps for ISO dates, numbers otherwise."""
+    """Sortable values of the time column: timestamps for dates (read as training reads them),
+    the column's own numbers otherwise (years, periods and Unix times sort as their times)."""
     if time.format == "datetime":
-        return pd.to_datetime(column, errors="coerce", format="ISO8601")
+        return read_time(column, time.name, "datetime").values
     return pd.to_numeric(column, errors="coerce")
 
 
