@@ -137,6 +137,14 @@ def init(
         ),
         soft_wrap=True,
     )
+    if starter.unlabelled:
+        console.print(
+            Text(
+                f"warning: {starter.unlabelled} row(s) have no {target}; training refuses them: "
+                "drop them from the file or label them"
+            ),
+            soft_wrap=True,
+        )
     for goal in starter.quick.goals:
         console.print(
             Text(

@@ -1,7 +1,7 @@
 """`occam init`: read a CSV once and propose a commented starter `occam.yaml`.
 
-Every decision is a rule stated here (and in docs/init.md), written into the file as a comment
-beside the key it sets, so the user can see why and change it:
+Every decision is a rule stated here (and in the README, "Your own CSV"), written into the file
+as a comment beside the key it sets, so the user can see why and change it:
 
 - **Excluded columns.** Constant (at most one distinct value); id-like (a string or integer
   column whose non-missing values are at least 95% distinct, with 50 or more of them, or whose
@@ -11,14 +11,18 @@ beside the key it sets, so the user can see why and change it:
 - **Categorical or numeric.** Strings and booleans are categorical; a numeric column whose
   values are all whole numbers and that has at most `MAX_CODE_VALUES` distinct values is a code
   (categorical); every other numeric column is numeric.
-- **Time column** (`detect_time`): ISO dates/datetimes (`datetime`), whole numbers 1000-2999
-  in a column named like a year (`year`), Unix seconds or milliseconds in a column named like a
-  time (`unix_s`, `unix_ms`), a period index in a column named like a period (`period`).
+- **Time column** (`detect_time`): ISO dates/datetimes in any column (`datetime`); in a
+  numeric column named like a time (`year`, `date`, `time`, `ts`, `period`, `t`, ...) the units
+  are read as training reads them (`occam.timecol.detect_format`: years, Unix seconds or
+  milliseconds, else a period index). Dates beat Unix times beat years beat periods; a name of
+  time words only beats one with other words (`year` over `birth_yr`).
 - **Split**: the production period starts at the boundary (a month start, a year, a value)
   that leaves closest to 30% of the rows after it; the test split is the last 20% of the rows
   before it.
 - **Goals**: a baseline (class shares) and a quick forest on a sample are scored on that test
-  split; each goal's threshold is the quick model's score less a safety allowance.
+  split; each goal's threshold is the quick model's score less a safety allowance. A feature
+  whose single-feature held-out score (`training.checks.feature_strength`) comes within
+  `NEAR_LEAKAGE` of `data.leakage_auc` is marked STRONG with both fixes named.
 
 Nothing here runs at import time; `write_starter` is the only function with side effects.
 """
@@ -39,7 +43,7 @@ from occam.metrics import score
 from occam.schema import FeatureSchema
 from occam.timecol import detect_format, read_time
 from training.calibration import decision_weights
-from training.checks import single_feature_auc
+from training.checks import NEAR_LEAKAGE, feature_strength
 from training.data import DataError, load_frame
 from training.model import make_pipeline
 
@@ -327,11 +331,18 @@ def quick_goals(
             )
         )
     strong = {}
-    sample = period.sample(min(len(period), 20_000), random_state=seed)
-    for name in [*numeric, *categorical]:
-        auc = single_feature_auc(sample[name], sample[target])
-        if auc >= LEAKAGE_AUC - 0.03:
-            strong[name] = round(auc, 3)
+    for name in [*schema.numeric, *schema.categorical]:
+        strength = feature_strength(
+            name,
+            train[name],
+            train[target],
+            test[name],
+            test[target],
+            name in schema.numeric,
+            seed,
+        )
+        if strength.score >= LEAKAGE_AUC - NEAR_LEAKAGE:
+            strong[name] = round(strength.score, 3)
     return QuickScore(goals, len(train), len(test), strong)
 
 
@@ -347,6 +358,7 @@ class Starter:
     class_counts: dict[str, int]
     quick: QuickScore
     text: str
+    unlabelled: int = 0  # rows whose target is missing (training refuses them)
 
     @property
     def numeric(self) -> list[str]:
@@ -424,6 +436,7 @@ def propose(
         class_counts={str(k): int(v) for k, v in period[target].astype(str).value_counts().items()},
         quick=scored,
         text="",
+        unlabelled=len(frame) - len(labelled),
     )
     text = render(starter, config_dir, quick=quick, margin=margin, seed=seed)
     return Starter(**{**starter.__dict__, "text": text})
@@ -475,8 +488,9 @@ def _feature_lines(key: str, columns: list[Column], strong: dict[str, float]) ->
         note = column.reason
         if column.name in strong:
             note += (
-                f"; STRONG: alone it ranks the classes with ROC AUC {strong[column.name]} - "
-                "if it is only known after the label, move it to `exclude`"
+                f"; STRONG: alone it ranks held-out classes with ROC AUC {strong[column.name]} "
+                f"(card warns from data.leakage_auc={LEAKAGE_AUC}). Known only after the label? "
+                "Move it to `exclude`. Known before? Name it in `allow_strong_features`"
             )
         lines.append(f"    - {_q(column.name)}  # {note}")
     return lines
@@ -601,6 +615,14 @@ def render(starter: Starter, config_dir: Path, quick: bool, margin: float, seed:
         f"  path: {_q(str(shown))}",
         f"  target: {_q(starter.target)}",
         f"  # class balance (training period, {total:,} rows): {balance}",
+        *(
+            [
+                f"  # WARNING: {starter.unlabelled:,} row(s) have no {starter.target}: training "
+                "refuses them; drop them from the file or label them"
+            ]
+            if starter.unlabelled
+            else []
+        ),
         *_time_lines(starter),
         "  # features: whole-number columns with at most "
         f"{MAX_CODE_VALUES} distinct values are category codes",

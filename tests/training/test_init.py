@@ -203,3 +203,59 @@ def test_an_unusable_target_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'x' holds 600 distinct values"):
         write_starter(csv, "x", tmp_path / "b.yaml")
     assert not (tmp_path / "a.yaml").exists() and not (tmp_path / "b.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "fmt"),
+    [
+        ("year", np.repeat(np.arange(2000, 2012), N // 12), "year"),
+        ("year", np.repeat(np.arange(70, 82), N // 12), "period"),  # two-digit years
+        ("created_at", 1_600_000_000 + np.arange(N) * 3600, "unix_s"),
+        ("day", pd.date_range("2021-01-01", periods=N, freq="D").strftime("%Y-%m-%d"), "datetime"),
+    ],
+)
+def test_training_reads_the_proposed_split_as_init_counted_it(
+    name: str, values: object, fmt: str, tmp_path: Path
+) -> None:
+    """The config loads as written, and training's own split puts exactly the rows init
+    announced in the production period, with non-empty training and test parts."""
+    from occam.config import load_config
+    from training.data import split_frame
+
+    data = frame().drop(columns="day").assign(**{name: values})
+    csv = tmp_path / "panel.csv"
+    data.to_csv(csv, index=False)
+    out = tmp_path / "occam.yaml"
+    starter = write_starter(csv, "y", out, quick=True)
+    assert starter.time is not None and starter.time.format == fmt
+    assert starter.split is not None
+    config = load_config(out)
+    assert config.data.time_format == fmt
+    split = split_frame(pd.read_csv(csv), config)
+    assert len(split.production) == starter.split.production_rows
+    assert len(split.train) + len(split.test) == starter.split.period_rows
+    assert len(split.test) == round(starter.split.period_rows * 0.2)
+
+
+def test_a_feature_near_the_leakage_level_is_marked_strong_with_both_fixes(
+    tmp_path: Path,
+) -> None:
+    data = frame()
+    data["echo"] = data["y"] * 10.0 + np.random.default_rng(3).normal(scale=0.5, size=N)
+    csv = tmp_path / "survey.csv"
+    data.to_csv(csv, index=False)
+    starter = write_starter(csv, "y", tmp_path / "occam.yaml", quick=True)
+    assert set(starter.quick.strong_features) == {"echo"}
+    line = next(t for t in starter.text.splitlines() if t.strip().startswith('- "echo"'))
+    assert "STRONG" in line and "`exclude`" in line and "`allow_strong_features`" in line
+
+
+def test_rows_without_a_label_are_counted_in_a_warning(tmp_path: Path) -> None:
+    data = frame()
+    data.loc[:9, "y"] = np.nan
+    csv = tmp_path / "survey.csv"
+    data.to_csv(csv, index=False)
+    starter = write_starter(csv, "y", tmp_path / "occam.yaml", quick=True)
+    assert starter.unlabelled == 10
+    assert "WARNING: 10 row(s) have no y" in starter.text
+    assert sum(starter.class_counts.values()) == starter.split.period_rows  # type: ignore[union-attr]
