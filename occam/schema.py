@@ -124,7 +124,7 @@ class FeatureSchema:
                     )
                 )
             else:
-                cats = tuple(sorted(column.dropna().astype(str).unique()))
+                cats = tuple(sorted({t for t in column.map(category_text) if t is not None}))
                 specs.append(
                     FeatureSpec(
                         name=name,
@@ -153,8 +153,9 @@ class FeatureSchema:
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns in schema order with training dtypes: floats for numeric, objects for the rest.
 
-        Categorical values are turned into strings and missing ones into `MISSING_CATEGORY`, so a
-        category seen as the integer 3 in a CSV and as "3" in JSON is the same category.
+        Categorical values are turned into their canonical text (`canonical_text`) and missing
+        ones into `MISSING_CATEGORY`, so a category seen as the integer 3 or 3.0 in a CSV and as
+        "3" in JSON is the same category.
         """
         out = pd.DataFrame(index=frame.index)
         for spec in self.features:
@@ -162,12 +163,19 @@ class FeatureSchema:
             if spec.kind == "numeric":
                 out[spec.name] = pd.to_numeric(column, errors="coerce").astype(float)
             else:
-                out[spec.name] = column.map(lambda v: MISSING_CATEGORY if _missing(v) else str(v))
+                out[spec.name] = column.map(
+                    lambda v: MISSING_CATEGORY if (t := category_text(v)) is None else t
+                )
         return out
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+def category_text(value: object) -> str | None:
+    """`canonical_text`, except that a value it refuses (an infinite float, a date object read
+    from Parquet) keeps its `str` form: a column of training data is never refused here."""
+    try:
+        return canonical_text(value)
+    except ValueError:
+        return str(value)
 
 
 def _is_integral(values: pd.Series) -> bool:

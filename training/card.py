@@ -114,20 +114,141 @@ def _decision(weights: dict[str, float] | None) -> str:
 
 
 def _importance(report: dict[str, Any]) -> list[str]:
+    """Is every feature worth having: importance on held-out rows beside the single-feature
+    score (from the reader facts when present, else the bundle's importance alone)."""
     importance = report.get("feature_importance")
     if not importance:
         return []
     how = report["feature_importance_method"]
+    features = report.get("features") or {}
+    leakage = (report.get("feature_scores_method") or {}).get("leakage_auc")
+    near = set(report.get("near_leakage") or [])
+    rows = []
+    for name, value in importance.items():
+        f = features.get(name, {})
+        note = []
+        if f.get("adds_nothing"):
+            note.append("adds nothing (within noise)")
+        if name in near:
+            note.append(f"near the leakage level ({leakage})")
+        std = f.get("importance_std")
+        rows.append(
+            [
+                f"`{name}`",
+                str(f.get("kind", "")),
+                _f(value, 4) + ("" if std is None else f" ± {_f(std, 4)}"),
+                _f(f.get("single_feature_score")),
+                "; ".join(note),
+            ]
+        )
     return [
-        "## What the model relies on",
-        f"Permutation importance on {how['rows']} {how['on']}: the mean drop of "
-        f"{how['metric']} when one feature is shuffled ({how['repeats']} shuffles). Drift in "
-        "the top features matters most; near zero or negative means the model does not need it.",
+        "## Is every feature worth having?",
+        f"Importance: permutation importance on {how['rows']} {how['on']}, the mean drop of "
+        f"{how['metric']} when one feature is shuffled (± its spread over {how['repeats']} "
+        "shuffles). Drift in the top features matters most; at or below zero within its noise "
+        "means the model does not need it. Single-feature score: ROC AUC (best one class "
+        "against the rest) of a rule using that feature alone, learned on the training rows and "
+        "scored on the held-out rows (0.5 useless, 1 perfect)"
+        + (f"; at {leakage} or above it is a strong-feature warning." if leakage else "."),
         _table(
-            ["feature", f"drop of {how['metric']}"],
-            [[f"`{name}`", _f(value, 4)] for name, value in importance.items()],
+            ["feature", "kind", f"importance (drop of {how['metric']})", "single-feature", ""],
+            rows,
         ),
     ]
+
+
+def _people(report: dict[str, Any]) -> list[str]:
+    """The labellers against their consensus, and the human level of `threshold: human`."""
+    labellers = report.get("labellers") or []
+    human = report.get("human_goals") or {}
+    if not labellers:
+        return []
+    metrics = sorted({m for item in labellers for m in item["goals"]})
+    rows = [
+        [
+            f"`{item['name']}`",
+            str(item["rows"]),
+            _f(item["accuracy"]),
+            _f(item["kappa"]),
+            *[_f(item["goals"].get(m)) for m in metrics],
+        ]
+        for item in labellers
+    ]
+    model = {g["metric"]: g["model"] for g in report["gate"]["goals"]}
+    rows.append(["**model**", "", "", "", *[_f(model.get(m)) for m in metrics]])
+    lines = [
+        "## Against people",
+        "Each labeller against the majority of the other labellers (their own vote does not "
+        "count in their favour): accuracy and Cohen's kappa on every labelled row, and the "
+        "goal metrics of their labels on the held-out rows, where the model is scored too.",
+        _table(
+            ["labeller", "rows", "accuracy", "kappa", *[f"{m} (held-out)" for m in metrics]],
+            rows,
+        ),
+    ]
+    if human:
+        lines.append(
+            "Goals set to `human`: "
+            + "; ".join(
+                f"{m} must reach the average labeller's {_f(v)} (model {_f(model.get(m))})"
+                for m, v in human.items()
+            )
+            + "."
+        )
+    return lines
+
+
+def _limits(report: dict[str, Any]) -> str:
+    """Limits drawn from the data at hand: periods covered, rare categories, thin slices,
+    features near the leakage level."""
+    lines = []
+    time = report.get("time")
+    if time:
+        periods = time["periods"]
+        train, test = periods.get("train"), periods.get("test")
+        span = f"{train[0]} to {test[1] if test else train[1]}" if train else "n/a"
+        lines.append(
+            f"- Learned from `{time['column']}` {span} ({time['format']}): rows from "
+            "outside that span, or conditions it did not contain, are extrapolations, not "
+            "evidence."
+        )
+    else:
+        lines.append(
+            "- The data has no time column: the held-out rows are a random share, so the test "
+            "scores say nothing about how the model ages."
+        )
+    for name, rare in (report.get("rare_categories") or {}).items():
+        listed = ", ".join(f"`{k}` ({v})" for k, v in rare.items() if k != "(more)")
+        more = f" and {rare['(more)']} more" if "(more)" in rare else ""
+        lines.append(
+            f"- `{name}`: rare categories in training ({listed}{more} rows): predictions for "
+            "them rest on a handful of rows."
+        )
+    thin = report.get("thin_slices") or {}
+    if thin.get("columns"):
+        lines.append(
+            f"- Thin slices (under {thin['min_rows']} held-out rows, so their errors are not "
+            "measured): "
+            + ", ".join(f"`{k}` {v} value(s)" for k, v in thin["columns"].items())
+            + "."
+        )
+    for name in report.get("near_leakage") or []:
+        score = (report.get("features") or {}).get(name, {}).get("single_feature_score")
+        lines.append(
+            f"- `{name}` alone scores {_f(score)} (single-feature): near the leakage level; if "
+            "it is recorded after the label in production, the model will fail there."
+        )
+    worst = (report.get("slices") or {}).get("worst")
+    if worst:
+        lines.append(
+            f"- Errors concentrate in the worst slice, `{worst['column']}` = {worst['value']}; "
+            "check it before relying on the model there."
+        )
+    lines.append(
+        "- Probabilities are calibrated on the training period (see the reliability curve); "
+        "calibration drifts with the data, so re-check it on fresh labelled rows."
+    )
+    return "\n".join(lines)
 
 
 def _staleness(report: dict[str, Any]) -> list[str]:
@@ -155,6 +276,10 @@ def _staleness(report: dict[str, Any]) -> list[str]:
         "retrain, beside the monitor's evidence.",
         _table(header, rows),
     ]
+
+
+def _span(period: list[str] | None) -> str:
+    return f"({period[0]} to {period[1]})" if period else ""
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -242,15 +367,28 @@ def render(report: dict[str, Any]) -> str:
                 f"Worst slice: `{w['column']}` = {w['value']} with {metric} {_f(w[metric])} "
                 f"on {w['rows']} rows."
             )
+    parts += _people(report)
     parts += _importance(report)
     parts += _staleness(report)
     findings = data["findings"]
+    time = report.get("time")
     parts += [
         "## Data",
         f"{data['rows']} rows from `{data['path']}` (fingerprint {data['fingerprint'][:16]}); "
-        f"train {data['train_rows']} rows {data['train_period'] or ''}, test {data['test_rows']} "
-        f"rows {data['test_period'] or ''} ({data['test_strategy']} split), production period "
-        f"{data['production_rows']} rows from {data['production_start']} (never trained on).",
+        f"train {data['train_rows']} rows {_span(data['train_period'])}, test "
+        f"{data['test_rows']} rows {_span(data['test_period'])} ({data['test_strategy']} "
+        f"split), production period {data['production_rows']} rows"
+        + (
+            f" from {data['production_start']} (never trained on)."
+            if data["production_start"] is not None
+            else " (none: `data.split.production_start` is not set)."
+        )
+        + (
+            f" Time column `{time['column']}` read as {time['format']} "
+            f"({'detected' if time['detected'] else 'data.time_format'})."
+            if time
+            else ""
+        ),
         "Checks:" if findings else "Checks: nothing to report.",
         "\n".join(
             f"- {f['level']}: {f['check']}"
@@ -276,12 +414,7 @@ def render(report: dict[str, Any]) -> str:
     mon = report["monitoring"]
     parts += [
         "## Limits",
-        "- Trained on the period above only: conditions it did not contain (other seasons, "
-        "categories or ranges of values) are extrapolations, not evidence.\n"
-        "- The worst slice above is where errors concentrate; check it before relying on it.\n"
-        "- Probabilities are calibrated on the training period (see the reliability curve); "
-        "calibration drifts with the data, so re-check it on fresh labelled rows."
-        + _inference_limit(report),
+        _limits(report) + _inference_limit(report),
         "## When to retrain",
         "- When the monitor says the model is at risk: a goal is likely missed (with at least "
         f"{mon['risk_enter_confidence']:.0%} confidence) by the label-free estimate of a goal "

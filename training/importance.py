@@ -3,18 +3,94 @@
 A feature's importance is how much the first goal metric drops, on held-out rows, when that
 feature's values are shuffled among the rows (mean over `repeats` shuffles). It is measured on
 the served pipeline with raw feature columns, so it is keyed by the schema's feature names and
-says what the monitor should weigh drift by. Near zero or negative: the model does not need it.
+says what the monitor should weigh drift by. Near zero or negative: the model does not need it;
+`adds_nothing` says when a feature's importance is at or below zero within its noise.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.inspection import permutation_importance
 
-from training.evaluate import make_scorer
+from occam.metrics import score
+
+#: Bootstrap resamples of the held-out rows behind each importance's noise (`Importance.se`).
+BOOTSTRAP = 100
+
+
+@dataclass(frozen=True)
+class Importance:
+    """One feature's permutation importance: `mean` drop of the metric over `repeats`
+    shuffles (the metric's units), `std` the spread of the drops over the shuffles, and `se`
+    the standard error of the mean drop over bootstrap resamples of the held-out rows (paired:
+    the same rows scored before and after shuffling), which holds the rows' sampling noise too.
+    """
+
+    mean: float
+    std: float
+    repeats: int
+    se: float = 0.0
+
+    @property
+    def adds_nothing(self) -> bool:
+        """At or below zero within its noise: the mean drop does not clear two standard errors
+        (`se`) or twice the spread over shuffles (`std`); a drop of exactly zero (the model
+        never reads it) counts too."""
+        return self.mean - 2 * max(self.se, self.std) <= 0
+
+
+def permutation_scores(
+    model: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    metric: str,
+    positive: str,
+    weights: dict[str, float] | None,
+    *,
+    repeats: int,
+    max_rows: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> dict[str, Importance]:
+    """Feature name -> its `Importance` over `repeats` shuffles on at most `max_rows` rows of
+    `x` (a seeded random subset; every feature uses the same rows), most important first.
+    `n_jobs` is accepted for the callers' sake; the shuffles run in this process."""
+    rng = np.random.default_rng(seed)
+    if len(x) > max_rows:
+        rows = np.sort(rng.choice(len(x), max_rows, replace=False))
+        x, y = x.iloc[rows], np.asarray(y)[rows]
+    y = np.asarray(y).astype(str)
+    classes = [str(c) for c in model.classes_]
+    resamples = rng.integers(0, len(y), size=(BOOTSTRAP, len(y)))
+
+    def scores(proba: np.ndarray) -> tuple[float, np.ndarray]:
+        whole = score(metric, y, proba, classes, positive, weights)
+        boot = np.array(
+            [score(metric, y[r], proba[r], classes, positive, weights) for r in resamples]
+        )
+        return whole, boot
+
+    base, base_boot = scores(model.predict_proba(x))
+    out = {}
+    for name in x.columns:
+        drops, boot_drops = [], []
+        for _ in range(repeats):
+            shuffled = x.copy()
+            shuffled[name] = rng.permutation(shuffled[name].to_numpy())
+            whole, boot = scores(model.predict_proba(shuffled))
+            drops.append(base - whole)
+            boot_drops.append(base_boot - boot)
+        paired = np.nanmean(np.asarray(boot_drops), axis=0)
+        out[str(name)] = Importance(
+            mean=float(np.mean(drops)),
+            std=float(np.std(drops)),
+            repeats=repeats,
+            se=float(np.nanstd(paired)) if np.isfinite(paired).any() else 0.0,
+        )
+    return dict(sorted(out.items(), key=lambda kv: -kv[1].mean))
 
 
 def feature_importance(
@@ -30,22 +106,18 @@ def feature_importance(
     seed: int,
     n_jobs: int = 1,
 ) -> dict[str, float]:
-    """Feature name -> mean drop of `metric` over `repeats` shuffles, on at most `max_rows`
-    rows of `x` (a seeded random subset; every feature uses the same rows), most important
-    first."""
-    if len(x) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
-        x, y = x.iloc[rows], np.asarray(y)[rows]
-    result = permutation_importance(
+    """Feature name -> mean drop of `metric` over `repeats` shuffles (`permutation_scores`),
+    most important first."""
+    scores = permutation_scores(
         model,
         x,
         y,
-        scoring=make_scorer(metric, positive, weights),
-        n_repeats=repeats,
-        random_state=seed,
+        metric,
+        positive,
+        weights,
+        repeats=repeats,
+        max_rows=max_rows,
+        seed=seed,
         n_jobs=n_jobs,
     )
-    means = {
-        str(name): float(v) for name, v in zip(x.columns, result.importances_mean, strict=True)
-    }
-    return dict(sorted(means.items(), key=lambda kv: -kv[1]))
+    return {name: score.mean for name, score in scores.items()}

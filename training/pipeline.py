@@ -21,11 +21,18 @@ from occam.bundle import ONNX_FILE, PRODUCTION, Bundle, save_bundle
 from occam.config import OccamConfig
 from occam.metrics import predicted_labels
 from occam.schema import FeatureSchema
-from training import calibration, card, checks, evaluate, labels
+from training import calibration, card, checks, evaluate, facts, labels
 from training.baseline import make_baseline
-from training.data import DataError, choose_features, fingerprint, load_frame, split_frame
+from training.data import (
+    DataError,
+    Split,
+    choose_features,
+    fingerprint,
+    load_frame,
+    split_frame,
+)
 from training.export import export_onnx
-from training.importance import feature_importance
+from training.importance import permutation_scores
 from training.model import FOREST, forest_space, make_pipeline
 from training.plots import reliability_png
 from training.search import ConvergingSearchCV
@@ -103,7 +110,8 @@ def train(
     on_stage(f"loading {config.data.path}")
     raw = load_frame(config.data.path) if frame is None else frame
     features = choose_features(raw, config)
-    _raise_on_errors(checks.check_columns(raw, features, config))
+    column_report = checks.check_columns(raw, features, config)
+    _raise_on_errors(column_report)
 
     on_stage("checking labels")
     known, label_report = labels.resolve_labels(raw, config, reports_dir)
@@ -111,7 +119,9 @@ def train(
     period = pd.concat([split.train, split.test])
 
     on_stage("checking data")
-    check_report = checks.check_values(period, features, config)
+    held_out = np.arange(len(period)) >= len(split.train)
+    check_report = checks.check_values(period, features, config, held_out)
+    check_report.findings[:0] = column_report.findings
     _raise_on_errors(check_report)
     numeric = [c for c in features.numeric if c not in check_report.dropped_features]
     categorical = [c for c in features.categorical if c not in check_report.dropped_features]
@@ -121,6 +131,8 @@ def train(
     y_test = split.test[target].astype(str).to_numpy()
     classes = sorted(np.unique(y_train).tolist())
     positive = _positive_label(config, y_train, classes)
+    labellers = labels.labeller_scores(period, split.test, config, classes, positive)
+    config, human = facts.human_goals(config, labellers)
 
     on_stage(f"scoring the baseline ({config.baseline.strategy})")
     baseline = make_baseline(config.baseline, seed).fit(x_train, y_train)
@@ -240,7 +252,7 @@ def train(
 
     first_goal = config.goals[0].metric
     on_stage(f"permutation importance of each feature on held-out rows ({first_goal})")
-    importance = feature_importance(
+    scores = permutation_scores(
         model,
         x_test,
         y_test,
@@ -252,10 +264,12 @@ def train(
         seed=seed,
         n_jobs=config.search.n_jobs,
     )
-    time_column = config.data.time_column
+    importance = {name: value.mean for name, value in scores.items()}
+    facts.warn_useless(check_report, scores, first_goal)
+    dated = split.axis is not None and split.axis.is_datetime
     stale = staleness(
-        split.test[time_column] if time_column else None,
-        pd.to_datetime(split.train[time_column], errors="coerce").max() if time_column else None,
+        split.test_times if dated else None,
+        split.train_times.max() if dated and split.train_times is not None else None,
         y_test,
         model_proba,
         classes,
@@ -272,7 +286,7 @@ def train(
     reference = _reference_sample(
         split.train, x_train, y_train, oof, model, schema, classes, weights, config
     )
-    holdout = _holdout_sample(split.test, y_test, model_proba, schema, classes, config)
+    holdout = _holdout_sample(split, y_test, model_proba, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "project": config.project,
@@ -317,10 +331,10 @@ def train(
             "train_rows": len(split.train),
             "test_rows": len(split.test),
             "production_rows": len(split.production),
-            "production_start": config.data.split.production_start,
+            "production_start": _text(config.data.split.production_start),
             "test_strategy": config.data.split.test_strategy,
-            "train_period": _period(split.train, config),
-            "test_period": _period(split.test, config),
+            "train_period": split.period("train"),
+            "test_period": split.period("test"),
             "missing_share": checks.missing_rows_summary(period[features.names]),
             "findings": [asdict(f) for f in check_report.findings],
             "dropped_features": check_report.dropped_features,
@@ -357,10 +371,12 @@ def train(
     )
     report["tag"] = bundle.tag
     report["stage"] = bundle.stage
+    # Facts for the reader (card, metrics.json) that nothing downstream reads from the bundle.
+    read = facts.reader_facts(config, split, schema, check_report, scores, labellers, human)
     card_path = reports_dir / "model_card.md"
-    card_path.write_text(card.render(report))
+    card_path.write_text(card.render(report | read))
     metrics_path = reports_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(report, indent=2, default=str))
+    metrics_path.write_text(json.dumps(report | read, indent=2, default=str))
     return TrainResult(bundle, gate_result, report, card_path, metrics_path)
 
 
@@ -411,7 +427,7 @@ def _reference_sample(
 
 
 def _holdout_sample(
-    test: pd.DataFrame,
+    split: Split,
     y_test: np.ndarray,
     proba: np.ndarray,
     schema: FeatureSchema,
@@ -421,6 +437,7 @@ def _holdout_sample(
     """The held-out test period in time order: inputs (with the time column), the final
     calibrated model's `proba_<class>` and the true `label`: what the monitor calibrates its
     label-free estimates and their bands on."""
+    test = split.test
     out = test[schema.names].copy()
     time_column = config.data.time_column
     if time_column:
@@ -428,17 +445,15 @@ def _holdout_sample(
     for i, c in enumerate(classes):
         out[f"proba_{c}"] = proba[:, i]
     out["label"] = np.asarray(y_test).astype(str)
-    if time_column:
-        order = pd.to_datetime(out[time_column], errors="coerce").argsort(kind="stable")
-        out = out.iloc[np.asarray(order)]
+    if split.test_times is not None:
+        order = np.argsort(split.test_times.to_numpy(), kind="stable")
+        out = out.iloc[order]
     return out.reset_index(drop=True)
 
 
-def _period(frame: pd.DataFrame, config: OccamConfig) -> list[str] | None:
-    if not config.data.time_column or frame.empty:
-        return None
-    times = pd.to_datetime(frame[config.data.time_column], errors="coerce")
-    return [str(times.min()), str(times.max())]
+def _text(value: object) -> str | None:
+    """A split point as recorded in the bundle (a string, as before numbers were allowed)."""
+    return None if value is None else str(value)
 
 
 def _review_label_issues(

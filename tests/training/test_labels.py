@@ -88,3 +88,34 @@ def test_cleanlab_finds_flipped_labels() -> None:
     y.iloc[flipped] = y.iloc[flipped].map({"a": "b", "b": "a"})
     found = find_label_issues(y, proba, ["a", "b"])
     assert sorted(found.tolist()) == flipped
+
+
+def test_numeric_labels_are_read_as_their_canonical_text(tmp_path: Path) -> None:
+    # read_csv gives a 0/1 column with a gap as floats; -1 means "I don't know"
+    frame = pd.DataFrame({"x": range(6), "y": [1.0, 0.0, 1.0, -1.0, 0.0, 1.0]})
+    known, report = resolve_labels(frame, cfg(unknown_values=[-1]), tmp_path)
+    assert list(known["y"]) == ["1", "0", "1", "0", "1"] and report.unknown_rows == 1
+
+
+def test_labellers_are_scored_against_the_others_majority(tmp_path: Path) -> None:
+    from training.labels import human_level, labeller_scores
+
+    truth = np.array(["a", "b"] * 50)
+    wrong = truth.copy()
+    wrong[:20] = np.where(truth[:20] == "a", "b", "a")  # c is wrong on 20 of 100 rows
+    frame = pd.DataFrame({"p": truth, "q": truth, "c": wrong})
+    config = parse_config(
+        {
+            "project": "t",
+            "data": {"path": "x.csv", "target": "y"},
+            "labels": {"annotators": ["p", "q", "c"]},
+            "goals": [{"metric": "accuracy", "threshold": "human"}],
+        }
+    )
+    scores = {s.name: s for s in labeller_scores(frame, frame, config, ["a", "b"], "b")}
+    # c against p and q (who agree everywhere): 80 of 100
+    assert scores["c"].accuracy == 0.8 and scores["c"].rows == 100
+    assert scores["c"].goals["accuracy"] == 0.8
+    # p against q and c: they tie on the 20 rows c gets wrong, which are left out
+    assert scores["p"].rows == 80 and scores["p"].accuracy == 1.0 and scores["p"].kappa == 1.0
+    assert human_level(list(scores.values()), "accuracy") == pytest.approx((1 + 1 + 0.8) / 3)
