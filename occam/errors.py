@@ -25,6 +25,10 @@ MAX_FIELD_CHARS = 64
 MAX_MESSAGE_CHARS = 400
 #: How many characters of a client's value a message quotes.
 QUOTE_CHARS = 60
+#: How the summary of a refused /predict request ends (its rows had problems).
+PREDICT_OUTCOME = "nothing was predicted"
+#: How the summary of a refused /feedback request ends (its labels had problems).
+FEEDBACK_OUTCOME = "no label was logged"
 
 
 class Reason(StrEnum):
@@ -53,6 +57,8 @@ class Reason(StrEnum):
     MISSING_VALUE = ("missing_value", 400)
     NOT_FINITE = ("not_finite", 400)
     UNSEEN_CATEGORY = ("unseen_category", 400)
+    #: A category sent as a JSON number or boolean whose text is no category seen in training.
+    UNMATCHED_CATEGORY = ("unmatched_category", 422)
     UNKNOWN_LABEL = ("unknown_label", 400)
     INVALID_VALUE = ("invalid_value", 400)
     MISSING_KEY = ("missing_key", 401)
@@ -136,14 +142,13 @@ class ErrorBody(_Strict):
     more_problems: int = Field(0, description="Problems found beyond those listed")
 
     @classmethod
-    def of(cls, problems: Sequence[Problem]) -> ErrorBody:
-        """The body for `problems` (at least one): a summary, the first problems listed."""
+    def of(cls, problems: Sequence[Problem], outcome: str = PREDICT_OUTCOME) -> ErrorBody:
+        """The body for `problems` (at least one): a summary, the first problems listed.
+        `outcome` ends the summary of a refusal with bad rows: what was not done
+        (`PREDICT_OUTCOME`, `FEEDBACK_OUTCOME`)."""
         rows = len({p.row for p in problems if p.row is not None})
         if rows:
-            summary = (
-                f"request refused: {len(problems)} problem(s) in {rows} row(s); "
-                "nothing was predicted"
-            )
+            summary = f"request refused: {len(problems)} problem(s) in {rows} row(s); {outcome}"
         elif problems[0].reason.status >= 500:  # not a refusal: the service cannot answer
             summary = problems[0].message
         else:
@@ -158,6 +163,6 @@ class ErrorBody(_Strict):
         )
 
 
-def error_body(problems: Sequence[Problem]) -> dict[str, Any]:
+def error_body(problems: Sequence[Problem], outcome: str = PREDICT_OUTCOME) -> dict[str, Any]:
     """The JSON body of a refusal (see `ErrorBody.of`)."""
-    return ErrorBody.of(problems).model_dump(mode="json")
+    return ErrorBody.of(problems, outcome).model_dump(mode="json")

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from occam.auth import Scope, Verdict, token_from_headers
-from occam.errors import Problem, Reason, quote
+from occam.errors import FEEDBACK_OUTCOME, PREDICT_OUTCOME, Problem, Reason, quote
 from service.runtime import Reply, Runtime
 
 ASGIScope = dict[str, Any]
@@ -139,7 +139,8 @@ class RequestGuard:
             record = outcome.reason is Reason.BODY_TOO_LARGE
             await _answer(send, runtime.reject([outcome], record=record, headers=close))
             return
-        await self.app(scope, _replay(outcome, receive), _Rewriter(send, runtime))
+        rows = FEEDBACK_OUTCOME if needed == "feedback" else PREDICT_OUTCOME
+        await self.app(scope, _replay(outcome, receive), _Rewriter(send, runtime, rows))
 
     def _bucket(self, runtime: Runtime) -> TokenBuckets:
         if self._buckets is None:
@@ -151,9 +152,10 @@ class RequestGuard:
 class _Rewriter:
     """Passes responses through, except a 4xx without Occam's `problems`, which it rewrites."""
 
-    def __init__(self, send: Send, runtime: Runtime) -> None:
+    def __init__(self, send: Send, runtime: Runtime, outcome: str = PREDICT_OUTCOME) -> None:
         self.send = send
         self.runtime = runtime
+        self.outcome = outcome
         self.start: Message | None = None
         self.chunks: list[bytes] = []
 
@@ -177,7 +179,8 @@ class _Rewriter:
             await self.send(self.start)
             await self.send({"type": "http.response.body", "body": body})
             return
-        reply = self.runtime.reject(problems_from_bentoml(status, payload), status)
+        problems = problems_from_bentoml(status, payload)
+        reply = self.runtime.reject(problems, status, outcome=self.outcome)
         await _answer(self.send, reply, self.start.get("headers", []))
 
 

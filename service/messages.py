@@ -64,7 +64,10 @@ class PredictResponse(_Strict):
 
 class FeedbackItem(_Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN, description="A prediction's id")]
-    label: str = Field(description="The true class (one of GET /model's `classes`)")
+    label: str | int | float | bool = Field(
+        description="The true class (one of GET /model's `classes`); a JSON number or boolean "
+        'is read as its text, as training read the target column (1 -> "1", true -> "True")'
+    )
 
 
 class FeedbackRequest(_Strict):

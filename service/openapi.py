@@ -11,6 +11,7 @@ while the model loads, and the GET /model route.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from _bentoml_sdk.service.factory import Service
@@ -26,6 +27,7 @@ from bentoml._internal.service.openapi.specification import (
 from pydantic import BaseModel
 
 from occam.errors import ErrorBody
+from occam.schema import canonical_text
 from service.messages import ID_PATTERN
 from service.runtime import current_runtime
 
@@ -38,6 +40,10 @@ _ERRORS = {
     "408": "Refused: the body did not arrive within serving.limits.body_timeout_seconds",
     "413": "Refused: the body is larger than serving.max_body_bytes",
     "415": "Refused: the content type is not application/json",
+}
+_PREDICT_ERRORS = {
+    "422": "Refused: a category sent as a JSON number or boolean reads as no category seen in "
+    "training (reason unmatched_category)",
 }
 _FEEDBACK_ERRORS = {
     "409": "Refused: a prediction id already has a label (reason duplicate_label)",
@@ -87,7 +93,7 @@ def _row_schema(runtime: Any) -> Schema:
             )
         else:
             categories = list(spec.categories or ())
-            properties[spec.name] = Schema(
+            text = Schema(
                 type="string",
                 nullable=spec.nullable or None,
                 enum=categories if reject_unseen else None,
@@ -97,11 +103,57 @@ def _row_schema(runtime: Any) -> Schema:
                 else f"Seen in training: {', '.join(categories[:50])}; others are accepted "
                 "and marked for the monitor",
             )
+            properties[spec.name] = with_codes(text, categories)
     return Schema(
         type="object",
         required=list(properties),
         properties=properties,
         additionalProperties=False,
+    )
+
+
+def category_codes(categories: Sequence[str]) -> tuple[list[int | float], list[bool]]:
+    """The JSON numbers and booleans whose `occam.schema.canonical_text` is one of `categories`
+    (the one form of each: 12 for "12", 2.5 for "2.5", true for "True"); what the validator
+    accepts besides the strings themselves."""
+    numbers: list[int | float] = []
+    flags: list[bool] = []
+    for category in categories:
+        if category in ("True", "False"):
+            flags.append(category == "True")
+            continue
+        try:
+            number: int | float = int(category)
+        except ValueError:
+            try:
+                number = float(category)
+            except ValueError:
+                continue
+        try:
+            same = canonical_text(number) == category
+        except ValueError:  # "inf": no number has that text
+            same = False
+        if same:
+            numbers.append(number)
+    return numbers, flags
+
+
+def with_codes(text: Schema, categories: Sequence[str]) -> Schema:
+    """`text` (the string form of a category or label), or when some of `categories` can also
+    be sent as JSON numbers or booleans (`category_codes`), any of the three forms."""
+    numbers, flags = category_codes(categories)
+    if not numbers and not flags:
+        return text
+    forms = [text]
+    if numbers:
+        forms.append(Schema(type="number", enum=numbers))
+    if flags:
+        forms.append(Schema(type="boolean", enum=flags))
+    return Schema(
+        anyOf=forms,
+        description=(text.description + "; " if text.description else "")
+        + "a category may also be sent as the JSON number or boolean that reads as it "
+        '(12 or 12.0 for "12", true for "True")',
     )
 
 
@@ -126,7 +178,9 @@ def _request_schemas(spec: OpenAPISpecification, runtime: Any) -> None:
                 required=["id", "label"],
                 properties={
                     "id": Schema(type="string", pattern=ID_PATTERN),
-                    "label": Schema(type="string", enum=list(runtime.classes)),
+                    "label": with_codes(
+                        Schema(type="string", enum=list(runtime.classes)), runtime.classes
+                    ),
                 },
                 additionalProperties=False,
             ),
@@ -155,7 +209,7 @@ def document(spec: OpenAPISpecification, runtime: Any = None) -> OpenAPISpecific
         # BentoML leaves the body optional, but a request without one is refused.
         item.post["requestBody"]["required"] = True
         responses: dict[Any, Any] = item.post["responses"]
-        errors = {**_ERRORS, **(_FEEDBACK_ERRORS if route == "/feedback" else {})}
+        errors = {**_ERRORS, **(_FEEDBACK_ERRORS if route == "/feedback" else _PREDICT_ERRORS)}
         for code, description in errors.items():
             responses.pop(int(code), None)
             responses[code] = _json(description)

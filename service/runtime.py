@@ -38,12 +38,20 @@ from occam.bundle import (
     resolve_serving_bundle,
 )
 from occam.config import ServingConfig, load_config
-from occam.errors import Problem, Reason, counted, error_body, quote, status_of
+from occam.errors import (
+    FEEDBACK_OUTCOME,
+    PREDICT_OUTCOME,
+    Problem,
+    Reason,
+    counted,
+    error_body,
+    status_of,
+)
 from occam.records import FeedbackRecord, PredictionRecord, Record, RejectedRecord
 from service.log import SegmentWriter
 from service.metrics import ServiceMetrics, default_metrics
 from service.predictor import Predictor, SelfTest, load_predictor, self_test
-from service.validation import Validator
+from service.validation import Validator, check_labels
 
 CONFIG_ENV = "OCCAM_CONFIG"
 MODEL_TAG_ENV = "OCCAM_MODEL_TAG"
@@ -544,32 +552,25 @@ class Runtime:
         self.metrics.shadow_rows.labels(model.version).inc(len(records))
         return records
 
-    def feedback(self, items: Sequence[tuple[str, str]]) -> Reply:
-        """Log (prediction id, true label) pairs; 202 when logged. 400 for unknown labels, 409
-        when an id was labelled before (at most one label per prediction id, as far as this
-        worker remembers: `serving.limits.feedback_ids`); nothing is logged then."""
+    def feedback(self, items: Sequence[tuple[str, object]]) -> Reply:
+        """Log (prediction id, true label) pairs; 202 when logged. A label sent as a JSON
+        number or boolean is read as its `occam.schema.canonical_text` (1 -> "1"), as training
+        read the target column. 400 for unknown labels, 409 when an id was labelled before (at
+        most one label per prediction id, as far as this worker remembers:
+        `serving.limits.feedback_ids`); nothing is logged then."""
         model = self.model
         problem = model.validator.check_count(len(items), "labels")
         if problem is not None:
-            return self.reject([problem])
-        known = set(model.classes)
-        problems = [
-            Problem(
-                i,
-                "label",
-                Reason.UNKNOWN_LABEL,
-                f"label {quote(label)} is not a class of this model; classes are {model.classes}",
-            )
-            for i, (_, label) in enumerate(items)
-            if label not in known
-        ]
+            return self.reject([problem], outcome=FEEDBACK_OUTCOME)
+        labels, problems = check_labels([label for _, label in items], model.classes)
         if problems:
-            return self.reject(problems)
+            return self.reject(problems, outcome=FEEDBACK_OUTCOME)
         ids = [ident for ident, _ in items]
         repeated = self.labelled.seen(ids)
         if repeated:
             return self.reject(
-                [
+                outcome=FEEDBACK_OUTCOME,
+                problems=[
                     Problem(
                         i,
                         "id",
@@ -578,15 +579,16 @@ class Runtime:
                         "id is accepted (nothing in this request was logged)",
                     )
                     for i in repeated
-                ]
+                ],
             )
         self.labelled.add(ids)
         now = time.time()
         if self.writer is not None:
             self.writer.submit(
-                FeedbackRecord(id=ident, ts=now, label=label) for ident, label in items
+                FeedbackRecord(id=ident, ts=now, label=label)
+                for ident, label in zip(ids, labels, strict=True)
             )
-        for label, count in Counter(label for _, label in items).items():
+        for label, count in Counter(labels).items():
             self.metrics.feedback_labels.labels(label).inc(count)
         return Reply(202, {"accepted": len(items)})
 
@@ -597,13 +599,15 @@ class Runtime:
         *,
         record: bool = True,
         headers: Mapping[str, str] | None = None,
+        outcome: str = PREDICT_OUTCOME,
     ) -> Reply:
         """Count, log and describe a refused request: one count and (`record` True) one
         `rejected` log record per bad row (its first problem) or per request-level problem.
 
         `status` None: the status the reasons carry (`occam.errors.status_of`). Requests refused
         before they are authenticated, read or allowed (401, 403, 408, 429, 499) are counted
-        but not logged (`record` False): nobody without a key can write to the log."""
+        but not logged (`record` False): nobody without a key can write to the log. `outcome`
+        ends the body's summary (`occam.errors.ErrorBody.of`)."""
         now = time.time()
         records = []
         for problem in counted(problems):
@@ -620,7 +624,7 @@ class Runtime:
             self.writer.submit(records)
         return Reply(
             status_of(problems) if status is None else status,
-            error_body(problems),
+            error_body(problems, outcome),
             headers or {},
         )
 

@@ -5,8 +5,12 @@ A request is all-or-nothing: one bad row refuses the whole request (a 4xx listin
 by row, field and reason), so a client never receives answers whose order it has to guess.
 Nothing is filled with a silent default: a missing feature is an error, a `null` is accepted
 only for features that had missing values in training (the pipeline's imputer knows them).
-Numbers are JSON numbers (not strings, not booleans); categories are JSON strings, compared
-with the categories seen in training as strings (a code 3 is sent as "3").
+Numbers are JSON numbers (not strings, not booleans). Categories are compared with the
+categories seen in training as text: a JSON string as it is; a JSON number or boolean through
+`occam.schema.canonical_text` (the coercion training applied: 12 and 12.0 -> "12", true ->
+"True", 2.5 -> "2.5"), accepted only when that text is a category seen in training (it is then
+used, and logged, as that text), otherwise refused with `unmatched_category` (422) whatever the
+unseen-category policy: a number is never guessed into a new category.
 
 Accepted rows may carry *marks* for the monitor (they are logged, not refused):
 `unseen_category` (a category never seen in training, when `serving.unseen_category` is
@@ -18,12 +22,16 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
+
+import numpy as np
 
 from occam.errors import Problem, Reason, quote
 from occam.records import MARK_KINDS
-from occam.schema import MISSING_CATEGORY, FeatureSchema
+from occam.schema import MISSING_CATEGORY, FeatureSchema, canonical_text
 
 #: The marks of a row without any (shared: never modify a row's marks).
 NO_MARKS: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
@@ -84,6 +92,13 @@ class Validator:
         self.out_of_range_factor = out_of_range_factor
         self._features = tuple(self._compile(spec) for spec in schema.features)
         self._names = frozenset(schema.names)
+        # The numeric features (with their schema positions) as the columnar path's vectors.
+        self._numeric = tuple((i, f) for i, f in enumerate(self._features) if f.numeric)
+        numeric = [f for _, f in self._numeric]
+        self._nullable = np.array([f.nullable for f in numeric], dtype=bool)
+        self._integer = np.array([f.integer for f in numeric], dtype=bool)
+        self._low = np.array([[f.low] for f in numeric], dtype=np.float64).reshape(-1, 1)
+        self._high = np.array([[f.high] for f in numeric], dtype=np.float64).reshape(-1, 1)
 
     def _compile(self, spec: Any) -> _Feature:
         # Finite bounds, so that +-inf never takes the fast path in `_check_row`.
@@ -121,7 +136,163 @@ class Validator:
         return None
 
     def validate(self, instances: list[Any]) -> tuple[ValidRows | None, list[Problem]]:
-        """Check every row; return the accepted rows, or None and every problem found."""
+        """Check every row; return the accepted rows, or None and every problem found.
+
+        Requests of at least `COLUMNAR_ROWS` rows are checked column by column first
+        (`_validate_columns`); a request that path does not accept whole, and every smaller one,
+        is checked row by row (`validate_rows`), which names every problem. Both give the same
+        accepted rows (tests/service/test_columnar.py compares them on random batches).
+        """
+        problem = self.check_count(len(instances))
+        if problem is not None:
+            return None, [problem]
+        if len(instances) >= COLUMNAR_ROWS:
+            valid = self._validate_columns(instances)
+            if valid is not None:
+                return valid, []
+        return self.validate_rows(instances)
+
+    def _validate_columns(self, instances: list[Any]) -> ValidRows | None:
+        """The accepted rows, checked one feature at a time over all rows (one numpy matrix for
+        the numbers, sets for the categories); None when any row has any problem, or a value
+        this path leaves to `validate_rows`."""
+        width = len(self._features)
+        for row in instances:
+            if type(row) is not dict or len(row) != width:
+                return None
+        marked: dict[int, list[tuple[int, str, str]]] = {}  # row: (position, kind, feature)
+        unsafe: set[int] = set()  # rows with a null or NaN: logged with null
+        recoded: dict[int, dict[str, str]] = {}
+        columns: dict[str, list[Any]] = {}
+        try:
+            numbers = self._number_columns(instances, marked, unsafe)
+            if numbers is None:
+                return None
+            for position, feature in enumerate(self._features):
+                if feature.numeric:
+                    columns[feature.name] = numbers[feature.name]
+                    continue
+                values = list(map(itemgetter(feature.name), instances))
+                column = self._category_column(position, feature, values, marked, unsafe, recoded)
+                if column is None:
+                    return None
+                columns[feature.name] = column
+        except (KeyError, TypeError):  # a row lacks a feature; an unhashable category
+            return None
+        received: list[dict[str, Any]] = instances
+        if unsafe or recoded:
+            received = list(instances)
+            for index in unsafe | set(recoded):
+                row = instances[index]
+                if index in unsafe:
+                    row = _json_safe(row)
+                if index in recoded:
+                    row = {**row, **recoded[index]}
+                received[index] = row
+        marks = [NO_MARKS] * len(instances)
+        for index, found in marked.items():
+            row_marks: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
+            for _, kind, name in sorted(found):  # schema order, as the row path marks
+                row_marks[kind].append(name)
+            marks[index] = row_marks
+        return ValidRows(columns=columns, received=received, marks=marks)
+
+    def _number_columns(
+        self,
+        instances: list[dict[str, Any]],
+        marked: dict[int, list[tuple[int, str, str]]],
+        unsafe: set[int],
+    ) -> dict[str, list[float]] | None:
+        """Every numeric feature's column as floats (NaN for missing), marking out-of-range and
+        missing values; None at the first problem. Raises KeyError for a missing feature."""
+        numeric = self._numeric
+        if not numeric:
+            return {}
+        rows: list[list[Any]] = []
+        for _, feature in numeric:
+            values = list(map(itemgetter(feature.name), instances))
+            kinds = set(map(type, values))
+            if not kinds <= _NUMBER_KINDS:
+                return None
+            if type(None) in kinds:
+                values = [math.nan if value is None else value for value in values]
+            rows.append(values)
+        try:
+            matrix = np.array(rows, dtype=np.float64)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            return None
+        missing = np.isnan(matrix)
+        if missing.any():
+            if (missing.any(axis=1) & ~self._nullable).any():
+                return None
+            for j, index in zip(*np.nonzero(missing), strict=True):
+                position, feature = numeric[j]
+                marked.setdefault(int(index), []).append((position, "missing", feature.name))
+            unsafe.update(np.flatnonzero(missing.any(axis=0)).tolist())
+        if np.isinf(matrix).any():
+            return None
+        integers = matrix[self._integer]
+        if (np.mod(integers, 1) != 0)[~missing[self._integer]].any():
+            return None
+        outside = (matrix < self._low) | (matrix > self._high)
+        if outside.any():
+            for j, index in zip(*np.nonzero(outside), strict=True):
+                position, feature = numeric[j]
+                marked.setdefault(int(index), []).append((position, "out_of_range", feature.name))
+        return {feature.name: matrix[j].tolist() for j, (_, feature) in enumerate(numeric)}
+
+    def _category_column(
+        self,
+        position: int,
+        feature: _Feature,
+        values: list[Any],
+        marked: dict[int, list[tuple[int, str, str]]],
+        unsafe: set[int],
+        recoded: dict[int, dict[str, str]],
+    ) -> list[str] | None:
+        distinct = set(values)
+        unseen = distinct - feature.categories
+        if not unseen:
+            return values
+        kinds = set(map(type, values))  # all values: the set above holds True for 1
+        if bool in kinds and kinds & {int, float}:
+            return None  # True == 1 in a set: leave such a mix to the row path
+        texts: dict[Any, str] = {}
+        for value in unseen:
+            if type(value) is str:
+                if len(value) > self.max_string_chars or self.unseen_category == "reject":
+                    return None
+            elif value is None or (type(value) is float and value != value):
+                if not feature.nullable:
+                    return None
+            elif type(value) in _CODE_KINDS:
+                try:
+                    text = canonical_text(value)
+                except (ValueError, OverflowError):
+                    return None
+                if text is None or text not in feature.categories:
+                    return None
+                texts[value] = text
+            else:
+                return None
+        column: list[str] = list(values)
+        name = feature.name
+        for index, value in enumerate(values):
+            if value not in unseen:
+                continue
+            if type(value) is str:
+                marked.setdefault(index, []).append((position, "unseen_category", name))
+            elif value in texts:
+                column[index] = texts[value]
+                recoded.setdefault(index, {})[name] = texts[value]
+            else:  # null or NaN
+                column[index] = MISSING_CATEGORY
+                marked.setdefault(index, []).append((position, "missing", name))
+                unsafe.add(index)
+        return column
+
+    def validate_rows(self, instances: list[Any]) -> tuple[ValidRows | None, list[Problem]]:
+        """Check every row one at a time (the reference path, naming every problem)."""
         problem = self.check_count(len(instances))
         if problem is not None:
             return None, [problem]
@@ -140,9 +311,11 @@ class Validator:
                     )
                 )
                 continue
-            row_marks, row_problems = self._check_row(index, row, columns)
+            row_marks, row_problems, recoded = self._check_row(index, row, columns)
             problems.extend(row_problems)
-            received.append(row if not row_marks["missing"] else _json_safe(row))
+            if row_marks["missing"]:
+                row = _json_safe(row)
+            received.append(row if recoded is None else {**row, **recoded})
             marks.append(row_marks)
         if problems:
             return None, problems
@@ -150,9 +323,12 @@ class Validator:
 
     def _check_row(
         self, index: int, row: dict[str, Any], columns: dict[str, list[Any]]
-    ) -> tuple[dict[str, list[str]], list[Problem]]:
+    ) -> tuple[dict[str, list[str]], list[Problem], dict[str, str] | None]:
+        """The row's marks, its problems and the categories it sent as numbers or booleans
+        ({feature: canonical text}, None when none): the log keeps the text."""
         marks: dict[str, list[str]] | None = None
         problems: list[Problem] = []
+        recoded: dict[str, str] | None = None
         if len(row) != len(self._names) or not self._names.issuperset(row):
             for name in sorted(set(row) - self._names):
                 problems.append(
@@ -200,9 +376,12 @@ class Validator:
                 marks[mark].append(name)
             if isinstance(checked, Problem):
                 problems.append(checked)
-            else:
-                columns[name].append(checked)
-        return marks or NO_MARKS, problems
+                continue
+            columns[name].append(checked)
+            if type(checked) is str and kind is not str and checked is not MISSING_CATEGORY:
+                recoded = recoded or {}
+                recoded[name] = checked
+        return marks or NO_MARKS, problems, recoded
 
     def _number(self, index: int, feature: _Feature, value: Any) -> tuple[Any, str | None]:
         if value is None or (type(value) is float and value != value):  # null or NaN: missing
@@ -239,17 +418,15 @@ class Validator:
     def _category(self, index: int, feature: _Feature, value: Any) -> tuple[Any, str | None]:
         if value is None or (type(value) is float and value != value):
             return self._missing(index, feature, MISSING_CATEGORY)
+        if type(value) in (int, float, bool):
+            return self._category_code(index, feature, value)
         if not isinstance(value, str):
-            hint = (
-                f'; send categories as strings, e.g. "{str(value)[:40]}"'
-                if _is_number(value)
-                else ""
-            )
             problem = Problem(
                 index,
                 feature.name,
                 Reason.WRONG_TYPE,
-                f"`{feature.name}` must be a string, got {_json_type(value)} {quote(value)}{hint}",
+                f"`{feature.name}` must be a string (or a number or boolean naming a category "
+                f"seen in training), got {_json_type(value)} {quote(value)}",
             )
             return problem, None
         if value in feature.categories:
@@ -275,6 +452,32 @@ class Validator:
             return problem, None
         return value, "unseen_category"
 
+    def _category_code(
+        self, index: int, feature: _Feature, value: bool | int | float
+    ) -> tuple[Any, str | None]:
+        """A JSON number or boolean sent for a category: its canonical text when that is a
+        category seen in training, else an `unmatched_category` problem saying why."""
+        try:
+            text = canonical_text(value)
+        except (ValueError, OverflowError):  # +-inf: no category text at all
+            text = None
+        if text is not None and text in feature.categories:
+            return text, None
+        shown = f"{_json_type(value)} {quote(value)}"
+        why = (
+            "has no category text"
+            if text is None
+            else f"reads as the category {quote(text)}, which was never seen in training"
+        )
+        problem = Problem(
+            index,
+            feature.name,
+            Reason.UNMATCHED_CATEGORY,
+            f"`{feature.name}` is categorical; the {shown} {why}; send one of the known "
+            f"values (as strings): {quote(sorted(feature.categories), 200)}",
+        )
+        return problem, None
+
     def _missing(self, index: int, feature: _Feature, filler: Any) -> tuple[Any, str | None]:
         if not feature.nullable:
             problem = Problem(
@@ -288,13 +491,51 @@ class Validator:
         return filler, "missing"
 
 
+#: Requests of at least this many rows are checked column by column first: below it numpy's
+#: fixed cost per call outweighs the per-row Python it saves (measured: about 30 rows).
+COLUMNAR_ROWS = 32
+#: The value types a numeric column may hold on the columnar path (null: missing).
+_NUMBER_KINDS = frozenset({int, float, type(None)})
+#: The JSON scalars a category may be sent as besides a string (`canonical_text`).
+_CODE_KINDS = frozenset({int, float, bool})
+
+
+def check_labels(
+    labels: Sequence[object], classes: Sequence[str]
+) -> tuple[list[str], list[Problem]]:
+    """Feedback labels as class names, or the problems: a JSON number or boolean is read as its
+    `canonical_text` (1 -> "1", true -> "True"), as training read the target column; a label
+    that is (or reads as) no class of the model is an `unknown_label` problem naming it."""
+    known = frozenset(classes)
+    texts: list[str] = []
+    problems: list[Problem] = []
+    for index, label in enumerate(labels):
+        if type(label) is str and label in known:
+            texts.append(label)
+            continue
+        try:
+            text = canonical_text(label)
+        except (ValueError, OverflowError):  # +-inf, or not a JSON scalar
+            text = None
+        if text is not None and text in known:
+            texts.append(text)
+            continue
+        read_as = f" (read as {quote(text)})" if text is not None and text != label else ""
+        problems.append(
+            Problem(
+                index,
+                "label",
+                Reason.UNKNOWN_LABEL,
+                f"label {quote(label)}{read_as} is not a class of this model; classes are "
+                f"{quote(list(classes), 200)}",
+            )
+        )
+    return texts, problems
+
+
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
     """The row with NaN replaced by null: the log is strict JSON."""
     return {k: (None if type(v) is float and v != v else v) for k, v in row.items()}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _json_type(value: Any) -> str:

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bentoml._internal.service.openapi.specification import Schema
 from prometheus_client import REGISTRY
 
 from occam.metrics import predicted_labels
 from occam.records import PredictionRecord
 from service.messages import FeedbackResponse, PredictResponse
+from service.openapi import category_codes, with_codes
 
 from .conftest import HeldOut, asgi_client, serving_config, wait_for_log
 
@@ -105,20 +107,22 @@ def bad_rows(row: dict[str, Any]) -> list[tuple[str, Any, int, str | None, str]]
         ("unknown feature", [{**row, "colour": "red"}], 0, "colour", "unknown_feature"),
         ("wrong type", [{**row, "distance": "far"}], 0, "distance", "wrong_type"),
         ("boolean", [{**row, "distance": True}], 0, "distance", "wrong_type"),
-        ("number for a category", [{**row, "carrier": 9}], 0, "carrier", "wrong_type"),
+        ("array for a category", [{**row, "carrier": ["UA"]}], 0, "carrier", "wrong_type"),
+        ("unknown category code", [{**row, "carrier": 9}], 0, "carrier", "unmatched_category"),
         ("null not allowed", [{**row, "distance": None}], 0, "distance", "missing_value"),
         ("row not an object", [row, row, "x"], 2, None, "not_an_object"),
     ]
 
 
-@pytest.mark.parametrize("case", range(7))
-def test_each_bad_row_is_a_400_naming_row_field_and_reason(
+@pytest.mark.parametrize("case", range(8))
+def test_each_bad_row_is_a_4xx_naming_row_field_and_reason(
     client: Any, row: dict[str, Any], case: int
 ) -> None:
+    """400, except a category sent as a number that reads as no known category: 422."""
     name, instances, index, field, reason = bad_rows(row)[case]
     before = rejected(reason)
     response = client.post("/predict", json={"instances": instances})
-    assert response.status_code == 400, name
+    assert response.status_code == (422 if reason == "unmatched_category" else 400), name
     problem = response.json()["problems"][0]
     assert (problem["row"], problem["field"], problem["reason"]) == (index, field, reason), name
     assert rejected(reason) == before + 1
@@ -232,10 +236,45 @@ def test_feedback_is_accepted_and_unknown_labels_are_named(
     problem = unknown.json()["problems"][0]
     assert (problem["row"], problem["field"], problem["reason"]) == (0, "label", "unknown_label")
     assert "'perhaps'" in problem["message"]
+    assert unknown.json()["error"].endswith("no label was logged")
     bad_id = client.post("/feedback", json={"labels": [{"id": "42", "label": classes[0]}]})
     assert bad_id.status_code == 400
     assert (bad_id.json()["problems"][0]["row"], bad_id.json()["problems"][0]["field"]) == (0, "id")
+    assert "nothing was predicted" not in bad_id.json()["error"]
     assert client.post("/feedback", json={"labels": []}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"), [(1, "label 1 (read as '1')"), (True, "label True (read as 'True')")]
+)
+def test_feedback_with_a_number_or_boolean_label_is_read_as_text_and_named(
+    client: Any, row: dict[str, Any], label: Any, shown: str
+) -> None:
+    """`"label": 1` reaches the label check (not a schema error) and is named as read."""
+    ident = client.post("/predict", json={"instances": [row]}).json()["predictions"][0]["id"]
+    response = client.post("/feedback", json={"labels": [{"id": ident, "label": label}]})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "request refused: 1 problem(s) in 1 row(s); no label was logged"
+    [problem] = body["problems"]
+    assert (problem["row"], problem["field"], problem["reason"]) == (0, "label", "unknown_label")
+    assert problem["message"].startswith(f"{shown} is not a class of this model")
+
+
+def test_category_codes_are_documented_as_numbers_and_booleans() -> None:
+    assert category_codes(["12", "2.5", "012", "1e3", "inf", "nan", "True", "UA"]) == (
+        [12, 2.5],
+        [True],
+    )
+    plain = Schema(type="string", enum=["UA", "DL"])
+    assert with_codes(plain, ["UA", "DL"]) is plain  # nothing else reads as a category
+    coded = with_codes(Schema(type="string", enum=["12", "False"]), ["12", "False"])
+    assert coded.anyOf is not None
+    assert [(form.type, form.enum) for form in coded.anyOf] == [
+        ("string", ["12", "False"]),
+        ("number", [12]),
+        ("boolean", [False]),
+    ]
 
 
 def test_docs_describe_the_served_model(client: Any, trained: Any) -> None:
@@ -247,7 +286,7 @@ def test_docs_describe_the_served_model(client: Any, trained: Any) -> None:
     assert rows["maxItems"] == 1000
     assert rows["items"]["required"] == trained.bundle.schema.names
     assert rows["items"]["additionalProperties"] is False
-    assert {"400", "413", "415", "503"} <= set(predict["responses"])
+    assert {"400", "413", "415", "422", "503"} <= set(predict["responses"])
     feedback = spec["paths"]["/feedback"]["post"]
     assert "202" in feedback["responses"] and "200" not in feedback["responses"]
     labels = feedback["requestBody"]["content"]["application/json"]["schema"]["properties"][

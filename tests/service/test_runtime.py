@@ -144,6 +144,24 @@ def test_feedback_refuses_an_unknown_label_naming_it(
     assert "'maybe'" in problem["message"] and trained.bundle.classes[0] in problem["message"]
     assert counters.value("occam_service_rejected_rows_total", reason="unknown_label") == 1
     assert counters.value("occam_service_feedback_labels_total", label="maybe") == 0
+    assert reply.body["error"].endswith("; no label was logged")  # not "nothing was predicted"
+
+
+def test_feedback_reads_a_numeric_label_as_its_text_and_names_it_when_unknown(
+    make_runtime: Any, trained: Any
+) -> None:
+    runtime = make_runtime()
+    reply = runtime.feedback([("a" * 32, 1), ("b" * 32, True)])
+    assert reply.status == 400
+    assert reply.body["error"] == "request refused: 2 problem(s) in 2 row(s); no label was logged"
+    first, second = reply.body["problems"]
+    assert first["message"].startswith("label 1 (read as '1') is not a class of this model")
+    assert second["message"].startswith("label True (read as 'True') is not a class")
+    ident = runtime.predict(reference_rows(trained, 1)).body["predictions"][0]["id"]
+    assert runtime.feedback([(ident, trained.bundle.classes[1])]).status == 202
+    runtime.close()
+    feedback = [r for r in read_log(runtime.serving.log_dir) if isinstance(r, FeedbackRecord)]
+    assert [(r.id, r.label) for r in feedback] == [(ident, trained.bundle.classes[1])]
 
 
 def test_rejections_are_counted_per_bad_row_by_reason(
@@ -151,7 +169,7 @@ def test_rejections_are_counted_per_bad_row_by_reason(
 ) -> None:
     runtime = make_runtime(max_rows=3)
     row = reference_rows(trained, 1)[0]
-    reply = runtime.predict([row, {**row, "temp": "hot", "carrier": 1}, {"x": 1}])
+    reply = runtime.predict([row, {**row, "temp": "hot", "carrier": [1]}, {"x": 1}])
     assert reply.status == 400
     assert {(q["row"], q["field"]) for q in reply.body["problems"]} >= {(1, "temp"), (2, "x")}
     assert runtime.predict([row] * 4).body["problems"][0]["reason"] == "too_many_rows"

@@ -10,7 +10,7 @@ import pytest
 from occam import errors as p
 from occam.errors import Reason
 from occam.schema import MISSING_CATEGORY, FeatureSchema, FeatureSpec
-from service.validation import Validator
+from service.validation import Validator, check_labels
 
 SCHEMA = FeatureSchema(
     features=(
@@ -58,8 +58,9 @@ def test_a_valid_row_gives_training_coerced_columns_and_no_marks() -> None:
         ({**ROW, "distance": "200"}, Reason.WRONG_TYPE, "distance"),
         ({**ROW, "distance": True}, Reason.WRONG_TYPE, "distance"),
         ({**ROW, "distance": [200]}, Reason.WRONG_TYPE, "distance"),
-        ({**ROW, "origin": 3}, Reason.WRONG_TYPE, "origin"),
+        ({**ROW, "origin": 3}, Reason.UNMATCHED_CATEGORY, "origin"),
         ({**ROW, "origin": {"code": "JFK"}}, Reason.WRONG_TYPE, "origin"),
+        ({**ROW, "origin": ["JFK"]}, Reason.WRONG_TYPE, "origin"),
         ({**ROW, "distance": None}, Reason.MISSING_VALUE, "distance"),
         ({**ROW, "distance": math.nan}, Reason.MISSING_VALUE, "distance"),
         ({**ROW, "origin": None}, Reason.MISSING_VALUE, "origin"),
@@ -79,9 +80,103 @@ def test_each_bad_value_is_refused_naming_row_field_and_reason(
     assert field in problem.message
 
 
-def test_a_number_sent_for_a_category_says_how_to_send_it() -> None:
-    problem = only_problem([{**ROW, "origin": 3}])
-    assert 'send categories as strings, e.g. "3"' in problem.message
+CODES = FeatureSchema(
+    features=(
+        FeatureSpec("gear", "categorical", "string", True, 0.1, categories=("12", "2.5", "7")),
+        FeatureSpec("flag", "categorical", "string", False, 0.0, categories=("False", "True")),
+    )
+)
+CODE_ROW = {"gear": "12", "flag": "True"}
+
+
+def code_validator(**kwargs: Any) -> Validator:
+    options = {"max_rows": 50, "unseen_category": "accept", "out_of_range_factor": 0.5, **kwargs}
+    return Validator(CODES, **options)
+
+
+@pytest.mark.parametrize("policy", ["accept", "reject"])
+@pytest.mark.parametrize(
+    ("gear", "flag", "text"),
+    [(12, True, "12"), (12.0, False, "12"), (2.5, True, "2.5"), (7, False, "7")],
+)
+def test_a_category_sent_as_a_number_or_boolean_that_reads_as_a_known_one_is_it(
+    gear: Any, flag: bool, text: str, policy: Any
+) -> None:
+    """Rows straight from pandas records: 12, 12.0 and "12" are the same category, as training
+    read them (`canonical_text`); the log keeps the text, so the monitor sees one category."""
+    as_text = code_validator(unseen_category=policy).validate([{"gear": text, "flag": str(flag)}])
+    as_code = code_validator(unseen_category=policy).validate([{"gear": gear, "flag": flag}])
+    assert as_code[1] == [] and as_text[1] == []
+    assert as_code[0] is not None and as_text[0] is not None
+    assert as_code[0].columns == as_text[0].columns == {"gear": [text], "flag": [str(flag)]}
+    assert as_code[0].received == as_text[0].received == [{"gear": text, "flag": str(flag)}]
+    assert as_code[0].marks == as_text[0].marks
+
+
+@pytest.mark.parametrize("policy", ["accept", "reject"])
+@pytest.mark.parametrize(
+    ("gear", "why"),
+    [
+        (3, "reads as the category '3', which was never seen in training"),
+        (12.5, "reads as the category '12.5', which was never seen in training"),
+        (True, "reads as the category 'True', which was never seen in training"),
+        (10**400, "which was never seen in training"),
+    ],
+)
+def test_a_number_or_boolean_that_reads_as_no_known_category_is_a_422_naming_why(
+    gear: Any, why: str, policy: Any
+) -> None:
+    """Never guessed into a new category, whatever the unseen-category policy."""
+    valid, problems = code_validator(unseen_category=policy).validate(
+        [CODE_ROW, {**CODE_ROW, "gear": gear}]
+    )
+    assert valid is None and len(problems) == 1
+    [problem] = problems
+    assert (problem.row, problem.field, problem.reason) == (1, "gear", Reason.UNMATCHED_CATEGORY)
+    assert problem.reason.status == 422 and p.status_of(problems) == 422
+    assert "`gear` is categorical" in problem.message and why in problem.message
+    assert "'12'" in problem.message  # the known values are named
+    assert len(problem.message) <= p.MAX_MESSAGE_CHARS
+
+
+def test_a_null_or_nan_code_is_still_a_missing_value() -> None:
+    valid, problems = code_validator().validate([{**CODE_ROW, "gear": math.nan}])
+    assert problems == [] and valid is not None
+    assert valid.columns["gear"] == [MISSING_CATEGORY] and valid.received[0]["gear"] is None
+    problem = code_validator().validate([{**CODE_ROW, "flag": None}])[1][0]
+    assert (problem.field, problem.reason) == ("flag", Reason.MISSING_VALUE)
+
+
+@pytest.mark.parametrize(
+    ("labels", "texts"),
+    [
+        (["1", "0"], ["1", "0"]),
+        ([1, 0], ["1", "0"]),
+        ([1.0, 0], ["1", "0"]),
+        ([True, False], None),  # reads as "True": no class
+    ],
+)
+def test_feedback_labels_sent_as_numbers_read_as_their_text(
+    labels: list[Any], texts: list[str] | None
+) -> None:
+    found, problems = check_labels(labels, ["0", "1"])
+    if texts is None:
+        assert [(q.row, q.field, q.reason) for q in problems] == [
+            (0, "label", Reason.UNKNOWN_LABEL),
+            (1, "label", Reason.UNKNOWN_LABEL),
+        ]
+        assert "label True (read as 'True') is not a class" in problems[0].message
+        assert "['0', '1']" in problems[0].message
+    else:
+        assert problems == [] and found == texts
+
+
+def test_feedback_labels_of_boolean_classes_and_unknown_ones() -> None:
+    assert check_labels([True, "False"], ["False", "True"]) == (["True", "False"], [])
+    _, problems = check_labels(["maybe", 2, math.inf, None], ["False", "True"])
+    assert [q.row for q in problems] == [0, 1, 2, 3]
+    assert {q.reason for q in problems} == {Reason.UNKNOWN_LABEL}
+    assert "label 'maybe' is not a class" in problems[0].message
 
 
 def test_a_row_that_is_not_an_object_is_refused() -> None:
@@ -97,7 +192,7 @@ def test_request_level_problems_empty_and_too_many_rows() -> None:
 
 
 def test_every_problem_of_every_row_is_listed() -> None:
-    rows = [{"distance": "x"}, ROW, {**ROW, "extra": 1, "origin": 5}]
+    rows = [{"distance": "x"}, ROW, {**ROW, "extra": 1, "origin": [5]}]
     _, problems = validator().validate(rows)
     found = {(q.row, q.field, q.reason) for q in problems}
     assert found == {
@@ -176,3 +271,10 @@ def test_counted_takes_each_rows_first_problem_and_every_request_problem() -> No
         Reason.TOO_MANY_ROWS,
         Reason.NOT_FINITE,
     ]
+
+
+def test_a_refused_feedback_says_no_label_was_logged() -> None:
+    problems = [p.Problem(0, "label", Reason.UNKNOWN_LABEL, "bad")]
+    assert p.error_body(problems)["error"].endswith("nothing was predicted")
+    body = p.error_body(problems, p.FEEDBACK_OUTCOME)
+    assert body["error"] == "request refused: 1 problem(s) in 1 row(s); no label was logged"
