@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring.state import MonitorState
-from occam.records import segment_key
+from occam.logread import segment_stats
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +32,16 @@ class _Segment:
 
 
 def _segments(folder: Path) -> list[_Segment]:
-    found = []
+    """The segments in `folder`, oldest written first, each marked `latest` when it is its
+    writer's (worker, pid) newest."""
+    found = segment_stats(folder)
     newest: dict[tuple[int, int], int] = {}
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return []
-    for entry in entries:
-        key = segment_key(entry.name)
-        if key is None:
-            continue
-        try:
-            stat = entry.stat()
-        except FileNotFoundError:
-            continue
-        found.append((key, entry.name, stat))
-        writer = (key[0], key[1])
-        newest[writer] = max(newest.get(writer, -1), key[2])
-    found.sort(key=lambda f: (f[2].st_mtime, f[0]))
+    for f in found:
+        writer = f.key[:2]
+        newest[writer] = max(newest.get(writer, -1), f.key[2])
+    found.sort(key=lambda f: (f.mtime, f.key))
     return [
-        _Segment(name, stat.st_size, stat.st_ino, stat.st_mtime, newest[key[:2]] == key[2])
-        for key, name, stat in found
+        _Segment(f.name, f.size, f.inode, f.mtime, newest[f.key[:2]] == f.key[2]) for f in found
     ]
 
 

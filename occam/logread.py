@@ -1,5 +1,8 @@
 """Reading the prediction log (`occam.records`): every segment file, by identity and byte offset.
 
+The one stateless log reader: the monitor (`monitoring.sidecar`, with checkpointed marks) and
+`occam retrain` (`training.retrain.read_log`, the whole log through `read_all`) both use it.
+
 The reader itself keeps no state: `read_new` takes the `SegmentMark`s reached so far (per file
 name: inode, first-bytes checksum, offset, size seen) and returns the new complete records with
 the marks after them. The caller applies the records to its state and only then saves state and
@@ -195,10 +198,22 @@ HEAD_BYTES = 4096
 SEGMENT_EVENTS = ("truncated", "rewritten", "replaced", "renamed", "deleted", "deleted_unread")
 
 
-def segment_files(folder: Path) -> list[tuple[str, int, int]]:
-    """(name, size in bytes, inode) of the log segments in `folder`, in (worker, pid, segment)
-    order."""
-    found: list[tuple[tuple[int, int, int], str, int, int]] = []
+@dataclass(frozen=True)
+class SegmentFile:
+    """One log segment as found on disk: its name's (worker, pid, segment) `key`, size in
+    bytes, inode and modification time (Unix seconds)."""
+
+    key: tuple[int, int, int]
+    name: str
+    size: int
+    inode: int
+    mtime: float
+
+
+def segment_stats(folder: Path) -> list[SegmentFile]:
+    """The log segments in `folder` (other files ignored), in (worker, pid, segment) order;
+    [] when the folder does not exist. A file deleted while listing is left out."""
+    found: list[SegmentFile] = []
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
@@ -211,9 +226,15 @@ def segment_files(folder: Path) -> list[tuple[str, int, int]]:
             stat = entry.stat()
         except FileNotFoundError:  # deleted between listing and stat
             continue
-        found.append((key, entry.name, stat.st_size, stat.st_ino))
-    found.sort()
-    return [(name, size, inode) for _, name, size, inode in found]
+        found.append(SegmentFile(key, entry.name, stat.st_size, stat.st_ino, stat.st_mtime))
+    found.sort(key=lambda f: f.key)
+    return found
+
+
+def segment_files(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size in bytes, inode) of the log segments in `folder`, in (worker, pid, segment)
+    order."""
+    return [(f.name, f.size, f.inode) for f in segment_stats(folder)]
 
 
 def _head(path: Path, length: int) -> str | None:
@@ -328,3 +349,20 @@ def _read(path: Path, offset: int, length: int) -> bytes:
             return handle.read(length)
     except FileNotFoundError:
         return b""
+
+
+def read_all(folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Batch]:
+    """Every complete record of every segment in `folder`, from the start, as successive
+    batches of at most `max_bytes` each (so a caller can keep a bounded part; memory holds one
+    batch at a time). Stateless: nothing is remembered between calls."""
+    marks: dict[str, SegmentMark] = {}
+    budget = max_bytes
+    while True:
+        batch = read_new(folder, marks, budget)
+        if batch.more and batch.bytes_read == 0:  # one line longer than the budget
+            budget *= 2
+            continue
+        yield batch
+        if not batch.more:
+            return
+        marks, budget = batch.segments, max_bytes

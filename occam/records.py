@@ -104,6 +104,20 @@ class MalformedRecord(ValueError):
     """A log line that is not a valid record."""
 
 
+_KINDS: dict[str, type[Record]] = {
+    "prediction": PredictionRecord,
+    "feedback": FeedbackRecord,
+    "rejected": RejectedRecord,
+}
+
+
+def record_of(raw: dict[str, Any]) -> Record:
+    """The record for a parsed line that `occam.logread` found valid (its `kind` and fields
+    checked); fields beyond the contract's are ignored, as the reader ignores them."""
+    cls = _KINDS[raw["kind"]]
+    return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+
+
 def loads(line: bytes | str) -> Record:
     """Parse one log line; raise `MalformedRecord` when it is not a valid record."""
     try:
@@ -113,13 +127,7 @@ def loads(line: bytes | str) -> Record:
     if not isinstance(raw, dict):
         raise MalformedRecord("not a JSON object")
     kind = raw.get("kind")
-    cls = {
-        "prediction": PredictionRecord,
-        "feedback": FeedbackRecord,
-        "rejected": RejectedRecord,
-    }.get(
-        kind  # type: ignore[arg-type]
-    )
+    cls = _KINDS.get(kind)  # type: ignore[arg-type]
     if cls is None:
         raise MalformedRecord(f"unknown kind {kind!r}")
     try:

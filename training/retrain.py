@@ -29,13 +29,8 @@ import pandas as pd
 
 from occam.bundle import Bundle, latest_production
 from occam.config import OccamConfig
-from occam.records import (
-    FeedbackRecord,
-    MalformedRecord,
-    PredictionRecord,
-    loads,
-    segment_key,
-)
+from occam.logread import read_all
+from occam.records import FeedbackRecord, PredictionRecord, record_of
 from occam.schema import FeatureSchema
 from training.challenger import (
     ChallengerGate,
@@ -67,42 +62,27 @@ class LogContents:
 
 
 def read_log(folder: Path, max_records: int) -> LogContents:
-    """Read every complete line of every log segment in `folder` (whole-log, stateless).
+    """Read every complete line of every log segment in `folder` (whole-log, stateless, through
+    the monitor's reader `occam.logread`).
 
     A partial last line (a writer mid-append) is left alone; malformed lines are counted and
-    skipped. Only the newest `max_records` predictions (by file order) are kept in memory.
-
-    This duplicates, in small, what the sidecar's checkpointed reader does; it belongs in
-    `occam/` once a stateless reader lives there.
+    skipped; shadow rows are left out. Only the newest `max_records` predictions (by file
+    order) are kept in memory; for each id the latest feedback label.
     """
-    predictions: deque[PredictionRecord] = deque(maxlen=max_records)
+    predictions: deque[dict[str, Any]] = deque(maxlen=max_records)
     feedback: dict[str, FeedbackRecord] = {}
     malformed = 0
-    if not folder.is_dir():
-        return LogContents([], {}, 0)
-    segments = sorted(
-        (key, path) for path in folder.iterdir() if (key := segment_key(path.name)) is not None
-    )
-    for _, path in segments:
-        data = path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        for line in complete.splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = loads(line)
-            except MalformedRecord:
-                malformed += 1
-                continue
-            if isinstance(record, PredictionRecord) and not record.shadow:
-                predictions.append(record)
-            elif isinstance(record, FeedbackRecord):
-                previous = feedback.get(record.id)
-                if previous is None or record.ts >= previous.ts:
-                    feedback[record.id] = record
+    for batch in read_all(folder):
+        malformed += batch.malformed
+        predictions.extend(batch.predictions)
+        for raw in batch.feedback:
+            previous = feedback.get(raw["id"])
+            if previous is None or raw["ts"] >= previous.ts:
+                feedback[raw["id"]] = FeedbackRecord(id=raw["id"], ts=raw["ts"], label=raw["label"])
     if malformed:
         log.warning("skipped %d malformed line(s) in %s", malformed, folder)
-    return LogContents(list(predictions), feedback, malformed)
+    records = [record_of(raw) for raw in predictions]
+    return LogContents([r for r in records if isinstance(r, PredictionRecord)], feedback, malformed)
 
 
 def labelled_rows(contents: LogContents, config: OccamConfig) -> pd.DataFrame:

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from occam.config import ConfigError, ServingConfig
+from occam.logread import read_all
 from occam.records import (
     FeedbackRecord,
     PredictionRecord,
     Record,
     RejectedRecord,
+    record_of,
     segment_key,
     segment_name,
 )
@@ -259,3 +261,25 @@ def test_redaction_config_errors_name_the_key(
     assert writer.redactor.hash("JFK").endswith(
         hmac.new(b"s" * 20, b'"JFK"', hashlib.sha256).hexdigest()
     )
+
+
+def test_the_shared_reader_reads_the_whole_log_in_bounded_batches(tmp_path: Path) -> None:
+    """`occam.logread.read_all` (the reader of `occam retrain` and the monitor) gives every
+    record the writer wrote, in order, in batches of at most the byte budget; a line longer
+    than the budget is still read, and a partial last line is left alone."""
+    writer = SegmentWriter(tmp_path, worker=1, pid=5, segment_bytes=4096).start()
+    records: list[Record] = [prediction(i) for i in range(60)]
+    records.insert(30, FeedbackRecord(id=f"{3:032x}", ts=9.0, label="late"))
+    writer.submit(records)
+    writer.close()
+    last = max(tmp_path.iterdir())
+    with open(last, "ab") as handle:
+        handle.write(b'{"kind": "feedback", "id": "x", "ts": 1')  # a writer mid-append
+    budget = 200  # smaller than a prediction line: never stuck, never skipped
+    batches = list(read_all(tmp_path, max_bytes=budget))
+    assert len(batches) > 10
+    assert all(batch.bytes_read <= 2 * budget for batch in batches)
+    read = [record_of(raw) for batch in batches for raw in batch.predictions + batch.feedback]
+    assert sorted(read, key=lambda r: r.ts) == sorted(records, key=lambda r: r.ts)
+    assert sum(batch.malformed for batch in batches) == 0
+    assert [batch.records for batch in read_all(tmp_path / "absent")] == [0]
