@@ -220,27 +220,29 @@ def propose_split(frame: pd.DataFrame, time: TimeColumn) -> SplitProposal | None
         step = "MS" if span_days >= 180 else "D"
         starts = pd.date_range(order.min().normalize(), order.max(), freq=step)
         candidates: list[Any] = [s for s in starts if s > order.min()]
-    elif time.format in ("year", "period"):
-        candidates = sorted(order.unique())[1:]
-    else:
-        candidates = sorted({order.quantile(q) for q in np.arange(0.4, 0.96, 0.01)})
-    best: tuple[float, Any] | None = None
+    else:  # every value, or on many-valued columns the values at each percentile from 40
+        distinct = np.unique(order.to_numpy())
+        if len(distinct) > 500:
+            distinct = np.unique(np.quantile(distinct, np.arange(0.4, 0.96, 0.01), method="lower"))
+        candidates = list(distinct[distinct > order.min()])
+    ordered = np.sort(order.to_numpy())
+    n = len(ordered)
+    best: tuple[float, Any, int] | None = None
     for start in candidates:
-        after = float((order >= start).mean())
-        before_rows = int((order < start).sum())
+        before_rows = int(np.searchsorted(ordered, np.asarray(start, dtype=ordered.dtype)))
+        after = (n - before_rows) / n
         if not 0.05 <= after <= 0.6 or before_rows < 100:
             continue
         if best is None or abs(after - PRODUCTION_SHARE) < abs(best[0] - PRODUCTION_SHARE):
-            best = (after, start)
+            best = (after, start, before_rows)
     if best is None:
         return None
-    start = best[1]
-    later = order[order >= start]
+    _, start, before_rows = best
     return SplitProposal(
         production_start=_as_config_value(start, time),
-        period_rows=int((order < start).sum()),
-        production_rows=len(later),
-        production_range=(_shown(later.min(), time), _shown(later.max(), time)),
+        period_rows=before_rows,
+        production_rows=n - before_rows,
+        production_range=(_shown(ordered[before_rows], time), _shown(ordered[-1], time)),
     )
 
 
@@ -252,7 +254,13 @@ def _as_config_value(value: Any, time: TimeColumn) -> str | int | float:
 
 
 def _shown(value: Any, time: TimeColumn) -> str:
-    return str(pd.Timestamp(value)) if time.format == "datetime" else f"{float(value):g}"
+    if time.format in ("year", "period"):
+        return f"{float(value):g}"
+    if time.format != "datetime":
+        unit = "s" if time.format == "unix_s" else "ms"
+        return f"{int(value)} ({pd.Timestamp(int(value), unit=unit).isoformat()})"
+    stamp = pd.Timestamp(value)
+    return str(stamp.date()) if stamp == stamp.normalize() else stamp.isoformat()
 
 
 @dataclass(frozen=True)
@@ -290,12 +298,17 @@ def quick_goals(
     balanced accuracy (fair to every class) and ROC AUC (ranking)."""
     cut = round(len(period) * (1 - TEST_SIZE))
     train, test = period.iloc[:cut], period.iloc[cut:]
+    if len(test) < 20:
+        raise DataError(
+            f"only {len(period)} labelled row(s) in the training period: too few to train and "
+            "test a model (Occam needs a few hundred)"
+        )
     if len(train) > max_rows:
         train = train.sample(max_rows, random_state=seed).sort_index()
     schema = FeatureSchema.from_frame(train, numeric, categorical)
     y_train = train[target].astype(str).to_numpy()
     y_test = test[target].astype(str).to_numpy()
-    classes = sorted(set(y_train.tolist()))
+    classes = sorted(set(y_train.tolist()) | set(y_test.tolist()))
     params = {"n_estimators": 50, "min_samples_leaf": 5, "n_jobs": 1}
     model = make_pipeline(schema.numeric, schema.categorical, params, seed)
     model.fit(schema.coerce(train), y_train)
@@ -311,15 +324,15 @@ def quick_goals(
     for metric in ("balanced_accuracy", "roc_auc"):
         model_score = score(metric, y_test, proba, classes, rarest, weights)
         base = score(metric, y_test, prior, classes, rarest)
-        if metric == "balanced_accuracy":  # class shares decide the majority class every time
-            base = 1 / len(classes)
         draws = []
         for _ in range(30):
             idx = rng.integers(0, len(y_test), len(y_test))
             draws.append(score(metric, y_test[idx], proba[idx], classes, rarest, weights))
         allowance = max(0.02, 2 * float(np.nanstd(draws)))
         threshold = math.floor((model_score - allowance) * 100) / 100
-        weak = threshold < base + margin
+        if not np.isfinite(threshold):  # undefined on these rows (e.g. a single class in them)
+            threshold = math.ceil((base + margin) * 100) / 100 if np.isfinite(base) else 0.5
+        weak = not threshold >= base + margin
         goals.append(
             GoalProposal(
                 metric,
