@@ -6,8 +6,9 @@ as a comment beside the key it sets, so the user can see why and change it:
 - **Excluded columns.** Constant (at most one distinct value); id-like (a string or integer
   column whose non-missing values are at least 95% distinct, with 50 or more of them, or whose
   name is an id name such as `id`, `user_id`, `idcode`, `rownames` with 20 or more distinct
-  values); a text column with more than `MAX_CATEGORIES` distinct values; a column missing in
-  more than `data.max_missing_share` of the training period's rows.
+  values); a text column with more than `MAX_CATEGORIES` distinct values; a column never
+  missing in the rows the model learns from but missing later (the service would refuse those
+  rows); a column missing in more than `data.max_missing_share` of the training period's rows.
 - **Categorical or numeric.** Strings and booleans are categorical; a numeric column whose
   values are all whole numbers and that has at most `MAX_CODE_VALUES` distinct values is a code
   (categorical); every other numeric column is numeric.
@@ -149,9 +150,16 @@ def detect_time(frame: pd.DataFrame, target: str) -> TimeColumn | None:
     return found[0][2]
 
 
-def classify_column(column: pd.Series, missing_share: float) -> Column:
+def classify_column(
+    column: pd.Series,
+    missing_share: float,
+    learned_missing: float = 0.0,
+    later_missing: float = 0.0,
+) -> Column:
     """Role of one feature candidate (not the target, not the time column), by the rules in
-    the module docstring. `missing_share` is its missing share in the training period."""
+    the module docstring. `missing_share` is its missing share in the training period;
+    `learned_missing` in the rows the model learns from (the first 80% of that period),
+    `later_missing` in every later row (test and production periods)."""
     name = str(column.name)
     values = column.dropna()
     distinct = int(values.nunique())
@@ -169,6 +177,13 @@ def classify_column(column: pd.Series, missing_share: float) -> Column:
             "excluded",
             f"id-like: {distinct / len(values):.0%} of its values are distinct, so it cannot "
             "generalise to new rows",
+        )
+    if learned_missing == 0 and later_missing > 0:
+        return Column(
+            name,
+            "excluded",
+            f"never missing in the rows the model learns from, but missing in {later_missing:.0%}"
+            " of later rows: the service refuses a missing value training never saw",
         )
     if missing_share > MAX_MISSING_SHARE:
         return Column(
@@ -426,8 +441,15 @@ def propose(
     time = detect_time(labelled, target)
     split = propose_split(labelled, time) if time is not None else None
     period = _before(labelled, time, split)
+    learned = period.iloc[: round(len(period) * (1 - TEST_SIZE))]
+    later = labelled.drop(index=learned.index)
     columns = [
-        classify_column(labelled[name], float(period[name].isna().mean()))
+        classify_column(
+            labelled[name],
+            float(period[name].isna().mean()),
+            float(learned[name].isna().mean()),
+            float(later[name].isna().mean()) if len(later) else 0.0,
+        )
         for name in labelled.columns
         if name != target and (time is None or name != time.name)
     ]

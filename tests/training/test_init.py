@@ -259,3 +259,13 @@ def test_rows_without_a_label_are_counted_in_a_warning(tmp_path: Path) -> None:
     assert starter.unlabelled == 10
     assert "WARNING: 10 row(s) have no y" in starter.text
     assert sum(starter.class_counts.values()) == starter.split.period_rows  # type: ignore[union-attr]
+
+
+def test_a_column_that_stops_being_recorded_is_excluded() -> None:
+    """Never missing in the rows the model learns from, missing later: the service would
+    refuse every later row, so init leaves it out and says why."""
+    column = pd.Series([1.0] * 400 + [np.nan] * 200, name="urbanism").mul(np.tile([1, 2, 3], 200))
+    decided = classify_column(column, missing_share=0.1, learned_missing=0.0, later_missing=0.5)
+    assert decided.role == "excluded" and "refuses a missing value" in decided.reason
+    kept = classify_column(column, missing_share=0.1, learned_missing=0.02, later_missing=0.5)
+    assert kept.role == "categorical"
