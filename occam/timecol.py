@@ -13,6 +13,7 @@ the latest rows, `"last 30%"`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -51,7 +52,10 @@ def parse_share(value: object) -> float | None:
 
 def check_split_value(value: object) -> SplitValue:
     """Validate the form of a split point (config time, no data yet): a share string, a number,
-    or a date string. Raises `ValueError` naming the forms allowed."""
+    or a date string (a YAML date written without quotes arrives as a date and becomes its ISO
+    text). Raises `ValueError` naming the forms allowed."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(
             f"{value!r} is not a split point; write a date ('2015-06-01'), a number in the time "

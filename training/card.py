@@ -131,21 +131,22 @@ def _importance(report: dict[str, Any]) -> list[str]:
             note.append("adds nothing (within noise)")
         if name in near:
             note.append(f"near the leakage level ({leakage})")
-        std = f.get("importance_std")
+        spreads = [v for v in (f.get("importance_std"), f.get("importance_se")) if v is not None]
         rows.append(
             [
                 f"`{name}`",
                 str(f.get("kind", "")),
-                _f(value, 4) + ("" if std is None else f" ± {_f(std, 4)}"),
+                _f(value, 4) + (f" ± {_f(max(spreads), 4)}" if spreads else ""),
                 _f(f.get("single_feature_score")),
                 "; ".join(note),
             ]
         )
     return [
-        "## Is every feature worth having?",
+        "## What the model relies on: is every feature worth having?",
         f"Importance: permutation importance on {how['rows']} {how['on']}, the mean drop of "
-        f"{how['metric']} when one feature is shuffled (± its spread over {how['repeats']} "
-        "shuffles). Drift in the top features matters most; at or below zero within its noise "
+        f"{how['metric']} when one feature is shuffled ({how['repeats']} shuffles; ± its "
+        "noise, the larger of its spread over the shuffles and its standard error over blocks "
+        "of the rows). Drift in the top features matters most; at or below zero within its noise "
         "means the model does not need it. Single-feature score: ROC AUC (best one class "
         "against the rest) of a rule using that feature alone, learned on the training rows and "
         "scored on the held-out rows (0.5 useless, 1 perfect)"
@@ -218,11 +219,11 @@ def _limits(report: dict[str, Any]) -> str:
             "scores say nothing about how the model ages."
         )
     for name, rare in (report.get("rare_categories") or {}).items():
-        listed = ", ".join(f"`{k}` ({v})" for k, v in rare.items() if k != "(more)")
-        more = f" and {rare['(more)']} more" if "(more)" in rare else ""
+        listed = ", ".join(f"`{k}` {v} rows" for k, v in rare.items() if k != "(more)")
+        more = f", and {rare['(more)']} more" if "(more)" in rare else ""
         lines.append(
-            f"- `{name}`: rare categories in training ({listed}{more} rows): predictions for "
-            "them rest on a handful of rows."
+            f"- `{name}`: rare categories in training ({listed}{more}): predictions for them "
+            "rest on few rows."
         )
     thin = report.get("thin_slices") or {}
     if thin.get("columns"):

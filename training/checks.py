@@ -111,6 +111,15 @@ def check_columns(frame: pd.DataFrame, features: Features, config: OccamConfig) 
                 f"{len(bad)} row(s) cannot be read as {axis.format} times (e.g. {examples}); fix "
                 "them, set `data.time_format`, or unset `data.time_column`",
             )
+        missing = int(raw.isna().sum())
+        if missing:
+            report.add(
+                "warning",
+                "missing values",
+                data.time_column,
+                missing,
+                f"{missing} row(s) have no time; they are left out of every period",
+            )
         how = "detected; set `data.time_format` if wrong" if axis.detected else "data.time_format"
         report.add(
             "info",

@@ -115,7 +115,7 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
                     "row's time"
                 )
         train, test = _hold_out(frame, config)
-        return Split(train=train, test=test, production=frame.iloc[0:0])
+        return Split(train=frame.iloc[train], test=frame.iloc[test], production=frame.iloc[0:0])
     times = axis.values
     readable = times.notna().to_numpy()
     frame, times = frame[readable], times[readable]
@@ -123,7 +123,7 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
     frame, times = frame.iloc[order], times.iloc[order]
     if split.production_start is not None:
         key = "data.split.production_start"
-        start = _point(axis, split.production_start, key, times)
+        start = cut_point(axis, split.production_start, key, times)
         before = (times < start).to_numpy()
         period, production = frame[before], frame[~before]
         period_times, production_times = times[before], times[~before]
@@ -139,38 +139,39 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
         )
     if split.test_start is not None:
         key = "data.split.test_start"
-        cut_at = _point(axis, split.test_start, key, period_times)
+        cut_at = cut_point(axis, split.test_start, key, period_times)
         early = (period_times < cut_at).to_numpy()
         train, test = period[early], period[~early]
         train_times, test_times = period_times[early], period_times[~early]
         _not_empty(axis, train, key, split.test_start, cut_at, "training", period_times)
         _not_empty(axis, test, key, split.test_start, cut_at, "test", period_times)
-    elif split.test_strategy == "time":
-        cut = round(len(period) * (1 - split.test_size))
-        train, test = period.iloc[:cut], period.iloc[cut:]
-        train_times, test_times = period_times.iloc[:cut], period_times.iloc[cut:]
     else:
-        train, test = _hold_out(period, config)
-        train_times, test_times = period_times.loc[train.index], period_times.loc[test.index]
+        early, late = _hold_out(period, config)
+        train, test = period.iloc[early], period.iloc[late]
+        train_times, test_times = period_times.iloc[early], period_times.iloc[late]
     return Split(train, test, production, axis, train_times, test_times, production_times)
 
 
-def _hold_out(period: pd.DataFrame, config: OccamConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The held-out share `test_size`: the last rows (time strategy) or a stratified sample."""
+def _hold_out(period: pd.DataFrame, config: OccamConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training and held-out rows of `period`: the last `test_size` share
+    (time strategy) or a stratified random sample of that size."""
     split = config.data.split
+    positions = np.arange(len(period))
     if split.test_strategy == "time":
         cut = round(len(period) * (1 - split.test_size))
-        return period.iloc[:cut], period.iloc[cut:]
+        return positions[:cut], positions[cut:]
     train, test = train_test_split(
-        period,
+        positions,
         test_size=split.test_size,
         random_state=config.seed,
         stratify=period[config.data.target],
     )
-    return train, test
+    return np.asarray(train), np.asarray(test)
 
 
-def _point(axis: TimeAxis, value: object, key: str, among: pd.Series) -> object:
+def cut_point(axis: TimeAxis, value: object, key: str, among: pd.Series | None = None) -> object:
+    """Where the split point `value` of config key `key` falls on `axis` (a share counts the
+    rows of `among`, default all); raises `DataError` naming the key."""
     try:
         return axis.split_point(value, key, among)  # type: ignore[arg-type]
     except TimeColumnError as exc:

@@ -19,9 +19,11 @@ from training.data import DataError, Split
 from training.importance import Importance
 from training.labels import LabellerScore, human_level
 
-#: A category seen in fewer training rows than this (or than `RARE_SHARE` of them) is rare.
+#: A category seen in fewer training rows than `RARE_SHARE` of them (at least `RARE_ROWS`, at
+#: most `RARE_CAP` rows) is rare.
 RARE_ROWS = 5
 RARE_SHARE = 0.005
+RARE_CAP = 50
 #: Most rare categories listed per feature on the card.
 RARE_LISTED = 5
 
@@ -61,9 +63,9 @@ def warn_useless(report: CheckReport, scores: dict[str, Importance], metric: str
                 "feature adds nothing",
                 name,
                 0,
-                f"shuffling it changes {metric} on held-out rows by {value.mean:+.4f} "
-                f"(± {value.std:.4f} over {value.repeats} shuffles): at or below zero within "
-                "its noise. Add it to `data.exclude` unless you expect it to matter later",
+                f"shuffling it changes {metric} on held-out rows by {-value.mean:+.4f} "
+                f"(noise ± {max(value.se, value.std):.4f}; {value.repeats} shuffles): the model "
+                "does not need it. Add it to `data.exclude` unless you expect it to matter later",
             )
 
 
@@ -86,6 +88,7 @@ def reader_facts(
             "kind": spec.kind,
             "importance": None if importance is None else round(importance.mean, 6),
             "importance_std": None if importance is None else round(importance.std, 6),
+            "importance_se": None if importance is None else round(importance.se, 6),
             "adds_nothing": None if importance is None else importance.adds_nothing,
             "single_feature_score": None if strength is None else strength.score,
             "single_feature_accuracy": None if strength is None else strength.accuracy,
@@ -102,7 +105,7 @@ def reader_facts(
         "features": features,
         "feature_scores_method": {
             "importance": "permutation importance on held-out rows (mean drop of the first goal "
-            "metric, ± standard deviation over shuffles)",
+            "metric; std over shuffles; se over 10 disjoint blocks of the rows)",
             "single_feature_score": "best one-vs-rest ROC AUC of a one-feature rule learned on "
             "the training rows, on the held-out rows",
             "leakage_auc": leakage,
@@ -133,8 +136,8 @@ def _time(split: Split) -> dict[str, Any] | None:
 
 
 def _rare(train: pd.DataFrame, schema: FeatureSchema) -> dict[str, dict[str, int]]:
-    """Feature -> its rarest categories (fewer than RARE_ROWS rows or RARE_SHARE of them)."""
-    floor = max(RARE_ROWS, RARE_SHARE * len(train))
+    """Feature -> its rarest categories and their training rows (see `RARE_SHARE`)."""
+    floor = min(RARE_CAP, max(RARE_ROWS, RARE_SHARE * len(train)))
     out = {}
     for name in schema.categorical:
         counts = train[name].map(category_text).dropna().value_counts()

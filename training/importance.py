@@ -17,16 +17,17 @@ import pandas as pd
 
 from occam.metrics import score
 
-#: Bootstrap resamples of the held-out rows behind each importance's noise (`Importance.se`).
-BOOTSTRAP = 100
+#: Disjoint random blocks of the held-out rows behind each importance's noise (`Importance.se`).
+BLOCKS = 10
 
 
 @dataclass(frozen=True)
 class Importance:
     """One feature's permutation importance: `mean` drop of the metric over `repeats`
     shuffles (the metric's units), `std` the spread of the drops over the shuffles, and `se`
-    the standard error of the mean drop over bootstrap resamples of the held-out rows (paired:
-    the same rows scored before and after shuffling), which holds the rows' sampling noise too.
+    the standard error of the mean drop from `BLOCKS` disjoint random blocks of the held-out
+    rows (each block scored before and after the same shuffles), which holds the rows'
+    sampling noise too.
     """
 
     mean: float
@@ -64,31 +65,29 @@ def permutation_scores(
         x, y = x.iloc[rows], np.asarray(y)[rows]
     y = np.asarray(y).astype(str)
     classes = [str(c) for c in model.classes_]
-    resamples = rng.integers(0, len(y), size=(BOOTSTRAP, len(y)))
+    blocks = [b for b in np.array_split(rng.permutation(len(y)), BLOCKS) if len(b)]
 
     def scores(proba: np.ndarray) -> tuple[float, np.ndarray]:
+        """The metric on all rows and on each block."""
         whole = score(metric, y, proba, classes, positive, weights)
-        boot = np.array(
-            [score(metric, y[r], proba[r], classes, positive, weights) for r in resamples]
-        )
-        return whole, boot
+        parts = [score(metric, y[b], proba[b], classes, positive, weights) for b in blocks]
+        return whole, np.asarray(parts, dtype=float)
 
-    base, base_boot = scores(model.predict_proba(x))
+    base, base_parts = scores(model.predict_proba(x))
     out = {}
     for name in x.columns:
-        drops, boot_drops = [], []
+        drops, part_drops = [], []
         for _ in range(repeats):
             shuffled = x.copy()
             shuffled[name] = rng.permutation(shuffled[name].to_numpy())
-            whole, boot = scores(model.predict_proba(shuffled))
+            whole, parts = scores(model.predict_proba(shuffled))
             drops.append(base - whole)
-            boot_drops.append(base_boot - boot)
-        paired = np.nanmean(np.asarray(boot_drops), axis=0)
+            part_drops.append(base_parts - parts)
+        per_block = np.nanmean(np.asarray(part_drops), axis=0)
+        finite = per_block[np.isfinite(per_block)]
+        se = float(np.std(finite, ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else 0.0
         out[str(name)] = Importance(
-            mean=float(np.mean(drops)),
-            std=float(np.std(drops)),
-            repeats=repeats,
-            se=float(np.nanstd(paired)) if np.isfinite(paired).any() else 0.0,
+            mean=float(np.mean(drops)), std=float(np.std(drops)), repeats=repeats, se=se
         )
     return dict(sorted(out.items(), key=lambda kv: -kv[1].mean))
 

@@ -284,7 +284,15 @@ def train(
     )
     on_stage("saving the bundle")
     reference = _reference_sample(
-        split.train, x_train, y_train, oof, model, schema, classes, weights, config
+        split.train.assign(**_stored_times(split, "train")),
+        x_train,
+        y_train,
+        oof,
+        model,
+        schema,
+        classes,
+        weights,
+        config,
     )
     holdout = _holdout_sample(split, y_test, model_proba, schema, classes, config)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -437,7 +445,7 @@ def _holdout_sample(
     """The held-out test period in time order: inputs (with the time column), the final
     calibrated model's `proba_<class>` and the true `label`: what the monitor calibrates its
     label-free estimates and their bands on."""
-    test = split.test
+    test = split.test.assign(**_stored_times(split, "test"))
     out = test[schema.names].copy()
     time_column = config.data.time_column
     if time_column:
@@ -449,6 +457,16 @@ def _holdout_sample(
         order = np.argsort(split.test_times.to_numpy(), kind="stable")
         out = out.iloc[order]
     return out.reset_index(drop=True)
+
+
+def _stored_times(split: Split, part: str) -> dict[str, Any]:
+    """The time column as the bundle's samples store it: years and Unix times become ISO
+    datetimes (what every reader's `pd.to_datetime` parses right, never as nanoseconds); dates
+    and period numbers stay as they are."""
+    axis, times = split.axis, getattr(split, f"{part}_times")
+    if axis is None or times is None or axis.format in ("datetime", "period"):
+        return {}
+    return {axis.column: times.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()}
 
 
 def _text(value: object) -> str | None:

@@ -38,7 +38,7 @@ from training.challenger import (
     render_markdown,
     slice_floors,
 )
-from training.data import DataError, load_frame
+from training.data import DataError, cut_point, load_frame, time_axis
 from training.evaluate import GateResult, Weights, aligned_proba
 from training.pipeline import RoundCallback, StageCallback, TrainResult, train
 
@@ -123,9 +123,21 @@ def original_rows(config: OccamConfig) -> pd.DataFrame:
     time_column = config.data.time_column
     if time_column is None:
         return frame if rule.original != "last_rows" else frame.tail(rule.original_rows)
-    times = pd.to_datetime(frame[time_column], errors="coerce")
+    axis = time_axis(frame, config)
+    if axis is None:  # unreachable: a time column is configured
+        return frame
+    if not axis.is_datetime:
+        raise DataError(
+            f"`{time_column}` holds period numbers ({axis.span()}), which cannot be put on one "
+            "clock with the serving times of the prediction log; retraining needs a time column "
+            "of dates, years or Unix times (`data.time_format`)"
+        )
+    times = axis.values
     start = config.data.split.production_start
-    keep = times < pd.Timestamp(start) if start is not None else times.notna()
+    if start is not None:
+        keep = (times < cut_point(axis, start, "data.split.production_start")).to_numpy()
+    else:
+        keep = times.notna().to_numpy()
     frame, times = frame[keep], times[keep]
     order = times.argsort(kind="stable")
     frame, times = frame.iloc[order], times.iloc[order]
@@ -214,9 +226,9 @@ def build_retrain_set(config: OccamConfig, champion: Bundle | None) -> RetrainSe
 def challenger_config(config: OccamConfig) -> OccamConfig:
     """The config the challenger trains with: the same goals, checks and search, every row of
     the retrain set in the training period, and its reports in `<reports_dir>/retrain`."""
-    data = config.data.model_copy(
-        update={"split": config.data.split.model_copy(update={"production_start": None})}
-    )
+    # Original and log rows carry one datetime format (TIME_FORMAT) in the retrain set.
+    split = config.data.split.model_copy(update={"production_start": None, "test_start": None})
+    data = config.data.model_copy(update={"split": split, "time_format": "datetime"})
     output = config.output.model_copy(update={"reports_dir": config.output.reports_dir / "retrain"})
     return config.model_copy(update={"data": data, "output": output})
 

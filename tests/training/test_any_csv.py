@@ -32,7 +32,7 @@ def make_csv(path: Path, seed: int = 0) -> Path:
     votes = {
         name: np.where(rng.random(ROWS) < 0.1, 1 - truth, truth) for name in ("ann", "bob", "cy")
     }
-    label = (sum(votes.values()) >= 2).astype(int)
+    label = (np.sum(list(votes.values()), axis=0) >= 2).astype(int)
     frame = pd.DataFrame(
         {
             "year": year,
@@ -97,6 +97,13 @@ def test_integer_years_split_where_the_config_says(result: TrainResult) -> None:
     metrics = json.loads(result.metrics_path.read_text())
     assert metrics["time"]["format"] == "year" and metrics["time"]["detected"] is True
     assert metrics["time"]["periods"]["production"] == ["2013", "2015"]
+    # the bundle's samples store years as ISO datetimes, which every reader parses right
+    holdout = result.bundle.load_holdout()
+    assert holdout is not None
+    years = pd.to_datetime(holdout["year"]).dt.year
+    assert (years.min(), years.max()) == (2010, 2012) and years.is_monotonic_increasing
+    reference = pd.to_datetime(result.bundle.load_reference()["year"]).dt.year
+    assert (reference.min(), reference.max()) == (2001, 2009)
 
 
 def test_numeric_labels_and_codes_become_canonical_text(result: TrainResult) -> None:
@@ -116,7 +123,7 @@ def test_card_and_metrics_judge_every_feature(result: TrainResult) -> None:
     assert ("strong feature", "level") in findings
     assert ("feature adds nothing", "noise") in findings
     card = result.card_path.read_text()
-    assert "## Is every feature worth having?" in card
+    assert "## What the model relies on: is every feature worth having?" in card
     assert "data.allow_strong_features: [level]" in card
     assert "Learned from `year` 2001 to 2012 (year)" in card
     assert "near the leakage level" in card

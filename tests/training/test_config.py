@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from occam.config import ConfigError, load_config, parse_config
 from tests.conftest import ROOT
 
-MINIMAL = {
+MINIMAL: dict[str, Any] = {
     "project": "p",
     "data": {"path": "d.csv", "target": "y"},
     "goals": [{"metric": "roc_auc", "threshold": 0.7}],

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from occam.config import parse_config
+from occam.config import OccamConfig, parse_config
 from training.labels import (
     LabelQualityError,
     find_label_issues,
@@ -18,7 +18,7 @@ from training.labels import (
 )
 
 
-def cfg(**labels: object) -> object:
+def cfg(**labels: object) -> OccamConfig:
     return parse_config(
         {
             "project": "t",

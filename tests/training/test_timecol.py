@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from occam.config import ConfigError, parse_config
+from occam.config import ConfigError, OccamConfig, parse_config
 from occam.timecol import TimeColumnError, detect_format, parse_share, read_time
 from training.checks import check_columns
 from training.data import DataError, Features, split_frame
@@ -34,7 +34,7 @@ EXPECTED = {
 }
 
 
-def config(time_format: str = "auto", **split: object) -> object:
+def config(time_format: str = "auto", **split: object) -> OccamConfig:
     return parse_config(
         {
             "project": "t",
@@ -120,7 +120,7 @@ def test_bad_time_rows_are_counted_by_the_column_check() -> None:
     ],
 )
 def test_production_start_in_the_columns_units(kind: str, start: object, production: int) -> None:
-    split = split_frame(frame(kind), config(production_start=start))  # type: ignore[arg-type]
+    split = split_frame(frame(kind), config(production_start=start))
     assert len(split.production) == production
     assert len(split.train) + len(split.test) == N - production
     assert split.test_times is not None and split.production_times is not None
@@ -128,10 +128,10 @@ def test_production_start_in_the_columns_units(kind: str, start: object, product
 
 
 def test_test_start_cuts_the_test_rows_by_time() -> None:
-    split = split_frame(frame("period"), config(production_start=300, test_start=250))  # type: ignore[arg-type]
+    split = split_frame(frame("period"), config(production_start=300, test_start=250))
     assert (len(split.train), len(split.test), len(split.production)) == (250, 50, 100)
     assert split.period("test") == ["250", "299"]
-    share = split_frame(frame("period"), config(test_start="last 10%"))  # type: ignore[arg-type]
+    share = split_frame(frame("period"), config(test_start="last 10%"))
     assert (len(share.train), len(share.test)) == (360, 40)
 
 
@@ -146,24 +146,24 @@ def test_an_empty_period_names_the_column_the_values_and_the_fix(
     start: int, words: list[str]
 ) -> None:
     with pytest.raises(DataError) as caught:
-        split_frame(frame("year"), config(production_start=start))  # type: ignore[arg-type]
+        split_frame(frame("year"), config(production_start=start))
     for word in words:
         assert word in str(caught.value)
 
 
 def test_an_empty_test_period_is_an_error() -> None:
     with pytest.raises(DataError, match="test period is empty"):
-        split_frame(frame("period"), config(production_start=300, test_start=350))  # type: ignore[arg-type]
+        split_frame(frame("period"), config(production_start=300, test_start=350))
 
 
 def test_a_number_on_a_date_column_says_to_write_a_date() -> None:
     with pytest.raises(DataError, match="write a date in quotes"):
-        split_frame(frame("iso date"), config(production_start=2020))  # type: ignore[arg-type]
+        split_frame(frame("iso date"), config(production_start=2020))
 
 
 def test_a_date_on_a_period_column_says_to_write_a_number() -> None:
     with pytest.raises(DataError, match="holds period numbers"):
-        split_frame(frame("period"), config(production_start="2020-01-01"))  # type: ignore[arg-type]
+        split_frame(frame("period"), config(production_start="2020-01-01"))
 
 
 def test_shares() -> None:
@@ -192,10 +192,24 @@ def test_bad_split_points_name_the_key_and_the_forms(value: object, fragment: st
 
 def test_yaml_numbers_need_no_quotes() -> None:
     parsed = config(production_start=2015, test_start=2012.5)
-    assert parsed.data.split.production_start == 2015  # type: ignore[attr-defined]
-    assert parsed.data.split.test_start == 2012.5  # type: ignore[attr-defined]
+    assert parsed.data.split.production_start == 2015
+    assert parsed.data.split.test_start == 2012.5
 
 
 def test_test_start_needs_the_time_strategy() -> None:
     with pytest.raises(ConfigError, match="test_strategy: time"):
         config(test_start=5, test_strategy="random")
+
+
+def test_a_yaml_date_without_quotes_is_a_date() -> None:
+    import yaml
+
+    raw = yaml.safe_load("production_start: 2020-10-27\ntest_start: 2020-10-01 12:00:00\n")
+    parsed = config(**raw)
+    assert parsed.data.split.production_start == "2020-10-27"
+    assert parsed.data.split.test_start == "2020-10-01T12:00:00"
+    split = split_frame(frame("iso date"), parsed)
+    assert len(split.production) == 100 and split.period("test") == [
+        "2020-10-02",
+        "2020-10-26",
+    ]  # noon cut

@@ -76,7 +76,9 @@ def test_feature_importance_is_stored_per_feature(trained: Any) -> None:
     top = next(iter(importance))
     assert importance[top] == max(importance.values()) > 0.005  # something matters
     card = trained.card_path.read_text()
-    assert "## What the model relies on" in card and f"`{top}`" in card
+    assert (
+        "## What the model relies on: is every feature worth having?" in card and f"`{top}`" in card
+    )
 
 
 def test_staleness_scores_time_ordered_chunks_of_the_held_out_period(trained: Any) -> None:
