@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -465,48 +466,61 @@ class Runtime:
         threshold, abstain_label, classes = model.threshold, model.abstain_label, model.classes
         version = model.version
         log_rows = self.writer is not None and self.serving.log_predictions
-        answers: list[dict[str, Any]] = []
-        records: list[Record] = []
-        abstentions = 0
-        for i, row in enumerate(proba.tolist()):
-            probabilities = dict(zip(classes, row, strict=True))
-            top = labels[i]
-            abstained = threshold is not None and max(row) < threshold
-            answer = abstain_label if abstained and abstain_label else top
-            abstentions += abstained
-            ident = uuid.uuid4().hex
-            answers.append(
-                {
-                    "id": ident,
-                    "label": answer,
-                    "probabilities": probabilities,
-                    "abstained": abstained,
-                }
+        # Column at a time: the abstain rule over the whole probability matrix, the ids in one
+        # call; then one dict per row for the answer, shared with its log record.
+        count = len(labels)
+        if threshold is not None:
+            flags = (proba.max(axis=1) < threshold).tolist()
+            abstentions = sum(flags)
+        else:
+            flags, abstentions = [False] * count, 0
+        if abstentions and abstain_label:
+            answered = [abstain_label if a else top for top, a in zip(labels, flags, strict=True)]
+        else:
+            answered = labels
+        ids = new_ids(count)
+        probabilities = [dict(zip(classes, row, strict=True)) for row in proba.tolist()]
+        answers: list[dict[str, Any]] = [
+            {"id": ident, "label": answer, "probabilities": probs, "abstained": abstained}
+            for ident, answer, probs, abstained in zip(
+                ids, answered, probabilities, flags, strict=True
             )
-            if log_rows:
-                records.append(
-                    PredictionRecord(
-                        id=ident,
-                        ts=now,
-                        model_version=version,
-                        features=valid.received[i],
-                        label=answer,
-                        predicted=top,
-                        probabilities=probabilities,
-                        abstained=abstained,
-                        marks=valid.marks[i],
-                    )
+        ]
+        records: list[Record] = []
+        if log_rows:
+            records = [
+                PredictionRecord(
+                    id=ident,
+                    ts=now,
+                    model_version=version,
+                    features=features,
+                    label=answer,
+                    predicted=top,
+                    probabilities=probs,
+                    abstained=abstained,
+                    marks=marks,
                 )
+                for ident, features, answer, top, probs, abstained, marks in zip(
+                    ids,
+                    valid.received,
+                    answered,
+                    labels,
+                    probabilities,
+                    flags,
+                    valid.marks,
+                    strict=True,
+                )
+            ]
         shadow = self.shadow
         if shadow is not None and log_rows:
             records.extend(self._shadow_records(shadow, valid, answers, now))
         if records and self.writer is not None:
             self.writer.submit(records)
-        for answer_label, count in Counter(a["label"] for a in answers).items():
+        for answer_label, times in Counter(answered).items():
             counter = model.answered.get(answer_label)
             if counter is None:  # a label outside the bundle's classes: not expected
                 counter = self.metrics.predictions.labels(version, answer_label)
-            counter.inc(count)
+            counter.inc(times)
         if abstentions:
             model.abstained.inc(abstentions)
         return Reply(200, {"model_version": version, "predictions": answers})
@@ -710,3 +724,15 @@ class Runtime:
         self._stop.set()
         if self.writer is not None:
             self.writer.close()
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` prediction ids: each the hex form of a random (version 4) UUID, as
+    `uuid.uuid4().hex` gives, drawn from the OS in one call for the whole request."""
+    if count == 1:
+        return [uuid.uuid4().hex]
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import math
 import random
+import re
+import uuid
 from typing import Any
 
 import pytest
 
 from occam.errors import error_body
+from occam.records import PredictionRecord
 from occam.schema import FeatureSchema, FeatureSpec
+from service.messages import ID_PATTERN
+from service.predictor import reference_instances
+from service.runtime import new_ids
 from service.validation import Validator, ValidRows
+
+from .conftest import read_log
 
 SCHEMA = FeatureSchema(
     features=(
@@ -145,3 +153,40 @@ def test_a_mix_of_true_and_1_in_one_column_is_read_value_by_value() -> None:
     validator = Validator(schema, max_rows=10, unseen_category="accept", out_of_range_factor=0.5)
     valid = assert_same_answer(validator, [{"c": True}, {"c": 1}, {"c": 1.0}])
     assert valid is not None and valid.columns["c"] == ["True", "1", "1"]
+
+
+def test_ids_are_random_version_4_uuids_in_hex() -> None:
+    ids = new_ids(2000)
+    assert len(set(ids)) == 2000
+    assert all(re.fullmatch(ID_PATTERN, ident) for ident in ids)
+    assert {uuid.UUID(hex=ident).version for ident in ids} == {4}
+    assert {uuid.UUID(hex=ident).variant for ident in ids} == {uuid.RFC_4122}
+    assert len(new_ids(1)[0]) == 32 and new_ids(0) == []
+
+
+def test_a_large_request_answers_and_logs_as_its_rows_one_at_a_time(
+    make_runtime: Any, trained: Any
+) -> None:
+    """The columnar path of a 300-row request (one row marked) against the same rows sent one
+    per request (the row path): the same answers and the same log records."""
+    runtime = make_runtime(max_rows=1000)
+    reference = trained.bundle.load_reference()
+    rows = reference_instances(reference, trained.bundle.schema)[:300]
+    rows[5] = {**rows[5], "distance": 1e9, "dest": "XXX"}
+    whole = runtime.predict(rows).body["predictions"]
+    single = [runtime.predict([row]).body["predictions"][0] for row in rows]
+    runtime.close()
+
+    def answer(a: dict[str, Any]) -> tuple[Any, ...]:
+        return a["label"], a["probabilities"], a["abstained"]
+
+    assert [answer(a) for a in whole] == [answer(a) for a in single]
+    assert any(a["abstained"] for a in whole) and not all(a["abstained"] for a in whole)
+    logged = {r.id: r for r in read_log(runtime.serving.log_dir) if isinstance(r, PredictionRecord)}
+
+    def record(a: dict[str, Any]) -> tuple[Any, ...]:
+        r = logged[a["id"]]
+        return r.features, r.label, r.predicted, r.probabilities, r.abstained, r.marks
+
+    assert [record(a) for a in whole] == [record(a) for a in single]
+    assert logged[whole[5]["id"]].marks["unseen_category"] == ["dest"]
