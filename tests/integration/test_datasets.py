@@ -154,7 +154,11 @@ def test_init_train_serve_feedback_monitor(name: str, tmp_path: Path) -> None:
             "serve", "--config", str(config), "--port", str(service_port), "--host",
             "127.0.0.1", "--workers", "1"), env={**os.environ})  # fmt: skip
         url = f"http://127.0.0.1:{service_port}"
-        wait_http(f"{url}/readyz", 180, service)
+        try:
+            wait_http(f"{url}/readyz", 180, service)
+        except (TimeoutError, RuntimeError) as exc:  # say why: the service's last log lines
+            lines = (tmp_path / "process-logs" / "service.log").read_text().splitlines()
+            raise AssertionError(f"{exc}; the service said:\n" + "\n".join(lines[-8:])) from None
 
         predicted: list[str] = []
         ids: list[str] = []
