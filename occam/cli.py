@@ -106,6 +106,68 @@ def _model_error(exc: BaseException) -> typer.Exit:
 
 
 @app.command()
+def init(
+    data: Annotated[Path, typer.Argument(help="The CSV (or Parquet) file to learn from.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Column holding the label.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Config file to write.")] = Path(
+        "occam.yaml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small, fast search (for a first look or tests).")
+    ] = False,
+) -> None:
+    """Write a commented starter config for DATA: features and their kinds, excluded columns
+    and why, the time column and a proposed split, the class balance, and goals proposed from
+    a quick baseline and model (goals stay a product decision). Never replaces an existing
+    file without --force. Exit 2: --out exists; exit 3: the data or target cannot be used."""
+    from training.data import DataError
+    from training.init import write_starter
+
+    try:
+        starter = write_starter(data, target, out, force=force, quick=quick)
+    except FileExistsError as exc:
+        _error("init refused", exc)
+        raise typer.Exit(EXIT_CONFIG) from None
+    except DataError as exc:
+        _error("data error", exc)
+        raise typer.Exit(EXIT_DATA) from None
+    time = starter.time
+    console.print(
+        Text(
+            f"wrote {out}: {len(starter.numeric)} numeric, {len(starter.categorical)} "
+            f"categorical, {len(starter.excluded)} excluded column(s); time column "
+            + (f"{time.name} ({time.format})" if time else "none (random split)")
+        ),
+        soft_wrap=True,
+    )
+    if starter.unlabelled:
+        console.print(
+            Text(
+                f"warning: {starter.unlabelled} row(s) have no {target}; training refuses them: "
+                "drop them from the file or label them"
+            ),
+            soft_wrap=True,
+        )
+    for goal in starter.quick.goals:
+        console.print(
+            Text(
+                f"  goal {goal.metric} >= {goal.threshold:.2f} (quick model "
+                f"{goal.quick_model:.3f}, baseline {goal.baseline:.3f}): a proposal, edit it"
+            )
+        )
+    console.print(
+        Text(
+            "next:\n"
+            f"  occam train --config {out}\n"
+            f"  occam serve --config {out}\n"
+            f"  occam monitor --config {out}"
+        ),
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def train(config: ConfigOption = Path("occam.yaml")) -> None:
     """Check the data, score the baseline, search and evaluate the forest, gate it, and save
     the bundle to the BentoML model store (BENTOML_HOME) with its model card."""
