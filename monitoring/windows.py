@@ -28,21 +28,29 @@ from occam.records import MARK_KINDS
 class WindowData:
     """The columns of a window, oldest row first.
 
-    `features` holds the inputs as received (one column per requested name, NaN where a row
-    lacks it); `predicted` the top class, `confidence` the top-class probability, `abstained`
-    whether the answer was the abstain label; `marks[kind]` whether a row carries that mark
-    (see `occam.records.MARK_KINDS`).
+    `inputs` holds each row's features as received (a mapping per row), `features` the same as
+    a frame (one column per requested name, NaN where a row lacks it; built on demand: the
+    drift check encodes `inputs` directly); `predicted` the top class, `confidence` the top-class
+    probability, `abstained` whether the answer was the abstain label; `marks[kind]` whether a
+    row carries that mark (see `occam.records.MARK_KINDS`); `proba` the probabilities in the
+    order of the classes asked for (None when none were).
     """
 
-    features: pd.DataFrame
+    inputs: list[dict[str, Any]]
+    names: tuple[str, ...]
     predicted: np.ndarray
     confidence: np.ndarray
     abstained: np.ndarray
     marks: dict[str, np.ndarray]
+    proba: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
         return len(self.predicted)
+
+    @property
+    def features(self) -> pd.DataFrame:
+        return pd.DataFrame.from_records(self.inputs, columns=list(self.names))
 
 
 class PredictionWindow:
@@ -76,23 +84,29 @@ class PredictionWindow:
             dropped += 1
         return dropped
 
-    def data(self, names: Sequence[str]) -> WindowData:
-        """The window's columns; `names` are the feature columns to build."""
+    def data(self, names: Sequence[str], classes: Sequence[str] | None = None) -> WindowData:
+        """The window's columns in one pass over its rows; `names` are the feature columns,
+        `classes` the order of the probability columns (None: no `proba`)."""
         rows = list(self.rows)
-        features = pd.DataFrame.from_records([r["features"] for r in rows], columns=list(names))
-        confidence = np.fromiter(
-            (max(r["probabilities"].values(), default=np.nan) for r in rows), float, len(rows)
-        )
-        marks = {
-            kind: np.fromiter((bool(r["marks"].get(kind)) for r in rows), bool, len(rows))
-            for kind in MARK_KINDS
-        }
+        n = len(rows)
+        probabilities = [r["probabilities"] for r in rows]
+        confidence = np.fromiter((max(p.values(), default=np.nan) for p in probabilities), float, n)
+        proba = None
+        if classes is not None:
+            proba = np.array([[p.get(c, 0.0) for c in classes] for p in probabilities], float)
+            proba = proba.reshape(n, len(classes))
+        marks = [r["marks"] for r in rows]
         return WindowData(
-            features=features,
+            inputs=[r["features"] for r in rows],
+            names=tuple(names),
             predicted=np.asarray([r["predicted"] for r in rows], dtype=object),
             confidence=confidence,
-            abstained=np.fromiter((bool(r["abstained"]) for r in rows), bool, len(rows)),
-            marks=marks,
+            abstained=np.fromiter((bool(r["abstained"]) for r in rows), bool, n),
+            marks={
+                kind: np.fromiter((bool(m.get(kind)) for m in marks), bool, n)
+                for kind in MARK_KINDS
+            },
+            proba=proba,
         )
 
 
