@@ -35,7 +35,7 @@ from monitoring.policy import (
     step,
 )
 from monitoring.quality import DataQuality, LiveQuality, data_quality, live_quality
-from monitoring.reference import Reference, output_frame
+from monitoring.reference import Reference
 from monitoring.state import MonitorState, Runs
 from occam.config import MonitoringConfig
 
@@ -124,7 +124,10 @@ def run_check(
         p_value, weighted, estimate = reuse.prediction_p_value, reuse.weighted, reuse.estimate
     elif data is not None and window.ready:
         drift = ref.inputs.check_encoded(ref.inputs.encode_records(data.inputs))
-        output = ref.outputs.check(output_frame(data.predicted, data.confidence))
+        # the output detector's columns: confidence (numeric), then the predicted class
+        output = ref.outputs.check_encoded(
+            ref.outputs.encode_columns([data.confidence, data.predicted.astype(str).tolist()])
+        )
         data_drift = bool(drift.features) and drift.drifted_share >= config.drift_share_threshold
         prediction_drift = bool(output.drifted)
         p_value = min(1.0, 2 * min(f.p_value for f in output.features.values()))

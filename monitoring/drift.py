@@ -169,9 +169,8 @@ class DriftDetector:
         The rows are transposed in one pass (every row normally holds every feature; a row that
         lacks one is read key by key)."""
         names = self.names_
-        x = np.empty((len(rows), len(names)))
         if not names:
-            return x
+            return np.empty((len(rows), 0))
         pick = operator.itemgetter(*names)
         try:
             picked = list(map(pick, rows))
@@ -180,6 +179,13 @@ class DriftDetector:
         if len(names) == 1:
             picked = [(v,) for v in picked]
         columns = list(zip(*picked, strict=True)) if picked else [() for _ in names]
+        return self.encode_columns(columns)
+
+    def encode_columns(self, columns: Sequence[Sequence[Any] | np.ndarray]) -> np.ndarray:
+        """`encode_records` of columns already apart: one sequence of values per checked
+        column, in the order of `names_`."""
+        rows = len(columns[0]) if len(columns) else 0
+        x = np.empty((rows, len(self.names_)))
         for j in range(len(self.numeric)):
             try:
                 column = np.array(columns[j], dtype=float)
@@ -190,7 +196,7 @@ class DriftDetector:
         for j, name in enumerate(self.categorical, start=len(self.numeric)):
             codes = self._codes[name]
             unseen = len(codes)
-            found = np.fromiter(map(codes.get, columns[j], itertools.repeat(-1)), float, len(rows))
+            found = np.fromiter(map(codes.get, columns[j], itertools.repeat(-1)), float, rows)
             for i in np.flatnonzero(found < 0):  # not a known category's text as such
                 found[i] = codes.get(_category_text(columns[j][i]), unseen)
             x[:, j] = found

@@ -13,6 +13,7 @@ Records are kept as the dicts read from the log; columns are built only when a c
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -90,24 +91,39 @@ class PredictionWindow:
         rows = list(self.rows)
         n = len(rows)
         probabilities = [r["probabilities"] for r in rows]
-        confidence = np.fromiter((max(p.values(), default=np.nan) for p in probabilities), float, n)
         proba = None
+        complete = False  # every row holds every class
         if classes is not None:
-            proba = np.array([[p.get(c, 0.0) for c in classes] for p in probabilities], float)
-            proba = proba.reshape(n, len(classes))
+            pick = operator.itemgetter(*classes)
+            try:
+                picked = list(map(pick, probabilities))
+                complete = True
+            except KeyError:
+                picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
+            proba = np.array(picked, float).reshape(n, len(classes))
+            sizes = np.fromiter(map(len, probabilities), int, n)
+            complete = complete and bool(n) and bool((sizes == len(classes)).all())
+        if proba is not None and complete:
+            confidence = proba.max(axis=1)  # each row holds exactly the classes
+        else:
+            confidence = np.fromiter(
+                (max(p.values(), default=np.nan) for p in probabilities), float, n
+            )
         marks = [r["marks"] for r in rows]
         return WindowData(
             inputs=[r["features"] for r in rows],
             names=tuple(names),
             predicted=np.asarray([r["predicted"] for r in rows], dtype=object),
             confidence=confidence,
-            abstained=np.fromiter((bool(r["abstained"]) for r in rows), bool, n),
-            marks={
-                kind: np.fromiter((bool(m.get(kind)) for m in marks), bool, n)
-                for kind in MARK_KINDS
-            },
+            abstained=np.fromiter(map(bool, map(operator.itemgetter("abstained"), rows)), bool, n),
+            marks={kind: _flags(marks, kind) for kind in MARK_KINDS},
             proba=proba,
         )
+
+
+def _flags(marks: list[dict[str, Any]], kind: str) -> np.ndarray:
+    """Whether each row's marks carry `kind` (one C-level pass)."""
+    return np.fromiter(map(bool, map(operator.methodcaller("get", kind), marks)), bool, len(marks))
 
 
 class FeedbackJoin:
