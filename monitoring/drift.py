@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -166,19 +165,11 @@ class DriftDetector:
         """`encode` straight from feature mappings (one per row, as logged), without building a
         frame: numbers as floats (missing or not a number -> `MISSING_NUMBER`), categories as
         `FeatureSchema.coerce` turns them into text (missing -> `MISSING_CATEGORY`), then codes.
-        The rows are transposed in one pass (every row normally holds every feature; a row that
-        lacks one is read key by key)."""
+        A feature a row lacks is missing."""
         names = self.names_
         if not names:
             return np.empty((len(rows), 0))
-        pick = operator.itemgetter(*names)
-        try:
-            picked = list(map(pick, rows))
-        except KeyError:
-            picked = [tuple(r.get(n) for n in names) for r in rows]
-        if len(names) == 1:
-            picked = [(v,) for v in picked]
-        columns = list(zip(*picked, strict=True)) if picked else [() for _ in names]
+        columns = [[r.get(name) for r in rows] for name in names]
         return self.encode_columns(columns)
 
     def encode_columns(self, columns: Sequence[Sequence[Any] | np.ndarray]) -> np.ndarray:

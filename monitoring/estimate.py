@@ -67,6 +67,9 @@ def decided(proba: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
 
 #: Labels drawn per window to measure sampling noise.
 DRAWS = 64
+#: Sampling noise of a larger window is measured on this many of its rows (drawn at random) and
+#: scaled by sqrt(NOISE_ROWS / rows), as the noise of a share of n rows scales.
+NOISE_ROWS = 5000
 
 
 def z_score(q: float) -> float:
@@ -288,9 +291,13 @@ class PerformanceEstimator:
         for p in range(k):  # E[C[t, p]] = sum of proba[:, t] over rows predicted p
             expected[:, p] = proba[predicted == p].sum(axis=0)
         rng = np.random.default_rng(self.seed)
-        cumulative = np.cumsum(proba, axis=1)[:, :-1]
-        draws = (rng.random((self.draws, len(proba)))[:, :, None] > cumulative[None]).sum(-1)
-        sampled = self._score(proba, draws)
+        noisy, shrink = proba, 1.0
+        if len(proba) > NOISE_ROWS:  # sampling noise shrinks as 1 / sqrt(rows)
+            noisy = proba[np.sort(rng.choice(len(proba), NOISE_ROWS, replace=False))]
+            shrink = math.sqrt(NOISE_ROWS / len(proba))
+        cumulative = np.cumsum(noisy, axis=1)[:, :-1]
+        draws = (rng.random((self.draws, len(noisy)))[:, :, None] > cumulative[None]).sum(-1)
+        sampled = self._score(noisy, draws)
         out = {}
         for m in self.metrics_:
             if m == "roc_auc":
@@ -299,7 +306,7 @@ class PerformanceEstimator:
             else:
                 value = float(confusion_metric(m, expected, self._pos))
             spread = sampled[m][~np.isnan(sampled[m])]
-            sd = float(spread.std(ddof=1)) if len(spread) > 1 else 0.0
+            sd = shrink * float(spread.std(ddof=1)) if len(spread) > 1 else 0.0
             out[m] = Uncertain(value, sd, self.level)
         return out
 
