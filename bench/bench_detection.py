@@ -634,6 +634,66 @@ developers ran their tests (load average about 9), so wall times are inflated se
 """
 
 
+#: Written by hand after the run of 2 Dec 2026 16:24 UTC (commit "Large windows: ..."); keep it
+#: true when the figures change.
+READING = """
+### Reading it against the issue's targets (written by hand after the run of 2 Dec 2026)
+
+- **Harmless windows flagged: 0 of 15** (target <= 10%), **stable control 0 of 4** (target
+  <= 5%), while alibi-detect's TabularDrift with defaults flagged all 28 windows.
+- **Harmful windows: 2 of 4 flagged at their own check, 4 of 4 within one window** (target:
+  >= 90%, at most one window late): not met at the window's own check, and bounded by the label
+  lag, not by a setting. Storms' first harmful window (0) is a change of class mix and of labels
+  that no label-free method sees (its estimate rose, 0.730 against 0.670 held-out), and its
+  labels arrive one window late, so no evidence exists at its own check. At window 1's check
+  the 1,000 labels of window 0 give a live accuracy of 0.645 against the goal 0.655: under it,
+  but with 1,000 labels the Wilson interval puts it under the goal with probability 0.75, short
+  of `risk_enter_confidence` 0.8; at window 2 (0.612) it enters. The interval is the right one
+  for a proportion of 1,000 labels; lowering the level to 0.7 flagged 3 of 15 harmless windows in
+  an earlier run, so the defaults stay 0.8 / 0.5. The live intervals now use the decision
+  weights (the values already did), so interval and value describe the same answers.
+- **Estimate within its band**: 100% of the windows of storms, anes, gss and nlswork (75-83%
+  before), countymurders 50% (unchanged). The band's systematic part is now a prediction band
+  (`monitoring.estimate.prediction_inflation`): the holdout holds 4 to 8 independent chunks, so
+  the spread of their errors is itself uncertain (Student's t with chunks - 1 degrees of
+  freedom, times sqrt(1 + 1/chunks): about 1.6 at 4 chunks). Countymurders is not fixed by any
+  band calibrated on its holdout: its incomes are nominal dollars that rise every year, the
+  estimate's error on the held-out chunks stays within -0.034..+0.044, then grows to 0.08-0.10
+  in production windows 4-7 while no weighted drift shows. Only labels tell there: the anchored
+  estimate the policy judges is within 2.2 points of the truth except window 4 (4.8 points:
+  the bias measured on window 3's labels lags a window), and inside its own band on all 8
+  windows, so no false alarm followed.
+- **Check time at 2,000 rows**: 34-58 ms CPU (scipy backend: 34-44 ms; alibi: 38-72 ms) per
+  check with 7-17 features, against 69-132 ms before, on the shared machine at load average
+  6-8 (six developers' tests; CPU time inflates under that load too). Not <= 20 ms as measured.
+  Where it went: drift tests from about half to a fifth (every column screened in one vectorised
+  pass; only columns that may drift get the exact test; the SciPy backend decides KS by the
+  critical distance instead of an O(rows) exact p-value), window frames and coercion replaced by
+  one pass per column over the records, live accuracy and balanced accuracy read off the
+  confusion matrix instead of scikit-learn's checked scorers. What remains is mostly Python
+  reading 2,000 records' dicts (about 40%), then the screen, the estimate's 64 label draws and
+  the live intervals. With the alibi backend, every column that may drift costs one
+  `ks_2samp` (about 1.5-3 ms: its exact asymptotic p-value is an O(rows) sum); nlswork has 10 of
+  17 such columns per window, hence 72 ms there.
+- **Check time at 50,000 rows**: 500 ms (scipy) / 670 ms (alibi) on nlswork (was 338 ms for
+  13 features on flights in bench/results/monitor.md), target 100 ms: not met. Measured split
+  (scipy): building the window's columns from 50,000 records 385 ms (reading 850,000 values
+  from dicts in Python), drift tests 76 ms, estimates 17 ms, live metrics 12 ms. What bounds it
+  is reading the records at check time; the way past it is keeping the window as columns built
+  when records arrive (each row encoded once, a sliding check then costs its new rows), a change
+  to the window and its checkpoint that was not made here.
+- **Backends agree**: identical verdicts, reasons, named features and weighted drift on every
+  window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
+  Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
+  the SciPy backend are the Kolmogorov limit's (within a few per cent of alibi-detect's).
+- **Memory**: 228 MiB with the scipy backend, which imports no alibi-detect, tensorflow or torch,
+  against 343 MiB with alibi-detect (fresh process, nlswork replayed). Of the 228 MiB, Python
+  with numpy and pandas (which loads pyarrow) is about 118 MiB, `scipy.stats` 55 MiB, the rest
+  of the sidecar's imports 38 MiB, among them scikit-learn through `occam.metrics` (the goal
+  metric registry imports `sklearn.metrics` at import time).
+"""
+
+
 def write_report(out: Path, data: dict[str, Any], command: str) -> None:
     """bench/results/detection.md from the JSON the run wrote."""
     parts = [INTRO, f"Command: `{command}`\n", "## Per dataset\n", table(data["summaries"])]
@@ -644,6 +704,7 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
         f"(control alone: {totals['control_flagged']}); TabularDrift flagged "
         f"{totals['tabular_all']} of all windows.\n"
     )
+    parts.append(READING)
     if data.get("rss"):
         parts.append("\n## Monitor memory per drift backend\n")
         parts.append(
@@ -652,9 +713,11 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
             "heavy modules it imported:\n\n"
             "| backend | RSS MiB | peak MiB | heavy modules imported |\n|---|---|---|---|\n"
         )
-        for backend, m in data["rss"].items():
-            mods = ", ".join(m["heavy_modules"]) or "none"
-            parts.append(f"| {backend} | {m['rss_mib']:.0f} | {m['peak_mib']:.0f} | {mods} |\n")
+        parts[-1] += "".join(
+            f"| {backend} | {m['rss_mib']:.0f} | {m['peak_mib']:.0f} | "
+            f"{', '.join(m['heavy_modules']) or 'none'} |\n"
+            for backend, m in data["rss"].items()
+        )
     if data.get("large"):
         parts.append("\n## Whole check by window size\n")
         parts.append(
@@ -664,11 +727,11 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
             "check:\n\n| dataset | features | window rows | backend | check CPU ms |\n"
             "|---|---|---|---|---|\n"
         )
-        for m in data["large"]:
-            parts.append(
-                f"| {m['dataset']} | {m['features']} | {m['rows']:,} | {m['backend']} "
-                f"| {m['check_cpu_ms']:.0f} |\n"
-            )
+        parts[-1] += "".join(
+            f"| {m['dataset']} | {m['features']} | {m['rows']:,} | {m['backend']} "
+            f"| {m['check_cpu_ms']:.0f} |\n"
+            for m in data["large"]
+        )
     parts.append("\n## Every window\n")
     parts += [windows_table(n, r) for n, r in data["runs"].items()]
     (out / "detection.md").write_text("\n".join(parts))
