@@ -167,8 +167,22 @@ def ks_critical(n: int, level: float) -> float:
     return float(kstwo.isf(level, n))
 
 
-#: Distances this close to the critical one get their exact p-value (root-finding tolerance).
-CRITICAL_TOLERANCE = 1e-9
+#: Distances this close to the critical one get their exact p-value: `kstwo.isf` is exact to
+#: about 1e-7 in distance only (its p-value to about 1e-5 relative), far inside this margin.
+CRITICAL_TOLERANCE = 1e-4
+
+
+def ks_significant(d: float, n: int, level: float) -> tuple[bool, float | None]:
+    """Whether KS distance `d` at effective size `n` is significant at `level` (the decision of
+    `kstwo.sf(d, n) < level` taken as float32, as alibi-detect compares), and the exact p-value
+    when it had to be computed (near the critical distance), else None."""
+    critical = ks_critical(n, level)
+    if abs(d - critical) < CRITICAL_TOLERANCE:
+        from scipy.stats import kstwo
+
+        p = float(np.clip(kstwo.sf(d, n), 0, 1))
+        return bool(np.float32(p) < level), p
+    return d > critical, None
 
 
 class ScipyTests(Screen):
@@ -196,13 +210,13 @@ class ScipyTests(Screen):
         for j in columns:
             if self.n_codes[j] is None:
                 d = float(effects[j])
-                critical = ks_critical(effective, cut) if self.correction != "fdr" else -1.0
-                if critical < 0 or abs(d - critical) < CRITICAL_TOLERANCE:
+                if self.correction == "fdr":  # the ladder needs every exact p-value
                     p = float(np.clip(kstwo.sf(d, effective), 0, 1))
                     significant.append(bool(np.float32(p) < cut))
                 else:
-                    p = float(self.screen_p(d, effective))
-                    significant.append(d > critical)
+                    decided, exact_p = ks_significant(d, effective, cut)
+                    p = float(self.screen_p(d, effective)) if exact_p is None else exact_p
+                    significant.append(decided)
                 statistics.append(d)
                 p_values.append(p)
                 continue

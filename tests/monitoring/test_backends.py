@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from monitoring.check import run_check
@@ -78,3 +79,15 @@ for backend in ("scipy", "alibi"):
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "scipy []"
     assert lines[1].startswith("alibi ['alibi_detect'")
+
+
+def test_the_ks_decision_by_critical_distance_is_the_exact_p_value_decision() -> None:
+    from scipy.stats import kstwo
+
+    from monitoring.backends import ks_critical, ks_significant
+
+    for n, level in ((1429, 0.05 / 17), (333, 0.05 / 3), (4545, 0.01)):
+        critical = ks_critical(n, level)
+        near = critical + np.array([-1e-6, -1e-7, 0.0, 1e-7, 1e-6])
+        for d in [*np.linspace(0.5 * critical, 1.5 * critical, 41), *near]:
+            assert ks_significant(float(d), n, level)[0] == (np.float32(kstwo.sf(d, n)) < level)
