@@ -634,8 +634,8 @@ developers ran their tests (load average about 9), so wall times are inflated se
 """
 
 
-#: Written by hand after the run of 2 Dec 2026 16:24 UTC (commit "Large windows: ..."); keep it
-#: true when the figures change.
+#: Written by hand after the run of 2 Dec 2026 16:39 UTC (the commit "KS decision by critical
+#: distance ..."); keep it true when the figures change.
 READING = """
 ### Reading it against the issue's targets (written by hand after the run of 2 Dec 2026)
 
@@ -663,10 +663,12 @@ READING = """
   estimate the policy judges is within 2.2 points of the truth except window 4 (4.8 points:
   the bias measured on window 3's labels lags a window), and inside its own band on all 8
   windows, so no false alarm followed.
-- **Check time at 2,000 rows**: 34-58 ms CPU (scipy backend: 34-44 ms; alibi: 38-72 ms) per
-  check with 7-17 features, against 69-132 ms before, on the shared machine at load average
-  6-8 (six developers' tests; CPU time inflates under that load too). Not <= 20 ms as measured.
-  Where it went: drift tests from about half to a fifth (every column screened in one vectorised
+- **Check time at 2,000 rows**: 27-82 ms CPU (scipy backend: 27-45 ms; alibi: 45-82 ms; medians
+  per dataset) per check with 7-17 features, against 69-132 ms before, on the shared machine
+  at load average 6-8 (six developers' tests; CPU time inflates under that load too). Not
+  <= 20 ms as measured.
+  Where it went: with the scipy backend the drift tests fell from about half of a check to a
+  fifth or a quarter (profiled on nlswork: every column screened in one vectorised
   pass; only columns that may drift get the exact test; the SciPy backend decides KS by the
   critical distance instead of an O(rows) exact p-value), window frames and coercion replaced by
   one pass per column over the records, live accuracy and balanced accuracy read off the
@@ -674,21 +676,24 @@ READING = """
   reading 2,000 records' dicts (about 40%), then the screen, the estimate's 64 label draws and
   the live intervals. With the alibi backend, every column that may drift costs one
   `ks_2samp` (about 1.5-3 ms: its exact asymptotic p-value is an O(rows) sum); nlswork has 10 of
-  17 such columns per window, hence 72 ms there.
-- **Check time at 50,000 rows**: 500 ms (scipy) / 670 ms (alibi) on nlswork (was 338 ms for
-  13 features on flights in bench/results/monitor.md), target 100 ms: not met. Measured split
-  (scipy): building the window's columns from 50,000 records 385 ms (reading 850,000 values
-  from dicts in Python), drift tests 76 ms, estimates 17 ms, live metrics 12 ms. What bounds it
-  is reading the records at check time; the way past it is keeping the window as columns built
-  when records arrive (each row encoded once, a sliding check then costs its new rows), a change
-  to the window and its checkpoint that was not made here.
+  17 such columns per window, hence 82 ms there (the tests still about half of it). Repeated
+  runs move these medians by 10-20 ms.
+- **Check time at 50,000 rows**: 514 ms (scipy) / 678 ms (alibi) on nlswork (not comparable with
+  the 338 ms of bench/results/monitor.md: flights, 13 features, a quieter machine), target 100
+  ms: not met. Measured split (scipy): building the window's columns from 50,000 records 385 ms
+  (reading 850,000 values from dicts in Python), drift tests 76 ms, estimates 17 ms, live
+  metrics 12 ms. What bounds it is reading the records at check time; the way past it is keeping
+  the window as columns built when records arrive (each row encoded once, a sliding check then
+  costs its new rows), a change to the window and its checkpoint that was not made here.
 - **Backends agree**: identical verdicts, reasons, named features and weighted drift on every
   window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
   Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
   the SciPy backend are the Kolmogorov limit's (within a few per cent of alibi-detect's).
-- **Memory**: 228 MiB with the scipy backend, which imports no alibi-detect, tensorflow or torch,
-  against 343 MiB with alibi-detect (fresh process, nlswork replayed). Of the 228 MiB, Python
-  with numpy and pandas (which loads pyarrow) is about 118 MiB, `scipy.stats` 55 MiB, the rest
+- **Memory**: 229 MiB with the scipy backend, which imports no alibi-detect, tensorflow or torch,
+  against 342 MiB with alibi-detect (fresh process, nlswork replayed; the run of main before
+  this change measured 173 / 282 MiB; the cause of the difference was not investigated, and
+  this change adds no import). Of the 229 MiB, Python with numpy and pandas (which loads
+  pyarrow) is about 118 MiB, `scipy.stats` 55 MiB, the rest
   of the sidecar's imports 38 MiB, among them scikit-learn through `occam.metrics` (the goal
   metric registry imports `sklearn.metrics` at import time).
 """
