@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,7 +146,7 @@ def test_records_encode_as_the_coerced_frame() -> None:
     ref = seasonal(2000, seed=0)
     ref["code"] = np.random.default_rng(0).choice([1, 2, 3], len(ref)).astype(str)
     detector = DriftDetector(["temp", "noise"], ["city", "code"]).fit(ref, window_rows=500)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"temp": 1.5, "noise": None, "city": "a", "code": 2},
         {"temp": "2.5", "noise": 0.1, "city": "zzz", "code": "3"},
         {"temp": float("nan"), "noise": 0.2, "city": None, "code": 2.5},
