@@ -18,11 +18,7 @@ and the importance-weighted drift (`monitoring.importance`), one of the three re
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import numpy as np
 
 from monitoring.drift import DriftResult
 from monitoring.estimate import WindowEstimate, anchored
@@ -39,7 +35,7 @@ from monitoring.policy import (
     step,
 )
 from monitoring.quality import DataQuality, LiveQuality, data_quality, live_quality
-from monitoring.reference import Reference, output_frame
+from monitoring.reference import Reference
 from monitoring.state import MonitorState, Runs
 from occam.config import MonitoringConfig
 
@@ -95,12 +91,6 @@ class CheckResult:
         return {r: (r in active) if self.judged else None for r in RISK_REASONS}
 
 
-def window_proba(rows: Sequence[dict[str, Any]], classes: Sequence[str]) -> np.ndarray:
-    """The calibrated probabilities of the window's rows (columns in `classes` order)."""
-    proba = np.array([[r["probabilities"].get(c, 0.0) for c in classes] for r in rows], float)
-    return proba.reshape(len(rows), len(classes))
-
-
 def every_rows(config: MonitoringConfig) -> int:
     """New predictions that make a window count for hysteresis."""
     return config.check_every_rows or config.window_rows
@@ -121,7 +111,7 @@ def run_check(
     started = time.perf_counter()
     window = state.window
     levels = RiskLevels.from_config(config)
-    data = window.data(ref.schema.names) if len(window) and reuse is None else None
+    data = window.data(ref.schema.names, ref.classes) if len(window) and reuse is None else None
     quality = data_quality(data, ref.classes) if data is not None else None
     drift = output = None
     weighted = None
@@ -133,14 +123,17 @@ def run_check(
         data_drift, prediction_drift = reuse.data_drift, reuse.prediction_drift
         p_value, weighted, estimate = reuse.prediction_p_value, reuse.weighted, reuse.estimate
     elif data is not None and window.ready:
-        frame = ref.schema.coerce(data.features)
-        drift = ref.inputs.check(frame[ref.inputs.names_])
-        output = ref.outputs.check(output_frame(data.predicted, data.confidence))
+        drift = ref.inputs.check_encoded(ref.inputs.encode_records(data.inputs))
+        # the output detector's columns: confidence (numeric), then the predicted class
+        output = ref.outputs.check_encoded(
+            ref.outputs.encode_columns([data.confidence, data.predicted.astype(str).tolist()])
+        )
         data_drift = bool(drift.features) and drift.drifted_share >= config.drift_share_threshold
         prediction_drift = bool(output.drifted)
         p_value = min(1.0, 2 * min(f.p_value for f in output.features.values()))
         weighted = weighted_drift(drift, ref.weights)
-        estimate = ref.estimator.estimate(window_proba(window.rows, ref.classes))
+        assert data.proba is not None  # asked for with the classes
+        estimate = ref.estimator.estimate(data.proba)
     live = live_quality(
         state.join,
         ref.classes,

@@ -18,21 +18,30 @@ class, confidence) for prediction drift.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from monitoring.backends import Backend, make_tests
-from monitoring.calibration import alarm_levels, default_chunk_rows, effect_size
+from monitoring.calibration import alarm_levels, default_chunk_rows
+from occam.schema import MISSING_CATEGORY
 
 log = logging.getLogger(__name__)
 
 #: What a missing number becomes for the tests: below every real value, still finite.
 MISSING_NUMBER = -1e300
+
+
+def _category_text(value: object) -> str:
+    """A categorical value as `FeatureSchema.coerce` writes it."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING_CATEGORY
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -133,12 +142,10 @@ class DriftDetector:
             encoded, self._n_codes, window_rows, self.chunk_rows_, seed=self.seed
         )
         self.thresholds_ = np.maximum(self.levels_ * self.margin, self.min_effect_size)
-        categorical_idx = range(len(self.numeric), len(self.names_))
+        # the reference sorted and counted once: a window then costs one sort of its own
         self.tests_ = make_tests(
-            self.backend, encoded, list(categorical_idx), self.p_value, self.correction
+            self.backend, encoded, self._n_codes, self.p_value, self.correction
         )
-        # sorted once: a window's KS distance then costs one sort of the window only
-        self._reference = np.sort(encoded, axis=0)
         return self
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
@@ -154,24 +161,60 @@ class DriftDetector:
             columns.append(values.to_numpy(dtype=float))
         return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
+    def encode_records(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """`encode` straight from feature mappings (one per row, as logged), without building a
+        frame: numbers as floats (missing or not a number -> `MISSING_NUMBER`), categories as
+        `FeatureSchema.coerce` turns them into text (missing -> `MISSING_CATEGORY`), then codes.
+        A feature a row lacks is missing."""
+        names = self.names_
+        if not names:
+            return np.empty((len(rows), 0))
+        columns = [[r.get(name) for r in rows] for name in names]
+        return self.encode_columns(columns)
+
+    def encode_columns(self, columns: Sequence[Sequence[Any] | np.ndarray]) -> np.ndarray:
+        """`encode_records` of columns already apart: one sequence of values per checked
+        column, in the order of `names_`."""
+        rows = len(columns[0]) if len(columns) else 0
+        x = np.empty((rows, len(self.names_)))
+        for j in range(len(self.numeric)):
+            try:
+                column = np.array(columns[j], dtype=float)
+            except (TypeError, ValueError):
+                column = pd.to_numeric(pd.Series(columns[j], dtype=object), errors="coerce")
+                column = column.to_numpy(dtype=float)
+            x[:, j] = np.where(np.isnan(column), MISSING_NUMBER, column)
+        for j, name in enumerate(self.categorical, start=len(self.numeric)):
+            codes = self._codes[name]
+            unseen = len(codes)
+            found = np.fromiter(map(codes.get, columns[j], itertools.repeat(-1)), float, rows)
+            for i in np.flatnonzero(found < 0):  # not a known category's text as such
+                found[i] = codes.get(_category_text(columns[j][i]), unseen)
+            x[:, j] = found
+        return x
+
     def check(self, frame: pd.DataFrame) -> DriftResult:
         """Test every column of `frame` (same columns as the reference) against the reference."""
         if not self.names_ or not len(frame):
             return DriftResult(features={}, rows=len(frame), p_value_threshold=self.p_value)
-        x = self.encode(frame)
-        tested = self.tests_.run(x)
-        p_values = np.asarray(tested.p_values, dtype=float)
-        statistics = np.asarray(tested.statistics, dtype=float)
+        return self.check_encoded(self.encode(frame))
+
+    def check_encoded(self, x: np.ndarray) -> DriftResult:
+        """`check` of a window already encoded (`encode`, `encode_records`)."""
+        if not self.names_ or not len(x):
+            return DriftResult(features={}, rows=len(x), p_value_threshold=self.p_value)
+        tested = self.tests_.run(x, self.thresholds_)
         cut = tested.threshold  # 0.0: FDR without a discovery, nothing is significant
         features = {}
         for j, name in enumerate(self.names_):
-            effect = effect_size(x[:, j], self._reference[:, j], self._n_codes[j], b_sorted=True)
-            significant = bool(p_values[j] < cut)
+            p_value = float(tested.p_values[j])
+            significant = bool(tested.significant[j])
+            effect = float(tested.effects[j])
             threshold = float(self.thresholds_[j])
             features[name] = FeatureDrift(
                 kind="numeric" if self._n_codes[j] is None else "categorical",
-                p_value=float(p_values[j]),
-                statistic=float(statistics[j]),
+                p_value=p_value,
+                statistic=float(tested.statistics[j]),
                 effect_size=effect,
                 threshold=threshold,
                 significant=significant,
@@ -179,7 +222,7 @@ class DriftDetector:
             )
         return DriftResult(
             features=features,
-            rows=len(frame),
+            rows=len(x),
             p_value_threshold=cut if cut > 0 else self._corrected_level(),
         )
 

@@ -17,7 +17,11 @@ The band around an estimate has two parts, added as variances:
   labelled data the model did not train on (the bundle's holdout sample; the reference sample's
   out-of-fold rows when there is none), beyond what sampling noise explains there:
   `systematic^2 = max(0, mean(error^2) - mean(noise^2))`. This is calibrated as the drift levels
-  are: on time-ordered chunks of a period where nothing went wrong.
+  are: on time-ordered chunks of a period where nothing went wrong. A holdout holds few
+  independent chunks (4 to 10 typically), so that spread is itself uncertain and the band is
+  a *prediction* band for the next window: the systematic part is inflated by Student's t over
+  the normal quantile with (non-overlapping chunks - 1) degrees of freedom, times
+  sqrt(1 + 1/chunks) (`prediction_inflation`).
 
 Both parts give a standard deviation `sd`; the band at level L is `estimate +- z((1+L)/2) sd`,
 and `quantile(q)` (`estimate + z(q) sd`) is what the risk policy compares with a goal.
@@ -63,6 +67,9 @@ def decided(proba: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
 
 #: Labels drawn per window to measure sampling noise.
 DRAWS = 64
+#: Sampling noise of a larger window is measured on this many of its rows (drawn at random) and
+#: scaled by sqrt(NOISE_ROWS / rows), as the noise of a share of n rows scales.
+NOISE_ROWS = 5000
 
 
 def z_score(q: float) -> float:
@@ -91,6 +98,19 @@ class Uncertain:
     def quantile(self, q: float) -> float:
         """The value the true metric lies under with probability `q`."""
         return self.value + z_score(q) * self.sd
+
+
+def prediction_inflation(independent: int, level: float) -> float:
+    """How much wider than a known spread a prediction band must be when the spread was
+    estimated from `independent` chunk errors: Student's t quantile with `independent - 1`
+    degrees of freedom over the normal one at the band's `level`, times sqrt(1 + 1/independent)
+    (the error of the next window, not of the chunks' mean). 1.0 with many chunks; about 1.6 for
+    the 4 non-overlapping chunks of a short holdout at level 0.9."""
+    from scipy.stats import t
+
+    n = max(int(independent), 2)
+    q = (1 + level) / 2
+    return float(t.ppf(q, n - 1) / z_score(q) * math.sqrt(1 + 1 / n))
 
 
 # -- metrics from confusion matrices (vectorised over leading axes) ---------------------------
@@ -241,10 +261,11 @@ class PerformanceEstimator:
                 if not math.isnan(actual[m][0]) and not math.isnan(estimate[m].value):
                     errors[m].append(float(actual[m][0]) - estimate[m].value)
                     noise[m].append(estimate[m].sd)
+        inflation = prediction_inflation(rows // chunk, self.level)
         for m in self.metrics_:
             if errors[m]:
                 excess = np.mean(np.square(errors[m])) - np.mean(np.square(noise[m]))
-                self.systematic_[m] = float(math.sqrt(max(excess, 0.0)))
+                self.systematic_[m] = inflation * float(math.sqrt(max(excess, 0.0)))
         self.chunk_rows_, self.chunks_, self.source_ = chunk, len(starts), source
         return self
 
@@ -270,9 +291,13 @@ class PerformanceEstimator:
         for p in range(k):  # E[C[t, p]] = sum of proba[:, t] over rows predicted p
             expected[:, p] = proba[predicted == p].sum(axis=0)
         rng = np.random.default_rng(self.seed)
-        cumulative = np.cumsum(proba, axis=1)[:, :-1]
-        draws = (rng.random((self.draws, len(proba)))[:, :, None] > cumulative[None]).sum(-1)
-        sampled = self._score(proba, draws)
+        noisy, shrink = proba, 1.0
+        if len(proba) > NOISE_ROWS:  # sampling noise shrinks as 1 / sqrt(rows)
+            noisy = proba[np.sort(rng.choice(len(proba), NOISE_ROWS, replace=False))]
+            shrink = math.sqrt(NOISE_ROWS / len(proba))
+        cumulative = np.cumsum(noisy, axis=1)[:, :-1]
+        draws = (rng.random((self.draws, len(noisy)))[:, :, None] > cumulative[None]).sum(-1)
+        sampled = self._score(noisy, draws)
         out = {}
         for m in self.metrics_:
             if m == "roc_auc":
@@ -281,7 +306,7 @@ class PerformanceEstimator:
             else:
                 value = float(confusion_metric(m, expected, self._pos))
             spread = sampled[m][~np.isnan(sampled[m])]
-            sd = float(spread.std(ddof=1)) if len(spread) > 1 else 0.0
+            sd = shrink * float(spread.std(ddof=1)) if len(spread) > 1 else 0.0
             out[m] = Uncertain(value, sd, self.level)
         return out
 

@@ -15,10 +15,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitoring.estimate import PerformanceEstimator, Uncertain, WindowEstimate, class_codes
+from monitoring.estimate import (
+    PerformanceEstimator,
+    Uncertain,
+    WindowEstimate,
+    class_codes,
+    confusion_metric,
+    decided,
+)
 from monitoring.interval import live_intervals
 from monitoring.windows import FeedbackJoin, WindowData
 from occam.metrics import score
+
+#: Goal metrics read off the confusion matrix of the labelled rows (the very values of
+#: `occam.metrics.score`, without scikit-learn's input checks: tests/monitoring/test_estimate.py);
+#: precision, recall and F1 only when binary (scikit-learn's macro average skips classes absent
+#: from both labels and answers). Others are scored by `occam.metrics.score`.
+FROM_CONFUSION = ("accuracy", "balanced_accuracy")
+BINARY_FROM_CONFUSION = ("precision", "recall", "f1")
 
 
 @dataclass(frozen=True)
@@ -95,17 +109,30 @@ def live_quality(
     known = np.isin(labels.astype(str), list(classes))
     labels, proba = labels[known], proba[known]
     metrics: dict[str, float] = {}
+    codes = class_codes(labels, classes)
     if len(labels) >= min_labels:
+        k = len(classes)
+        pos = list(classes).index(positive) if positive in classes else k - 1
+        weights = decision_weights or {}
+        predicted = decided(
+            proba, np.asarray([weights.get(str(c), 1.0) for c in classes]) if weights else None
+        )
+        confusion = np.bincount(codes * k + predicted, minlength=k * k).reshape(k, k)
         with warnings.catch_warnings():
             # e.g. "y_pred contains classes not in y_true" when the labels hold one class:
             # a fact about the traffic, not worth a warning on every check.
             warnings.simplefilter("ignore", UserWarning)
             for metric in goals:
-                value = score(metric, labels, proba, list(classes), positive, decision_weights)
+                if metric in FROM_CONFUSION or (k == 2 and metric in BINARY_FROM_CONFUSION):
+                    value = float(confusion_metric(metric, confusion.astype(float), pos))
+                else:
+                    value = score(metric, labels, proba, list(classes), positive, decision_weights)
                 if not np.isnan(value):  # e.g. ROC AUC on labels of a single class
                     metrics[metric] = value
     intervals = (
-        live_intervals(class_codes(labels, classes), proba, metrics, classes, positive, level=level)
+        live_intervals(
+            codes, proba, metrics, classes, positive, level=level, decision_weights=decision_weights
+        )
         if metrics
         else {}
     )

@@ -13,6 +13,7 @@ Records are kept as the dicts read from the log; columns are built only when a c
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,21 +29,29 @@ from occam.records import MARK_KINDS
 class WindowData:
     """The columns of a window, oldest row first.
 
-    `features` holds the inputs as received (one column per requested name, NaN where a row
-    lacks it); `predicted` the top class, `confidence` the top-class probability, `abstained`
-    whether the answer was the abstain label; `marks[kind]` whether a row carries that mark
-    (see `occam.records.MARK_KINDS`).
+    `inputs` holds each row's features as received (a mapping per row), `features` the same as
+    a frame (one column per requested name, NaN where a row lacks it; built on demand: the
+    drift check encodes `inputs` directly); `predicted` the top class, `confidence` the top-class
+    probability, `abstained` whether the answer was the abstain label; `marks[kind]` whether a
+    row carries that mark (see `occam.records.MARK_KINDS`); `proba` the probabilities in the
+    order of the classes asked for (None when none were).
     """
 
-    features: pd.DataFrame
+    inputs: list[dict[str, Any]]
+    names: tuple[str, ...]
     predicted: np.ndarray
     confidence: np.ndarray
     abstained: np.ndarray
     marks: dict[str, np.ndarray]
+    proba: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
         return len(self.predicted)
+
+    @property
+    def features(self) -> pd.DataFrame:
+        return pd.DataFrame.from_records(self.inputs, columns=list(self.names))
 
 
 class PredictionWindow:
@@ -76,24 +85,45 @@ class PredictionWindow:
             dropped += 1
         return dropped
 
-    def data(self, names: Sequence[str]) -> WindowData:
-        """The window's columns; `names` are the feature columns to build."""
+    def data(self, names: Sequence[str], classes: Sequence[str] | None = None) -> WindowData:
+        """The window's columns in one pass over its rows; `names` are the feature columns,
+        `classes` the order of the probability columns (None: no `proba`)."""
         rows = list(self.rows)
-        features = pd.DataFrame.from_records([r["features"] for r in rows], columns=list(names))
-        confidence = np.fromiter(
-            (max(r["probabilities"].values(), default=np.nan) for r in rows), float, len(rows)
-        )
-        marks = {
-            kind: np.fromiter((bool(r["marks"].get(kind)) for r in rows), bool, len(rows))
-            for kind in MARK_KINDS
-        }
+        n = len(rows)
+        probabilities = [r["probabilities"] for r in rows]
+        proba = None
+        complete = False  # every row holds every class
+        if classes is not None:
+            pick = operator.itemgetter(*classes)
+            try:
+                picked = list(map(pick, probabilities))
+                complete = True
+            except KeyError:
+                picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
+            proba = np.array(picked, float).reshape(n, len(classes))
+            sizes = np.fromiter(map(len, probabilities), int, n)
+            complete = complete and bool(n) and bool((sizes == len(classes)).all())
+        if proba is not None and complete:
+            confidence = proba.max(axis=1)  # each row holds exactly the classes
+        else:
+            confidence = np.fromiter(
+                (max(p.values(), default=np.nan) for p in probabilities), float, n
+            )
+        marks = [r["marks"] for r in rows]
         return WindowData(
-            features=features,
+            inputs=[r["features"] for r in rows],
+            names=tuple(names),
             predicted=np.asarray([r["predicted"] for r in rows], dtype=object),
             confidence=confidence,
-            abstained=np.fromiter((bool(r["abstained"]) for r in rows), bool, len(rows)),
-            marks=marks,
+            abstained=np.fromiter(map(bool, map(operator.itemgetter("abstained"), rows)), bool, n),
+            marks={kind: _flags(marks, kind) for kind in MARK_KINDS},
+            proba=proba,
         )
+
+
+def _flags(marks: list[dict[str, Any]], kind: str) -> np.ndarray:
+    """Whether each row's marks carry `kind` (one C-level pass)."""
+    return np.fromiter(map(bool, map(operator.methodcaller("get", kind), marks)), bool, len(marks))
 
 
 class FeedbackJoin:

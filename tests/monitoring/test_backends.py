@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
+
 from monitoring.check import run_check
 from monitoring.reference import build_reference
 from monitoring.state import MonitorState
@@ -39,7 +42,12 @@ def test_backends_agree_on_the_bundled_data(trained: Any) -> None:
             assert alibi.drift is not None and scipy.drift is not None
             for name, a in alibi.drift.features.items():
                 b = scipy.drift.features[name]
-                assert (a.p_value, a.statistic, a.drifted) == (b.p_value, b.statistic, b.drifted)
+                verdict = (a.statistic, a.effect_size, a.significant, a.drifted)
+                assert verdict == (b.statistic, b.effect_size, b.significant, b.drifted)
+                if a.kind == "categorical":  # the same Chi-squared p-value
+                    assert a.p_value == b.p_value
+                else:  # SciPy reports the Kolmogorov limit's p-value (monitoring.backends)
+                    assert a.p_value == pytest.approx(b.p_value, rel=0.25, abs=1e-9)
             assert alibi.weighted == scipy.weighted and alibi.named == scipy.named
             assert alibi.runs == scipy.runs and alibi.model_at_risk == scipy.model_at_risk
             windows += 1
@@ -71,3 +79,15 @@ for backend in ("scipy", "alibi"):
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "scipy []"
     assert lines[1].startswith("alibi ['alibi_detect'")
+
+
+def test_the_ks_decision_by_critical_distance_is_the_exact_p_value_decision() -> None:
+    from scipy.stats import kstwo
+
+    from monitoring.backends import ks_critical, ks_significant
+
+    for n, level in ((1429, 0.05 / 17), (333, 0.05 / 3), (4545, 0.01)):
+        critical = ks_critical(n, level)
+        near = critical + np.array([-1e-6, -1e-7, 0.0, 1e-7, 1e-6])
+        for d in [*np.linspace(0.5 * critical, 1.5 * critical, 41), *near]:
+            assert ks_significant(float(d), n, level)[0] == (np.float32(kstwo.sf(d, n)) < level)

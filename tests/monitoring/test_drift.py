@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,44 @@ def test_calendar_features_are_found() -> None:
     names = ["weekday", "month", "hour", "temp", "almost_constant"]
     assert calendar_features(frame, "when", names) == ["weekday", "month"]
     assert calendar_features(frame, None, names) == []
+
+
+def test_records_encode_as_the_coerced_frame() -> None:
+    """The check reads logged feature mappings directly; they must encode as the frame path
+    (schema coercion, then `encode`) does: missing numbers, numbers as text, categories sent as
+    numbers, unseen and missing categories, a feature a row lacks."""
+    ref = seasonal(2000, seed=0)
+    ref["code"] = np.random.default_rng(0).choice([1, 2, 3], len(ref)).astype(str)
+    detector = DriftDetector(["temp", "noise"], ["city", "code"]).fit(ref, window_rows=500)
+    rows: list[dict[str, Any]] = [
+        {"temp": 1.5, "noise": None, "city": "a", "code": 2},
+        {"temp": "2.5", "noise": 0.1, "city": "zzz", "code": "3"},
+        {"temp": float("nan"), "noise": 0.2, "city": None, "code": 2.5},
+        {"noise": 0.3, "city": "b"},
+    ]
+    frame = pd.DataFrame.from_records(rows, columns=["temp", "noise", "city", "code"])
+    coerced = pd.DataFrame(
+        {
+            "temp": pd.to_numeric(frame["temp"], errors="coerce"),
+            "noise": pd.to_numeric(frame["noise"], errors="coerce"),
+            "city": frame["city"].map(lambda v: "__missing__" if v is None else str(v)),
+            "code": frame["code"].map(lambda v: "__missing__" if pd.isna(v) else str(v)),
+        }
+    )
+    assert np.array_equal(detector.encode_records(rows), detector.encode(coerced))
+
+
+def test_screened_columns_keep_the_verdicts_of_testing_every_column() -> None:
+    """Only columns that may drift get the backend's exact test; the verdicts must be those of
+    exact tests on every column (the FDR path tests every column)."""
+    ref = seasonal(4000, seed=0)
+    for shift in (0.0, 1.0, 25.0):
+        live = seasonal(400, seed=5, shift=shift)
+        screened = DriftDetector(["temp", "noise"], ["city"], backend="scipy").fit(ref, 400)
+        result = screened.check(live)
+        p_values = [stats.ks_2samp(ref[c], live[c]).pvalue for c in ("temp", "noise")]
+        cut = 0.05 / 3
+        for name, p in zip(("temp", "noise"), p_values, strict=True):
+            f = result.features[name]
+            assert f.significant == (p < cut) or not f.drifted
+            assert f.drifted == (p < cut and f.effect_size > f.threshold)

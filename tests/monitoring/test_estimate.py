@@ -156,3 +156,49 @@ def test_estimate_tracks_held_out_windows_of_the_bundled_data(trained: Any) -> N
             inside += u.lower <= truth <= u.upper
             total += 1
     assert total >= 10 and inside >= 0.8 * total, (inside, total)
+
+
+def test_the_band_is_a_prediction_band_wider_with_fewer_chunks() -> None:
+    from monitoring.estimate import prediction_inflation
+
+    widths = [prediction_inflation(n, 0.9) for n in (2, 4, 8, 50, 10_000)]
+    assert widths == sorted(widths, reverse=True)
+    assert widths[1] == pytest.approx(1.6, abs=0.05) and widths[-1] == pytest.approx(1, abs=0.01)
+
+
+def test_sampling_noise_of_a_large_window_scales_from_a_subsample() -> None:
+    proba, _ = calibrated(20_000, 2, seed=3)
+    estimator = PerformanceEstimator(["c0", "c1"], "c1", ["accuracy", "balanced_accuracy"])
+    estimator.fit(None, None, 20_000)
+    large = estimator.estimate(proba).metrics
+    whole = PerformanceEstimator(["c0", "c1"], "c1", ["accuracy", "balanced_accuracy"])
+    whole.fit(None, None, 20_000)
+    for m, u in large.items():
+        # the sd of a share of n rows is sqrt(p (1 - p) / n) for accuracy; both within 30%
+        exact = whole._estimate(proba[:4000])[m].sd * np.sqrt(4000 / 20_000)
+        assert u.sd == pytest.approx(exact, rel=0.3)
+
+
+def test_live_metrics_off_the_confusion_matrix_equal_the_gate_score() -> None:
+    from monitoring.quality import live_quality
+    from monitoring.windows import FeedbackJoin
+
+    classes = ["a", "b", "c"]
+    proba, codes = calibrated(600, 3, seed=4)
+    join = FeedbackJoin(1000, 1000)
+    join.add_predictions(
+        [
+            {"id": f"r{i}", "ts": 0.0, "probabilities": dict(zip(classes, p, strict=True))}
+            for i, p in enumerate(proba.tolist())
+        ]
+    )
+    join.add_feedback(
+        [{"id": f"r{i}", "label": classes[c], "ts": 0.0} for i, c in enumerate(codes)]
+    )
+    weights = {"a": 1.0, "b": 1.3, "c": 0.8}
+    goals = {"accuracy": 0.5, "balanced_accuracy": 0.5, "f1": 0.5}
+    live = live_quality(join, classes, "c", goals, 100, decision_weights=weights)
+    labels = np.asarray(classes)[codes]
+    for metric in goals:
+        expected = score(metric, labels, proba, classes, "c", weights)
+        assert live.metrics[metric] == pytest.approx(expected, abs=1e-12)
