@@ -151,7 +151,7 @@ def train(config: ConfigOption = Path("occam.yaml")) -> None:
     console.print(f"bundle {result.bundle.tag} (stage={result.bundle.stage})")
     console.print(f"model card {result.card_path}\nmetrics {result.metrics_path}")
     _track(cfg, result.report, result.card_path, result.bundle, "train")
-    raise typer.Exit(EXIT_OK if result.promoted or result.held else EXIT_NOT_PROMOTED)
+    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
 
 
 def _progress() -> Progress:
