@@ -7,6 +7,7 @@ true label of a random 30% of them comes back as feedback. `occam retrain`'s pip
 retrain set, trains the challenger, and gates it against the champion on the newest labelled
 rows. Then both models score the later months (October-December, every row, true labels):
 each goal metric with its bootstrap interval, the paired interval of the difference, per month.
+One challenger per sample-weight rule (`--variant`), all against the same champion.
 
 Run: `.venv/bin/python bench/bench_retrain.py` (about 10-20 minutes on 2 busy cores; `--quick`
 uses a smaller forest and search). Writes bench/results/retrain.json and retrain.md. Uses a
@@ -45,6 +46,14 @@ from training.pipeline import train  # noqa: E402
 from training.retrain import retrain  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+#: Challengers trained by default: equal weights, and recent rows weighted up.
+DEFAULT_VARIANTS = ("equal weights:1:none", "recent weighted:3:30", "production-heavy:10:20")
+
+
+def parse_variant(text: str) -> tuple[str, float, float | None]:
+    """NAME:LOG_WEIGHT:HALF_LIFE_DAYS ('none': no half-life) -> its parts."""
+    name, log_weight, half_life = text.rsplit(":", 2)
+    return name, float(log_weight), None if half_life == "none" else float(half_life)
 
 
 def bench_config(folder: Path, quick: bool, original: str | None) -> OccamConfig:
@@ -136,26 +145,45 @@ def evaluate_later(
     return out
 
 
-def render(result: dict[str, Any]) -> str:
-    later = result["later"]
+def render(report: dict[str, Any]) -> str:
     lines = [
         "# Retraining on production feedback: champion vs challenger on the later months",
         "",
-        f"Command: `{result['command']}` ({result['seconds']:.0f} s, {result['mode']} config).",
+        f"Command: `{report['command']}` ({report['seconds']:.0f} s, {report['mode']} config).",
         "",
-        f"Champion `{result['champion']}`: trained on {result['champion_period'][0]} .. "
-        f"{result['champion_period'][1]} (January-June, its last 20% held out as its test "
-        f"set). Served: {result['served_rows']} rows of {result['served']}, logged by the "
-        f"service's log writer; feedback for {result['feedback']} of them "
-        f"({result['feedback_share']:.0%}, at random). Challenger `{result['challenger']}`: "
-        f"{result['retrain_set']['original_rule_rows']} original rows (rule "
+        f"Champion `{report['champion']}`: trained on {report['champion_period'][0]} .. "
+        f"{report['champion_period'][1]} (January-June, its last 20% held out as its test "
+        f"set). Served: {report['served_rows']} rows of {report['served']}, logged by the "
+        f"service's log writer; feedback for {report['feedback']} of them "
+        f"({report['feedback_share']:.0%}, at random). Each challenger below is trained "
+        "against this champion (held as a candidate, `retrain.promote: false`, so the champion "
+        "stays the same) with its own sample-weight rule.",
+        "",
+    ]
+    for variant in report["variants"]:
+        lines += render_variant(variant)
+    return "\n".join(lines)
+
+
+def render_variant(result: dict[str, Any]) -> list[str]:
+    later = result["later"]
+    lines = [
+        f"## Challenger `{result['challenger']}`: {result['name']}",
+        "",
+        f"Sample weights: production rows x{result['log_weight']:g}, original rows "
+        + (
+            f"halve every {result['half_life_days']:g} days of age."
+            if result["half_life_days"] is not None
+            else "all equal."
+        )
+        + f" {result['retrain_set']['original_rule_rows']} original rows (rule "
         f"`retrain.original={result['rule']}`) + {result['retrain_set']['log_train_rows']} "
-        "labelled production rows; gated on the "
+        "labelled production rows; gated (and tested) on the "
         f"{result['retrain_set']['gate_rows']} newest labelled rows "
         f"({result['retrain_set']['gate_period'][0]} .. "
-        f"{result['retrain_set']['gate_period'][1]}).",
+        f"{result['retrain_set']['gate_period'][1]}), which it did not train on.",
         "",
-        f"Gate decision: **{'promoted' if result['gate']['passed'] else 'not promoted'}**"
+        f"Gate decision: **{'passed' if result['gate']['passed'] else 'refused'}**"
         + ("" if result["gate"]["passed"] else " (" + "; ".join(result["gate"]["reasons"]) + ")"),
         "",
         "| goal | threshold | champion (gate rows) | challenger (gate rows) | difference (CI) |",
@@ -168,7 +196,7 @@ def render(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"## Later months ({result['later_months']}, every row, true labels)",
+        f"### Later months ({result['later_months']}, every row, true labels)",
         "",
         "95% percentile bootstrap intervals; the difference (challenger - champion) interval is "
         "paired (both models on the same resampled rows).",
@@ -189,7 +217,7 @@ def render(result: dict[str, Any]) -> str:
                 f"| {b - a:+.4f} [{cd[0]:+.4f}, {cd[1]:+.4f}] |"
             )
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -202,7 +230,16 @@ def main() -> None:
         choices=["all", "last_rows", "last_days", "none"],
         help="retrain.original rule (default: the config's); results get a _<rule> suffix",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:LOG_WEIGHT:HALF_LIFE_DAYS",
+        help="a challenger's sample-weight rule (retrain.log_weight, "
+        "retrain.original_half_life_days or 'none'); repeatable. Default: "
+        + ", ".join(DEFAULT_VARIANTS),
+    )
     args = parser.parse_args()
+    variants = [parse_variant(v) for v in args.variant or DEFAULT_VARIANTS]
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="occam-bench-retrain-work-"))
     config = bench_config(folder, args.quick, args.original)
@@ -221,32 +258,51 @@ def main() -> None:
     later = later[~later[config.data.target].astype(str).isin(config.labels.unknown_values)]
     feedback = write_log(config, served, args.feedback_share, config.seed)
 
-    result = retrain(config, on_stage=lambda m: print("challenger:", m, flush=True))
     positive = champion.metadata.positive_label
-    evaluation = evaluate_later(config, later, champion, result.train.bundle, positive)
+    results = []
+    for name, log_weight, half_life in variants:
+        rule = config.retrain.model_copy(
+            update={
+                "log_weight": log_weight,
+                "original_half_life_days": half_life,
+                "promote": False,  # every challenger meets the same champion
+            }
+        )
+        variant_config = config.model_copy(update={"retrain": rule})
+        say = lambda m, n=name: print(f"challenger ({n}):", m, flush=True)  # noqa: E731
+        result = retrain(variant_config, on_stage=say)
+        results.append(
+            {
+                "name": name,
+                "log_weight": log_weight,
+                "half_life_days": half_life,
+                "challenger": result.train.bundle.tag,
+                "rule": config.retrain.original
+                + (
+                    f" ({config.retrain.original_days:g} days)"
+                    if config.retrain.original == "last_days"
+                    else ""
+                ),
+                "retrain_set": result.summary,
+                "gate": result.gate.to_dict(),
+                "later_months": f"{cut.date()} .. {later[config.data.time_column].max()[:10]}",
+                "later": evaluate_later(config, later, champion, result.train.bundle, positive),
+            }
+        )
     report = {
         "command": "python bench/bench_retrain.py"
         + (" --quick" if args.quick else "")
-        + (f" --original {args.original}" if args.original else ""),
+        + (f" --original {args.original}" if args.original else "")
+        + "".join(f" --variant {v}" for v in args.variant or []),
         "mode": "quick" if args.quick else "default",
         "seconds": time.monotonic() - started,
         "champion": champion.tag,
         "champion_period": champion.metadata.data.train_period,
-        "challenger": result.train.bundle.tag,
         "served": f"{start.date()} .. {(cut - pd.Timedelta(days=1)).date()}",
         "served_rows": len(served),
         "feedback": feedback,
         "feedback_share": args.feedback_share,
-        "rule": config.retrain.original
-        + (
-            f" ({config.retrain.original_days:g} days)"
-            if config.retrain.original == "last_days"
-            else ""
-        ),
-        "retrain_set": result.summary,
-        "gate": result.gate.to_dict(),
-        "later_months": f"{cut.date()} .. {later[config.data.time_column].max()[:10]}",
-        "later": evaluation,
+        "variants": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "retrain" + (f"_{args.original}" if args.original else "")

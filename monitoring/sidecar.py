@@ -9,8 +9,13 @@ current turn and write a final checkpoint.
 
 The watched model follows the log: predictions carry `model_version`, and when a newer bundle of
 the configured model name writes them, the sidecar loads that bundle's reference and starts its
-windows afresh. Before any prediction it watches the served bundle (`serving.model_tag`, else
-the newest stage=production one). Without a bundle it still reads and counts records.
+windows afresh. An older model's rows are skipped, unless the registry serves that model again
+(`occam rollback`, or `occam promote` of an older tag): when skipped rows arrive the sidecar
+asks the registry (at most every REGISTRY_CHECK_SECONDS) and follows the model it names. A new
+watched model starts with empty windows, no risk verdict and no retrain recommendation (issue
+7: a recommendation holds until a new model is served). Before any prediction it watches the
+served bundle (`serving.model_tag`, else the newest stage=production one). Without a bundle it
+still reads and counts records.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to find a bundle when none could be loaded.
 BUNDLE_RETRY_SECONDS = 30.0
+#: Least seconds between two questions to the registry about skipped models' rows.
+REGISTRY_CHECK_SECONDS = 2.0
 
 
 def state_path(config: OccamConfig) -> Path:
@@ -102,7 +109,7 @@ class Sidecar:
         self.last_counted: CheckResult | None = None
         self.checks = self.check_errors = 0
         self._stop = threading.Event()
-        self._bundle_tried = -float("inf")
+        self._bundle_tried = self._registry_asked = -float("inf")
         self._checked_at = -float("inf")
         self._checked_rows = self._last_rows = -1
         self._saved_at = clock()
@@ -130,8 +137,10 @@ class Sidecar:
             return False
         if reference.version != self.state.model_version:
             self.state.adopt_model(reference.version)
-            runs = self.state.runs  # a new model starts its risk verdict afresh
-            self.state.runs = replace(runs, risk_enter={}, risk_clear={}, risk_active=())
+            runs = self.state.runs  # a new model starts its risk verdict and recommendation afresh
+            self.state.runs = replace(
+                runs, risk_enter={}, risk_clear={}, risk_active=(), notified_reasons=()
+            )
         self.reference = reference
         self.last_check = self.last_counted = None
         self._checked_rows = -1
@@ -143,10 +152,33 @@ class Sidecar:
         )
         return True
 
+    def _served_again(self, versions: set[str]) -> bool:
+        """When the log shows rows of skipped models, ask the registry (rate-limited) which model
+        it serves; when that is one of them (a rollback), watch it again. True if it did."""
+        state = self.state
+        returning = versions & state.skipped_versions
+        now = time.monotonic()
+        if not returning or now - self._registry_asked < REGISTRY_CHECK_SECONDS:
+            return False
+        self._registry_asked = now
+        try:
+            served = self.find_bundle(None)
+        except Exception as exc:  # the store is unreachable: keep the watched model
+            log.warning("cannot ask the registry which model is served: %s", exc)
+            return False
+        if served.version not in returning:
+            return False
+        log.info("the registry serves model %s again: watching it", served.version)
+        state.skipped_versions.discard(served.version)
+        return self._load(served.version, served)
+
     def _follow(self, versions: set[str]) -> None:
         """Adopt the model the log shows: the newest of `versions` (not skipped) when the watched
-        model was not confirmed by the log yet or is older; other versions are skipped."""
+        model was not confirmed by the log yet or is older; other versions are skipped, unless
+        the registry serves one of them again (`_served_again`)."""
         state = self.state
+        if self._served_again(versions):
+            return
         candidates = []
         for version in versions - {state.model_version} - state.skipped_versions:
             try:

@@ -303,7 +303,8 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
     every goal, is within `retrain.tolerance` of the champion on each, and passes the slice
     floors; the table goes into its model card (`<output.reports_dir>/retrain`).
 
-    Exit 0: promoted. Exit 4: not promoted (saved as stage=candidate). Exit 3: bad data, no
+    Exit 0: promoted (or passed and held as a candidate, `retrain.promote: false`). Exit 4: not
+    promoted (saved as stage=candidate). Exit 3: bad data, no
     champion, or too few labelled rows. Exit 2: bad config."""
     from occam.bundle import BundleError
     from training.challenger import TABLE_HEADER, table_rows
@@ -319,14 +320,20 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
     for row in table_rows(gate):
         table.add_row(*row)
     console.print(table)
-    if gate.passed:
+    if result.held:  # retrain.promote is false: the audit log records the later promotion
+        console.print(
+            f"passed the gate; held as stage=candidate for a shadow run (retrain.promote=false): "
+            f"`occam promote {gate.challenger}` makes it production"
+        )
+    elif gate.passed:
         console.print(f"promoted: {gate.challenger} replaces {gate.champion}")
     else:
         console.print(Text("not promoted:\n" + "\n".join(f"  - {r}" for r in gate.reasons())))
     console.print(f"bundle {result.train.bundle.tag} (stage={result.train.bundle.stage})")
     console.print(f"model card {result.train.card_path}")
     try:
-        _record_challenge(result)
+        if not result.held:
+            _record_challenge(result)
     except BundleError as exc:
         raise _model_error(exc) from None
     rows = EvalRows(result.labels, result.challenger_proba, result.classes, result.positive, "gate")
@@ -339,7 +346,7 @@ def retrain(config: ConfigOption = Path("occam.yaml")) -> None:
         rows,
         gate.to_dict(),
     )
-    raise typer.Exit(EXIT_OK if result.promoted else EXIT_NOT_PROMOTED)
+    raise typer.Exit(EXIT_OK if result.promoted or result.held else EXIT_NOT_PROMOTED)
 
 
 def _record_training(result: Any) -> None:

@@ -716,6 +716,24 @@ class RetrainConfig(_Strict):
     max_log_rows: int = Field(
         default=2_000_000, ge=1, description="Most prediction records read from the log"
     )
+    log_weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="Sample weight of each labelled production row relative to an original row "
+        "of the same age (production rows are the newest the challenger learns from)",
+    )
+    original_half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Sample weight of an original row halves for every this many days it lies "
+        "before the newest original row (None: equal weights)",
+    )
+    promote: bool = Field(
+        default=True,
+        description="A challenger that passes every gate becomes stage=production at once; "
+        "false: it stays stage=candidate for a shadow run, then `occam promote TAG`",
+    )
     tolerance: float = Field(
         default=0.0,
         ge=0,

@@ -7,6 +7,15 @@ tell the story: per window the true goal metric (the demo knows the labels), the
 estimate, live metric, drift and verdict; at the end the alerts firing in Prometheus and why,
 and a timeline page under the reports folder (`occam/timeline.py`).
 
+It closes the loop (`_Loop`): once the monitor recommends retraining in the production period,
+`occam retrain` trains a challenger on the labelled production rows and gates it against the
+champion; a challenger that passes runs in shadow for one window (POST /admin/shadow, compared
+by the monitor on live feedback), then `occam promote` swaps it in without a restart, and the
+windows after it show the new model's true metric beside what the old champion would have
+scored on the same rows. A refused challenger is narrated as such. At the end `occam rollback`
+restores the champion (so the next run starts from the same model) and `occam history` shows
+the audit log.
+
 Nothing imports this module but the CLI. It imports no stage: the stages are reached through
 their commands and HTTP endpoints (`occam/loopback.py`).
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,12 +34,13 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from occam.bundle import Bundle, latest_production
+from occam.bundle import Bundle, get_bundle, latest_production
 from occam.config import OccamConfig, load_config
 from occam.loopback import (
     ROOT,
@@ -53,7 +64,15 @@ from occam.loopback import (
     write_prometheus_config,
 )
 from occam.metrics import score
-from occam.timeline import AlertSpan, Interval, Timeline, WindowPoint, write_timeline
+from occam.timecol import read_time
+from occam.timeline import (
+    AlertSpan,
+    Interval,
+    LoopEvent,
+    Timeline,
+    WindowPoint,
+    write_timeline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +85,12 @@ CHECK_INTERVAL_SECONDS = 1.0
 #: Features drawn in the timeline's drift panel.
 TOP_FEATURES = 4
 API_KEY_SCOPES = "predict,feedback,admin"
+#: The demo's service looks for a newly promoted bundle at least this often, in seconds.
+RELOAD_INTERVAL_SECONDS = 1.0
+#: The longest the demo waits for the service to answer with a promoted or restored model.
+SWAP_TIMEOUT_SECONDS = 120.0
+#: The replayed period in which the loop may retrain.
+PRODUCTION = "production period"
 #: The alert that pages when a goal is likely missed.
 RISK_ALERT = "OccamModelAtRisk"
 #: The truth at the end is judged on this many last windows pooled, and a goal counts as missed
@@ -73,6 +98,8 @@ RISK_ALERT = "OccamModelAtRisk"
 #: window counts as harmless in bench/bench_detection.py's terms).
 WARRANT_WINDOWS = 3
 WARRANT_MARGIN = 0.02
+#: `occam retrain`'s exit code when there are too few labelled rows (or bad data) to retrain.
+EXIT_NOT_ENOUGH_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,8 @@ class DemoResult:
     warranted: list[str]
     timeline: Path | None
     fired: list[AlertSpan] = field(default_factory=list)
+    #: the retrain loop's steps, in order (retrain, refused, shadow, promotion, rollback)
+    events: list[LoopEvent] = field(default_factory=list)
 
 
 def run_demo(
@@ -131,19 +160,23 @@ def run_demo(
     say(f"API key issued by `occam keys add` (scopes {API_KEY_SCOPES}), hash in {keys_file}")
 
     processes = Processes(run_dir / "logs")
+    loop = _Loop(demo_config, key, bundle, bundle)
     try:
         stack = _start(processes, config, demo_config, run_dir, keys_file, say)
         periods = _periods(config, bundle)
         windows, stats = _replay_windows(
-            stack, config, bundle, periods, key, rows_per_second, feedback_share, say
+            stack, config, loop, periods, rows_per_second, feedback_share, say
         )
         firing = _settle_alerts(stack, say)
-        warranted = _warranted(stats, config, bundle) if windows else []
+        warranted = _warranted(stats, config, loop.served) if windows else []
         spans = _alert_spans(stack)
         _tell_why(stack, windows, goals, firing, warranted, spans, say)
+        loop.tell(windows, config, say)
+        if loop.promoted:
+            loop.restore(stack, len(windows) - 1, say)
         path = None
         if windows:
-            timeline = _timeline(stack, config, bundle, windows, spans)
+            timeline = _timeline(stack, config, loop, windows, spans)
             path = write_timeline(timeline, config.output.reports_dir / "timeline.html")
             say(f"timeline: {path}")
         say(f"sent {stats.rows} rows in {stats.requests} requests, {stats.feedback} labels")
@@ -151,12 +184,14 @@ def run_demo(
             say("still running: Ctrl+C stops the service, the monitor and Prometheus")
             while all(p.poll() is None for p in processes.children.values()):
                 time.sleep(1)
-        return DemoResult(0, windows, firing, warranted, path, spans)
+        return DemoResult(0, windows, firing, warranted, path, spans, list(loop.events))
     except (TimeoutError, RuntimeError) as exc:  # a process died or did not answer in time
         say(f"demo stopped: {exc} (process logs in {run_dir / 'logs'})")
-        return DemoResult(1, [], [], [], None)
+        return DemoResult(1, [], [], [], None, events=list(loop.events))
     finally:
         processes.stop_all()
+        if loop.promoted and not loop.restored:  # never leave the challenger for the next run
+            _occam(demo_config, "rollback", "--reason", "occam demo stopped: restore the champion")
 
 
 # --- setting up ------------------------------------------------------------------------------
@@ -164,13 +199,21 @@ def run_demo(
 
 def _demo_config(config: OccamConfig, run_dir: Path) -> Path:
     """The project's config (paths already absolute) with this run's own prediction log and
-    monitor state, and a check at least every CHECK_INTERVAL_SECONDS."""
+    monitor state, a check at least every CHECK_INTERVAL_SECONDS, and the loop's settings
+    (`retrain.promote: false`, a reload poll at least every RELOAD_INTERVAL_SECONDS)."""
     raw = config.model_dump(mode="json")
     raw["serving"]["log_dir"] = str(run_dir / "prediction-log")
     monitoring = raw["monitoring"]
     monitoring["state_dir"] = str(run_dir / "monitor-state")
     monitoring["check_interval_seconds"] = min(
         monitoring["check_interval_seconds"], CHECK_INTERVAL_SECONDS
+    )
+    # the loop: a challenger that passes the gate waits as a candidate for its shadow window,
+    # and the service looks for a promoted bundle at least every RELOAD_INTERVAL_SECONDS
+    raw["retrain"]["promote"] = False
+    raw["serving"]["reload_interval_seconds"] = min(
+        raw["serving"]["reload_interval_seconds"] or RELOAD_INTERVAL_SECONDS,
+        RELOAD_INTERVAL_SECONDS,
     )
     path = run_dir / "occam.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -271,16 +314,18 @@ def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFram
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     if data.time_column is None or data.split.production_start is None:
         return [("the whole data file (no time column or production_start)", frame)]
-    times = pd.to_datetime(frame[data.time_column], errors="coerce")
-    frame = frame.iloc[times.argsort(kind="stable")]
-    times = times.iloc[times.argsort(kind="stable")]
-    start = pd.Timestamp(data.split.production_start)
+    # Read as training reads it (any time format; a split as a date, a number or a share).
+    axis = read_time(frame[data.time_column], data.time_column, data.time_format)
+    order = np.argsort(axis.values.to_numpy(), kind="stable")
+    frame, times = frame.iloc[order], axis.values.iloc[order]
+    start = axis.split_point(data.split.production_start, "data.split.production_start")
     periods = []
     test_period = bundle.metadata.data.test_period
     if test_period and data.split.test_strategy == "time":
-        held_out = (times >= pd.Timestamp(test_period[0])) & (times < start)
+        first = axis.split_point(test_period[0], "the bundle's test period")
+        held_out = (times >= first) & (times < start)
         periods.append(("held-out end of the training period", frame[held_out.to_numpy()]))
-    periods.append(("production period", frame[(times >= start).to_numpy()]))
+    periods.append((PRODUCTION, frame[(times >= start).to_numpy()]))
     return periods
 
 
@@ -290,17 +335,18 @@ def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFram
 def _replay_windows(
     stack: _Stack,
     config: OccamConfig,
-    bundle: Bundle,
+    loop: _Loop,
     periods: list[tuple[str, pd.DataFrame]],
-    key: str,
     rows_per_second: float,
     feedback_share: float,
     say: Callable[[str], None],
 ) -> tuple[list[WindowPoint], ReplayStats]:
     """Send each period in whole monitor windows; after each window wait (bounded) until the
-    monitor has read every record and checked after the last one, then record its verdict."""
+    monitor has read every record and checked after the last one, record its verdict, and
+    take the retrain loop's next step (`_Loop.step`) in the production period."""
     rows = config.monitoring.check_every_rows or config.monitoring.window_rows
-    features = bundle.schema.names
+    features = loop.champion.schema.names
+    key = loop.key
     stats = ReplayStats()
     windows: list[WindowPoint] = []
     time_column = config.data.time_column
@@ -327,10 +373,12 @@ def _replay_windows(
                 api_key=key,
             )
             samples = _wait_counted(stack, stats, sent_at)
-            point = _window_point(len(windows), title, chunk, stats, begin, samples, config, bundle)
+            point = _window_point(len(windows), title, chunk, stats, begin, samples, config, loop)
             windows.append(point)
             firing = firing_alerts(stack.prometheus) if stack.prometheus else []
             say(_window_line(point, config, firing))
+            if title == PRODUCTION:
+                loop.step(stack, config, point, samples, rows, say)
     return windows, stats
 
 
@@ -368,9 +416,14 @@ def _window_point(
     begin: int,
     samples: Samples,
     config: OccamConfig,
-    bundle: Bundle,
+    loop: _Loop,
 ) -> WindowPoint:
+    """The window's verdicts, and its truth scored by the model that answered it (after a
+    promotion also the old champion's score on the same rows)."""
     time_column = config.data.time_column
+    answered = set(stats.versions[begin:])
+    model = answered.pop() if len(answered) == 1 else None
+    bundle = loop.bundle_of(model)
     thresholds = by_label(samples, "occam_feature_drift_threshold", "feature")
     effects = by_label(samples, "occam_feature_drift_effect_size", "feature")
     reasons = by_label(samples, "occam_model_at_risk_reason", "reason")
@@ -389,6 +442,8 @@ def _window_point(
         weighted_drift=sample(samples, "occam_weighted_drift"),
         at_risk=None if at_risk is None else at_risk == 1,
         reasons=tuple(sorted(r for r, v in reasons.items() if v == 1)),
+        model=model,
+        champion_truth=loop.champion_on(chunk, stats, begin, config) if loop.promoted else {},
     )
 
 
@@ -630,10 +685,11 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
 def _timeline(
     stack: _Stack,
     config: OccamConfig,
-    bundle: Bundle,
+    loop: _Loop,
     windows: list[WindowPoint],
     spans: list[AlertSpan],
 ) -> Timeline:
+    bundle = loop.champion
     samples = scrape(stack.monitor)
     importance = by_label(samples, "occam_feature_importance", "feature") or dict(
         bundle.feature_importance
@@ -644,13 +700,17 @@ def _timeline(
         peak = {f: max(w.drift.get(f, 0.0) for w in windows) for f in windows[-1].drift}
         ranked = sorted(peak, key=lambda f: peak[f], reverse=True)
     top = [(f, importance.get(f)) for f in ranked[:TOP_FEATURES]]
+    promoted = [e.label for e in loop.events if e.kind == "promotion"]
     return Timeline(
-        title=f"{config.project}: model {bundle.tag}, replayed window by window",
+        title=f"{config.project}: model {bundle.tag}"
+        + (f", then {promoted[0]}" if promoted else "")
+        + ", replayed window by window",
         goals={g.metric: g.threshold for g in config.goals},
         windows=windows,
         alerts=spans,
         top_features=top,
         weighted_drift_threshold=sample(samples, "occam_weighted_drift_threshold"),
+        events=list(loop.events),
     )
 
 
@@ -673,3 +733,241 @@ def _alert_spans(stack: _Stack) -> list[AlertSpan]:
             previous = t
         spans.append(AlertSpan(name, begin, previous))
     return spans
+
+
+# --- the retrain loop --------------------------------------------------------------------------
+
+
+def _occam(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `occam <args> --config config_path` (wide output, so its tables are not wrapped)."""
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run(
+        occam_command(*args, "--config", str(config_path)),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+@dataclass
+class _Loop:
+    """The retrain loop in a demo run: watching -> (retrain) -> shadow -> promoted, or refused.
+
+    `champion` served when the demo started; `served` serves now; `events` are the steps taken
+    (after which window). `restored` once `occam rollback` put the champion back."""
+
+    config_path: Path
+    key: str
+    champion: Bundle
+    served: Bundle
+    stage: str = "watching"
+    challenger: Bundle | None = None
+    events: list[LoopEvent] = field(default_factory=list)
+    restored: bool = False
+    _champion_model: object | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.stage == "promoted"
+
+    def bundle_of(self, version: str | None) -> Bundle:
+        """The bundle that answered as `version` (the one serving now when unknown)."""
+        for bundle in (self.served, self.champion, self.challenger):
+            if bundle is not None and bundle.version == version:
+                return bundle
+        return self.served
+
+    def step(
+        self,
+        stack: _Stack,
+        config: OccamConfig,
+        point: WindowPoint,
+        samples: Samples,
+        window_rows: int,
+        say: Callable[[str], None],
+    ) -> None:
+        """After production window `point`: retrain when the monitor recommends it, shadow a
+        challenger that passed the gate for one window, then promote it (or not)."""
+        if self.stage == "watching" and sample(samples, "occam_retrain_recommended") == 1:
+            self._retrain(stack, point, window_rows, say)
+        elif self.stage == "shadow":
+            self._judge_shadow(stack, config, point, samples, say)
+
+    def _retrain(
+        self, stack: _Stack, point: WindowPoint, window_rows: int, say: Callable[[str], None]
+    ) -> None:
+        reasons = ", ".join(point.reasons) or "the monitor's verdict"
+        say(f"the monitor recommends retraining ({reasons}): running `occam retrain` ...")
+        done = _occam(self.config_path, "retrain")
+        output = done.stdout + done.stderr  # the command's story goes to stderr, rich-printed
+        table = output.splitlines()
+        start = next((i for i, line in enumerate(table) if "champion vs challenger" in line), 0)
+        for line in table[start:]:
+            if line.strip() and not line.startswith(("bundle ", "model card ", "MLflow ")):
+                say(f"  | {line.rstrip()}")
+        found = re.search(r"bundle (\S+) \(stage=(\w+)\)", output)
+        if done.returncode == EXIT_NOT_ENOUGH_ROWS or found is None:
+            detail = (output.strip().splitlines() or ["no output"])[-1]
+            say(f"`occam retrain` exited {done.returncode}: {detail}; the loop waits")
+            if done.returncode != EXIT_NOT_ENOUGH_ROWS:
+                self.stage = "failed"
+            return
+        self.challenger = get_bundle(found.group(1))
+        tag = self.challenger.tag
+        if done.returncode != 0:
+            self.stage = "refused"
+            self.events.append(LoopEvent("refused", point.index, f"gate refused {tag}"))
+            say(f"the gate refused challenger {tag}: champion {self.served.tag} keeps serving")
+            return
+        self.events.append(LoopEvent("retrain", point.index, f"retrained: {tag} passed the gate"))
+        status, answer = http_json(
+            f"{stack.service}/admin/shadow", {"tag": tag, "rows": window_rows}, api_key=self.key
+        )
+        outcome = answer.get("outcome") if isinstance(answer, dict) else None
+        if status != 200 or outcome != "swapped":
+            self.stage = "failed"
+            say(f"POST /admin/shadow refused {tag} ({status}): {answer}")
+            return
+        self.stage = "shadow"
+        self.events.append(LoopEvent("shadow", point.index, f"{tag} in shadow"))
+        say(
+            f"challenger {tag} passed the gate; it now scores the next {window_rows} rows in "
+            "shadow (logged, never answered) before any promotion"
+        )
+
+    def _judge_shadow(
+        self,
+        stack: _Stack,
+        config: OccamConfig,
+        point: WindowPoint,
+        samples: Samples,
+        say: Callable[[str], None],
+    ) -> None:
+        """Promote the shadowed challenger unless the monitor's live comparison shows it worse
+        than the champion on a goal by more than WARRANT_MARGIN."""
+        assert self.challenger is not None
+        rows = sample(samples, "occam_shadow_rows_total") or 0
+        worse = []
+        for goal in config.goals:
+            live = {
+                role: sample(samples, "occam_shadow_live_metric", metric=goal.metric, role=role)
+                for role in ("shadow", "champion")
+            }
+            guess = {
+                role: sample(samples, "occam_shadow_goal_estimate", metric=goal.metric, role=role)
+                for role in ("shadow", "champion")
+            }
+            parts = [
+                f"{name} challenger {_num(values['shadow'])} vs champion {_num(values['champion'])}"
+                for name, values in (("live", live), ("estimated", guess))
+                if values["shadow"] is not None or values["champion"] is not None
+            ]
+            say(f"shadow on {rows:.0f} rows, {goal.metric}: " + ("; ".join(parts) or "no figure"))
+            new, old = live["shadow"], live["champion"]
+            if new is not None and old is not None and new < old - WARRANT_MARGIN:
+                worse.append(f"{goal.metric} {new:.3f} < {old:.3f}")
+        tag = self.challenger.tag
+        if worse:
+            self.stage = "refused"
+            self.events.append(LoopEvent("refused", point.index, f"shadow: {tag} worse"))
+            say(f"not promoted: in shadow the challenger did worse ({'; '.join(worse)})")
+            return
+        reason = f"occam demo: passed the gate and {rows:.0f} shadow rows"
+        done = _occam(self.config_path, "promote", tag, "--reason", reason)
+        if done.returncode != 0:
+            self.stage = "failed"
+            say(f"`occam promote {tag}` exited {done.returncode}: {done.stdout}{done.stderr}")
+            return
+        _wait_served(stack, self.challenger.version)
+        self.events.append(LoopEvent("promotion", point.index, f"{tag} promoted"))
+        say(
+            f"`occam promote {tag}`: the service answers with it now, without a restart "
+            f"(GET /model), and the monitor follows it from the log"
+        )
+        self.served, self.stage = self.challenger, "promoted"
+
+    def champion_on(
+        self, chunk: pd.DataFrame, stats: ReplayStats, begin: int, config: OccamConfig
+    ) -> dict[str, float]:
+        """Each goal metric the replaced champion scores on the rows of `chunk` (sent from row
+        `begin` of `stats`), answering by its own decision weights."""
+        champion = self.champion
+        if self._champion_model is None:
+            self._champion_model = champion.load_pipeline()
+        model: Any = self._champion_model
+        raw = model.predict_proba(champion.schema.coerce(chunk))
+        columns = [list(map(str, model.classes_)).index(c) for c in champion.classes]
+        truth = np.asarray(stats.truth[begin:])
+        known = np.isin(truth, champion.classes)
+        if not known.any():
+            return {}
+        positive = config.goals_positive_label or champion.classes[-1]
+        proba = raw[:, columns][known]
+        return {
+            g.metric: score(
+                g.metric, truth[known], proba, champion.classes, positive, champion.decision_weights
+            )
+            for g in config.goals
+        }
+
+    def tell(
+        self, windows: list[WindowPoint], config: OccamConfig, say: Callable[[str], None]
+    ) -> None:
+        """The loop's outcome: what the promoted model scored after its promotion against what
+        the old champion would have scored on the same rows (pooled), or why nothing changed."""
+        if self.stage == "watching":
+            say("the loop: the monitor never recommended retraining in the production period")
+            return
+        if not self.promoted:
+            say(f"the loop: no promotion ({self.stage}); champion {self.champion.tag} served on")
+            return
+        after = [w for w in windows if w.champion_truth]
+        for goal in config.goals:
+            new = [w.truth[goal.metric] for w in after if goal.metric in w.truth]
+            old = [w.champion_truth[goal.metric] for w in after if goal.metric in w.champion_truth]
+            if not new or not old:
+                continue
+            a, b = float(np.mean(new)), float(np.mean(old))
+            verdict = "recovered: it meets" if a >= goal.threshold else "still under"
+            say(
+                f"the loop: after the promotion ({len(after)} windows) the new model's true "
+                f"{goal.metric} averages {a:.3f} ({verdict} the goal {goal.threshold:.2f}); "
+                f"the old champion on the same rows {b:.3f} ({a - b:+.3f})"
+            )
+
+    def restore(self, stack: _Stack, after: int, say: Callable[[str], None]) -> None:
+        """`occam rollback` to the champion (the next run starts from it), then the audit log."""
+        done = _occam(self.config_path, "rollback", "--reason", "occam demo: restore the champion")
+        if done.returncode != 0:
+            say(f"`occam rollback` exited {done.returncode}: {done.stdout}{done.stderr}")
+            return
+        self.restored = True
+        _wait_served(stack, self.champion.version)
+        self.events.append(LoopEvent("rollback", after, f"rolled back to {self.champion.tag}"))
+        self.served = self.champion
+        _, model = http_json(f"{stack.service}/model")
+        history = model.get("history", []) if isinstance(model, dict) else []
+        say(
+            f"`occam rollback`: the service answers with {self.champion.tag} again (GET /model "
+            f"shows version {model.get('version') if isinstance(model, dict) else '?'}, "
+            f"{len(history)} audit records), ready for the next run"
+        )
+        shown = _occam(self.config_path, "history", "--limit", "3")
+        for line in (shown.stdout + shown.stderr).splitlines():
+            if line.strip():
+                say(f"  | {line.rstrip()}")
+
+
+def _wait_served(stack: _Stack, version: str) -> None:
+    """Until GET /model names `version` (the service swapped on its poll). Raises TimeoutError."""
+    deadline = time.monotonic() + SWAP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        status, model = http_json(f"{stack.service}/model")
+        if status == 200 and isinstance(model, dict) and model.get("version") == version:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the service did not swap to model {version} in {SWAP_TIMEOUT_SECONDS} s")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"

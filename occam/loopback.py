@@ -314,6 +314,8 @@ class ReplayStats:
     probabilities: list[dict[str, float]] = field(default_factory=list)
     #: true label of every accepted row, in the order sent (parallel to `ids`)
     truth: list[str] = field(default_factory=list)
+    #: model version that answered each accepted row, in the order sent (parallel to `ids`)
+    versions: list[str] = field(default_factory=list)
     #: (id, true label, served probabilities) of every row whose feedback was accepted
     labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
 
@@ -354,6 +356,7 @@ def replay(
         stats.ids.extend(p["id"] for p in predictions)
         stats.probabilities.extend(p["probabilities"] for p in predictions)
         stats.truth.extend(truth)
+        stats.versions.extend([str(answer.get("model_version", ""))] * len(predictions))
         stats.rows += len(predictions)
         chosen = rng.random(len(predictions)) < feedback_share
         picked = [

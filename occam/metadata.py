@@ -449,6 +449,8 @@ class ChallengeRecord(Record):
     training_gate_passed: bool
     comparisons: tuple[MetricComparisonRecord, ...] = ()
     slices: tuple[SliceFloorRecord, ...] = ()
+    #: The gate passed but `retrain.promote` is false: saved stage=candidate for a shadow run.
+    held_for_shadow: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property

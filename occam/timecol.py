@@ -105,8 +105,9 @@ class TimeAxis:
         """One time value as the user would write it (a year as 2015, a period as 120)."""
         if value is None or pd.isna(value):  # type: ignore[call-overload]
             return "n/a"
-        if self.format == "period":
-            return f"{float(value):g}"  # type: ignore[arg-type]
+        if self.format == "period":  # exact: 1234567 stays 1234567 (not 1.23457e+06)
+            number = float(value)  # type: ignore[arg-type]
+            return str(int(number)) if number.is_integer() else repr(number)
         stamp = pd.Timestamp(value)  # type: ignore[arg-type]
         if self.format == "year":
             return str(stamp.year)

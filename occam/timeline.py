@@ -17,6 +17,15 @@ from pathlib import Path
 
 #: Colours (colour-blind safe, Okabe-Ito).
 TRUTH, ESTIMATE, LIVE, GOAL, RISK = "#000000", "#0072B2", "#D55E00", "#CC79A7", "#E69F00"
+CHAMPION = "#777777"
+#: Colours of the loop's steps on the timeline.
+EVENT_COLOURS = {
+    "retrain": "#009E73",
+    "refused": "#C0392B",
+    "shadow": "#56B4E9",
+    "promotion": "#332288",
+    "rollback": "#882255",
+}
 FEATURE_COLOURS = ("#009E73", "#56B4E9", "#332288", "#999999", "#882255")
 WIDTH, LEFT, RIGHT = 1100, 110, 190
 PLOT = WIDTH - LEFT - RIGHT
@@ -54,6 +63,10 @@ class WindowPoint:
     weighted_drift: float | None = None
     at_risk: bool | None = None
     reasons: tuple[str, ...] = ()
+    #: the model version that answered the window's rows (None: unknown or several)
+    model: str | None = None
+    #: after a promotion: each goal metric the replaced champion scores on the same rows
+    champion_truth: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,16 @@ class AlertSpan:
 
 
 @dataclass(frozen=True)
+class LoopEvent:
+    """A step of the retrain loop, drawn after window `after` (0-based index): `kind` is one of
+    retrain, refused, shadow, promotion, rollback; `label` says what happened."""
+
+    kind: str
+    after: int
+    label: str
+
+
+@dataclass(frozen=True)
 class Timeline:
     title: str
     goals: dict[str, float]
@@ -74,6 +97,7 @@ class Timeline:
     #: features drawn in the drift panel, most important first, with their importance (or None)
     top_features: list[tuple[str, float | None]] = field(default_factory=list)
     weighted_drift_threshold: float | None = None
+    events: list[LoopEvent] = field(default_factory=list)
 
 
 def write_timeline(timeline: Timeline, path: str | Path) -> Path:
@@ -111,7 +135,7 @@ svg text.small {{ font-size: 11px; fill: #555; }}
 The <b>true</b> metric is computed from the window's real labels, which the monitor does not
 see; the <b>estimate</b> is the monitor's label-free estimate with its band; the <b>live</b>
 metric comes from the feedback labels received so far, with its interval.
-Orange shading marks windows where the monitor said "model at risk".</p>
+Orange shading marks windows where the monitor said "model at risk".{_loop_note(timeline)}</p>
 {"".join(panels)}
 </body></html>
 """
@@ -132,7 +156,8 @@ def _metric_panel(timeline: Timeline, metric: str, goal: float, scale: _XScale) 
     windows = timeline.windows
     values = [goal]
     for w in windows:
-        values += [v for v in [w.truth.get(metric)] if v is not None and math.isfinite(v)]
+        for v in (w.truth.get(metric), w.champion_truth.get(metric)):
+            values += [v] if v is not None and math.isfinite(v) else []
         for band in (w.estimate.get(metric), w.live.get(metric)):
             if band is not None:
                 values += [v for v in (band.value, band.lower, band.upper) if v is not None]
@@ -181,10 +206,17 @@ def _metric_panel(timeline: Timeline, metric: str, goal: float, scale: _XScale) 
             f'fill="{mark}" stroke="{TRUTH}" stroke-width="1.5"><title>window {i + 1}: true '
             f"{metric} {v:.3f} (goal {goal:.2f})</title></circle>"
         )
+    # after a promotion: what the replaced champion would have scored on the same rows
+    before = [(i, w.champion_truth.get(metric)) for i, w in enumerate(windows)]
+    counter = [(i, v) for i, v in before if v is not None and math.isfinite(v)]
+    for first, last in _index_runs([i for i, _ in counter]):
+        line = [(scale.x(i), y(v)) for i, v in counter if first <= i <= last]
+        parts.append(_polyline(line, CHAMPION, "champion-truth", width=1.5, dash="3 3"))
     parts.append(
         f'<line data-kind="goal-line" x1="{LEFT}" x2="{LEFT + PLOT}" y1="{y(goal):.1f}" '
         f'y2="{y(goal):.1f}" stroke="{GOAL}" stroke-width="2" stroke-dasharray="8 4"/>'
     )
+    parts.append(_loop_events(timeline.events, scale, y.top, y.bottom))
     has_estimate = any(metric in w.estimate for w in windows)
     live_bands = [w.live[metric] for w in windows if metric in w.live]
     legend = [
@@ -205,6 +237,8 @@ def _metric_panel(timeline: Timeline, metric: str, goal: float, scale: _XScale) 
         ),
         ("dash", GOAL, f"goal {goal:.2f}", ""),
     ]
+    if counter:
+        legend.append(("dash", CHAMPION, "old champion, same rows", "after the promotion"))
     parts.append(_legend(legend, top + 4))
     return _svg(height, "".join(parts), f"panel-{metric}")
 
@@ -373,6 +407,33 @@ def _phase_boundaries(windows: list[WindowPoint], scale: _XScale, top: float, bo
     return "".join(parts)
 
 
+def _index_runs(indexes: list[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive indexes."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _loop_events(events: list[LoopEvent], scale: _XScale, top: float, bottom: float) -> str:
+    """A vertical mark after the window where each loop step happened, labelled."""
+    parts = []
+    for n, event in enumerate(events):
+        x = scale.x(event.after + 0.5)
+        colour = EVENT_COLOURS.get(event.kind, "#555")
+        parts.append(
+            f'<line data-kind="loop-event" data-event="{_e(event.kind)}" x1="{x:.1f}" '
+            f'x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="{colour}" stroke-width="2.5">'
+            f"<title>{_e(event.label)}</title></line>"
+            f'<text class="small" x="{x + 3:.1f}" y="{bottom - 6 - 13 * (n % 3)}" '
+            f'fill="{colour}">{_e(event.kind)}</text>'
+        )
+    return "".join(parts)
+
+
 def _risk_runs(windows: list[WindowPoint]) -> list[tuple[int, int]]:
     """(first, last) indexes of each run of windows judged "model at risk"."""
     runs: list[tuple[int, int]] = []
@@ -475,6 +536,16 @@ def _phase_note(windows: list[WindowPoint]) -> str:
         else:
             phases.append((w.phase, 1))
     return "; ".join(f"{count} windows of {_e(phase)}" for phase, count in phases) or "no windows"
+
+
+def _loop_note(timeline: Timeline) -> str:
+    if not timeline.events:
+        return ""
+    steps = "; ".join(f"{e.label} (after window {e.after + 1})" for e in timeline.events)
+    return (
+        f"<br>The retrain loop, marked by vertical lines: {_e(steps)}. After a promotion the "
+        "dashed grey line is what the replaced champion scores on the same rows."
+    )
 
 
 def _interval_text(band: Interval) -> str:

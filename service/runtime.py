@@ -434,7 +434,11 @@ class Runtime:
         current = self.model
         try:
             bundle = get_bundle(tag)
-            if bundle.schema != current.bundle.schema or bundle.classes != current.classes:
+            # the same inputs (names and kinds; a retrained challenger saw other ranges and
+            # categories, which its encoder handles as unknown) and the same classes
+            inputs = [(f.name, f.kind) for f in bundle.schema.features]
+            served = [(f.name, f.kind) for f in current.bundle.schema.features]
+            if inputs != served or bundle.classes != current.classes:
                 raise BundleError(
                     f"{bundle.tag} has another feature schema or other classes than the served "
                     f"{current.bundle.tag}: it cannot score the same rows"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import pandas as pd
 import pytest
 
 from occam.bundle import (
@@ -262,3 +263,51 @@ def test_explain_names_the_goal_the_estimate_and_the_features() -> None:
 def test_explain_without_a_verdict_says_so() -> None:
     text = "# TYPE occam_window_rows gauge\noccam_window_rows 120\n"
     assert explain(parse_metrics(text), {"roc_auc": 0.7}) == ["monitor verdict: no verdict yet"]
+
+
+@pytest.mark.parametrize(
+    ("time_format", "values", "production_start", "test_period", "held_out", "production"),
+    [
+        ("year", [2001, 2002, 2003, 2004, 2005, 2006], 2005, ("2003", "2004"), 2, 2),
+        ("period", [10, 11, 12, 13, 14, 15], "last 50%", ("12", "12"), 1, 3),
+    ],
+)
+def test_the_demo_replays_periods_read_as_training_reads_them(
+    tmp_path: Path,
+    time_format: str,
+    values: list[int],
+    production_start: Any,
+    test_period: tuple[str, str],
+    held_out: int,
+    production: int,
+) -> None:
+    """Years and period numbers (a split as a number or a share) are never read as nanoseconds
+    by the demo: it replays the held-out end and the production period training meant."""
+    from types import SimpleNamespace
+
+    from occam.config import parse_config
+    from occam.demo import _periods
+
+    data = tmp_path / "rows.csv"
+    # shuffled: the demo orders rows by their time
+    pd.DataFrame({"t": values[::-1], "x": range(len(values)), "y": ["a", "b"] * 3}).to_csv(
+        data, index=False
+    )
+    raw = small_config(tmp_path)
+    raw["data"] = {
+        "path": str(data),
+        "target": "y",
+        "time_column": "t",
+        "time_format": time_format,
+        "numeric": ["x"],
+        "categorical": [],
+        "split": {"production_start": production_start, "test_strategy": "time"},
+    }
+    raw["evaluation"]["slices"] = []
+    config = parse_config(raw)
+    bundle = SimpleNamespace(
+        metadata=SimpleNamespace(data=SimpleNamespace(test_period=test_period))
+    )
+    periods = _periods(config, bundle)  # type: ignore[arg-type]
+    assert [len(rows) for _, rows in periods] == [held_out, production]
+    assert list(periods[1][1]["t"]) == sorted(values)[-production:]

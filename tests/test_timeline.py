@@ -12,6 +12,7 @@ from occam.timeline import (
     GOAL,
     AlertSpan,
     Interval,
+    LoopEvent,
     Timeline,
     WindowPoint,
     render_html,
@@ -22,8 +23,10 @@ from tests.browser import count_kind, has_colour, rendered_dom, screenshot
 GOALS = {"roc_auc": 0.70, "balanced_accuracy": 0.62}
 
 
-def timeline(windows: int = 20) -> Timeline:
-    """Held-out windows meeting the goals, then production windows falling under them."""
+def timeline(windows: int = 20, promoted: int | None = None) -> Timeline:
+    """Held-out windows meeting the goals, then production windows falling under them; with
+    `promoted`, a retrain after window 12, its shadow, and a promotion after window `promoted`
+    (0-based), the old champion's truth drawn for the windows after it."""
     rng = np.random.default_rng(0)
     points = []
     for i in range(windows):
@@ -37,6 +40,8 @@ def timeline(windows: int = 20) -> Timeline:
             live={"roc_auc": Interval(auc, auc - 0.03, auc + 0.03)} if i > 2 else {},
             drift={"temp": 0.5 + 0.2 * max(0, i - 8), "origin": 0.4},
             weighted_drift=0.1, at_risk=i >= 10, reasons=("estimate",) if i >= 10 else (),
+            champion_truth={"roc_auc": auc - 0.03, "balanced_accuracy": ba - 0.03}
+            if promoted is not None and i > promoted else {},
         ))  # fmt: skip
     return Timeline(
         title="flights-late: a test timeline",
@@ -45,6 +50,13 @@ def timeline(windows: int = 20) -> Timeline:
         alerts=[AlertSpan("OccamModelAtRisk", 1000.0 + 3 * 13, 1000.0 + 3 * 19)],
         top_features=[("temp", 0.03), ("origin", 0.01)],
         weighted_drift_threshold=0.3,
+        events=[]
+        if promoted is None
+        else [
+            LoopEvent("retrain", 11, "retrained: m:2 passed the gate"),
+            LoopEvent("shadow", 11, "m:2 in shadow"),
+            LoopEvent("promotion", promoted, "m:2 promoted"),
+        ],
     )
 
 
@@ -79,3 +91,19 @@ def test_windows_with_no_truth_or_band_leave_gaps_not_errors() -> None:
     page = render_html(empty)
     assert 'data-kind="window-truth"' not in page
     assert "no alert fired during the replay" in page
+
+
+def test_the_loop_steps_and_the_old_champion_after_the_promotion_are_drawn(
+    tmp_path: Path,
+) -> None:
+    page = write_timeline(timeline(20, promoted=13), tmp_path / "timeline.html")
+    dom = rendered_dom(page)
+    goals = len(GOALS)
+    assert count_kind(dom, "loop-event") == 3 * goals  # each step in every goal's panel
+    for step in ("retrain", "shadow", "promotion"):
+        assert f'data-event="{step}"' in dom
+    assert count_kind(dom, "champion-truth") == goals  # one run of windows 15-20 per goal
+    assert "m:2 promoted (after window 14)" in dom
+    assert count_kind(dom, "window-truth") == 20 * goals
+    plain = rendered_dom(write_timeline(timeline(20), tmp_path / "plain.html"))
+    assert count_kind(plain, "loop-event") == 0 and count_kind(plain, "champion-truth") == 0

@@ -179,13 +179,17 @@ def table_rows(gate: ChallengerGate) -> list[tuple[str, ...]]:
 TABLE_HEADER = ("goal", "threshold", "champion", "challenger", "difference (CI)", "pass")
 
 
-def render_markdown(gate: ChallengerGate, summary: dict[str, Any]) -> str:
-    """The card section: the decision, the table, failing slices and where the rows came from."""
+def render_markdown(gate: ChallengerGate, summary: dict[str, Any], held: bool = False) -> str:
+    """The card section: the decision, the table, failing slices and where the rows came from.
+    `held`: the gate passed but the challenger stays a candidate for a shadow run."""
     percent = round(gate.confidence * 100)
+    decision = (
+        "Not promoted" if not gate.passed else "Passed, held for shadow" if held else "Promoted"
+    )
     lines = [
         "## Champion vs challenger",
         "",
-        f"**{'Promoted' if gate.passed else 'Not promoted'}**: challenger `{gate.challenger}` "
+        f"**{decision}**: challenger `{gate.challenger}` "
         f"against champion `{gate.champion}` on the {gate.rows} newest labelled production "
         "rows, which neither model trained on. Tolerance "
         f"{gate.tolerance}; difference = challenger - champion with its paired bootstrap "

@@ -65,6 +65,8 @@ RoundCallback = Callable[[int, int, float], None]
 ChallengeCallback = Callable[
     [Any, FeatureSchema, evaluate.GateResult, str, evaluate.Weights], "Verdict"
 ]
+#: Given the training rows (the frame's own index kept), their sample weights (one per row).
+SampleWeights = Callable[[pd.DataFrame], np.ndarray]
 PACKAGES = ("scikit-learn", "numpy", "pandas", "bentoml", "skl2onnx", "onnxruntime", "cleanlab")
 
 
@@ -115,6 +117,7 @@ def train(
     *,
     frame: pd.DataFrame | None = None,
     challenge: ChallengeCallback | None = None,
+    sample_weight: SampleWeights | None = None,
 ) -> TrainResult:
     """Run the whole pipeline; raise `DataError`/`LabelQualityError` on bad data.
 
@@ -122,7 +125,9 @@ def train(
     `challenge` verdict too when given) so a failed model can still be inspected, and writes
     the model card and metrics JSON into `output.reports_dir`. `frame` replaces the file at
     `data.path`: `occam retrain` passes its retrain set, and a `challenge` that scores the
-    fitted model against the champion (`training.retrain`).
+    fitted model against the champion (`training.retrain`), and a `sample_weight` rule that
+    weighs each training row (recent rows more) in the search, the calibration folds and the
+    final fit.
     """
     seed = config.seed
     reports_dir = config.output.reports_dir
@@ -184,21 +189,34 @@ def train(
         progress=on_round,
         refit=False,  # the served model is the calibrated one fitted below
     )
-    search.fit(x_train, y_train)
+    # Weights reach the forest's fit (and, in the final model, the calibration map's) by the
+    # pipeline step's name; the search and cross_val_predict split them with the folds.
+    weights_of_rows = None if sample_weight is None else sample_weight(split.train)
+    forest_fit = {} if weights_of_rows is None else {f"{FOREST}__sample_weight": weights_of_rows}
+    search.fit(x_train, y_train, **forest_fit)
     best = clone(forest_pipeline).set_params(**search.best_params_)
 
     # Out-of-fold outputs are what the model says on rows it has not seen: the honest basis for
     # the calibration map, the abstain threshold, the label review and the monitor's reference.
     on_stage("calibrating the forest's probabilities on out-of-fold predictions")
     raw_oof = cross_val_predict(
-        best, x_train, y_train, cv=cv, method="predict_proba", n_jobs=config.search.n_jobs
+        best,
+        x_train,
+        y_train,
+        cv=cv,
+        method="predict_proba",
+        n_jobs=config.search.n_jobs,
+        params=forest_fit,
     )
     choice = calibration.choose_method(
         raw_oof, y_train, classes, [test for _, test in folds], config.evaluation.calibration
     )
     oof = choice.calibrated_oof
     model = calibration.calibrated_pipeline(best, choice.method, cv)
-    model.fit(x_train, y_train)
+    final_fit = (
+        {} if weights_of_rows is None else {f"{model.steps[-1][0]}__sample_weight": weights_of_rows}
+    )
+    model.fit(x_train, y_train, **final_fit)
     model_proba = evaluate.aligned_proba(model, x_test, classes)
     weights = calibration.decision_weights(
         model.steps[-1][1].estimator.class_weight, y_train, classes

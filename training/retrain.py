@@ -223,14 +223,94 @@ def build_retrain_set(config: OccamConfig, champion: Bundle | None) -> RetrainSe
     )
 
 
-def challenger_config(config: OccamConfig) -> OccamConfig:
+def challenger_frame(retrain_set: RetrainSet) -> pd.DataFrame:
+    """What the challenger's training run reads: its training rows, then the gate rows (the
+    newest), which `challenger_config` makes its held-out test set."""
+    return pd.concat([retrain_set.train, retrain_set.gate], ignore_index=True)
+
+
+def challenger_config(config: OccamConfig, retrain_set: RetrainSet | None = None) -> OccamConfig:
     """The config the challenger trains with: the same goals, checks and search, every row of
-    the retrain set in the training period, and its reports in `<reports_dir>/retrain`."""
+    `challenger_frame` in the training period, and its reports in `<reports_dir>/retrain`.
+
+    With `retrain_set`, the time-ordered test share is exactly its gate rows: the challenger
+    learns from every other labelled production row (a fixed 20% test share would hold out the
+    newest production rows, the very ones a retrain is for) and its training gate scores the
+    rows the champion-vs-challenger gate scores.
+    """
     # Original and log rows carry one datetime format (TIME_FORMAT) in the retrain set.
     split = config.data.split.model_copy(update={"production_start": None, "test_start": None})
+    if retrain_set is not None and config.data.time_column is not None:
+        frame = challenger_frame(retrain_set)
+        unknown = config.labels.unknown_values
+        known = int((~frame[config.data.target].astype(str).isin(unknown)).sum())
+        # the split keeps round(known * (1 - test_size)) rows for training: exactly the others
+        split = split.model_copy(
+            update={"test_strategy": "time", "test_size": len(retrain_set.gate) / max(known, 1)}
+        )
     data = config.data.model_copy(update={"split": split, "time_format": "datetime"})
     output = config.output.model_copy(update={"reports_dir": config.output.reports_dir / "retrain"})
     return config.model_copy(update={"data": data, "output": output})
+
+
+@dataclass(frozen=True)
+class RecencyWeights:
+    """The `retrain` rule for sample weights, applied to rows of `challenger_frame` by index.
+
+    The first `original_rows` rows are the original data's (time column `time_column`): each
+    weighs 0.5 ** (age / half_life_days), age in days before the newest original row (1 when
+    `half_life_days` is None). The other rows are labelled production rows: each weighs
+    `log_weight`. Weights are scaled to mean 1 over the rows asked for.
+    """
+
+    original_rows: int
+    original_times: pd.Series
+    half_life_days: float | None
+    log_weight: float
+
+    @classmethod
+    def from_config(cls, config: OccamConfig, retrain_set: RetrainSet) -> RecencyWeights:
+        n = retrain_set.original_rows
+        column = config.data.time_column
+        times = (
+            pd.to_datetime(retrain_set.train[column].iloc[:n], errors="coerce")
+            if column is not None
+            else pd.Series(pd.NaT, index=range(n))
+        )
+        rule = config.retrain
+        return cls(n, times.reset_index(drop=True), rule.original_half_life_days, rule.log_weight)
+
+    @property
+    def uniform(self) -> bool:
+        """True when every row weighs the same (no weights need to reach the fit)."""
+        return self.half_life_days is None and self.log_weight == 1.0
+
+    def __call__(self, rows: pd.DataFrame) -> np.ndarray:
+        index = rows.index.to_numpy()
+        weights = np.full(len(index), self.log_weight, dtype=float)
+        original = index < self.original_rows
+        if self.half_life_days is not None and original.any():
+            times = self.original_times
+            age = (times.max() - times.iloc[index[original]]).dt.total_seconds() / 86_400
+            weights[original] = 0.5 ** (age.fillna(0).to_numpy() / self.half_life_days)
+        else:
+            weights[original] = 1.0
+        return weights / weights.mean() if len(weights) else weights
+
+
+@dataclass(frozen=True)
+class HeldForShadow:
+    """The verdict `train` sees when `retrain.promote` is false: the gate passed, yet the
+    challenger is saved stage=candidate, to be shadowed and then promoted by `occam promote`."""
+
+    gate: ChallengerGate
+
+    @property
+    def passed(self) -> bool:
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.gate.to_dict(), "held_for_shadow": True}
 
 
 @dataclass(frozen=True)
@@ -253,6 +333,12 @@ class RetrainResult:
         """True when the challenger was saved as stage=production (every gate passed)."""
         return self.train.promoted
 
+    @property
+    def held(self) -> bool:
+        """True when every gate passed but `retrain.promote` is false: stage=candidate, to be
+        run in shadow and promoted with `occam promote`."""
+        return self.gate.passed and not self.train.promoted
+
 
 def retrain(
     config: OccamConfig,
@@ -261,8 +347,8 @@ def retrain(
 ) -> RetrainResult:
     """Build the retrain set, train a challenger with the same checks, goals and search, gate
     it against the champion (the newest stage=production bundle) on the gate rows, and save it
-    (stage=production only when every gate passed). Appends the gate section to the
-    challenger's model card in `<reports_dir>/retrain`.
+    (stage=production only when every gate passed and `retrain.promote` is true). Appends the
+    gate section to the challenger's model card in `<reports_dir>/retrain`.
 
     Raises `RetrainError` (no champion, too few labelled rows) and whatever `train` raises on
     bad data.
@@ -336,16 +422,41 @@ def retrain(
         )
         return seen["gate"]
 
+    weights = RecencyWeights.from_config(config, retrain_set)
+    if not weights.uniform:
+        on_stage(
+            f"sample weights: production rows x{weights.log_weight:g}"
+            + (
+                f", original rows halve every {weights.half_life_days:g} days of age"
+                if weights.half_life_days is not None
+                else ""
+            )
+        )
+
+    def verdict(*args: Any) -> ChallengerGate | HeldForShadow:
+        gate = challenge(*args)
+        return gate if config.retrain.promote or not gate.passed else HeldForShadow(gate)
+
     result = train(
-        challenger_config(config),
+        challenger_config(config, retrain_set),
         on_stage=on_stage,
         on_round=on_round,
-        frame=retrain_set.train,
-        challenge=challenge,
+        frame=challenger_frame(retrain_set),
+        challenge=verdict,
+        sample_weight=None if weights.uniform else weights,
     )
+    test_rows = result.metadata.data.test_rows
+    if test_rows != len(gate_rows):  # e.g. annotator ties dropped rows: say so, never silently
+        log.warning(
+            "the challenger's test set has %d rows, the gate %d: its training gate was scored "
+            "on other rows than the champion-vs-challenger gate",
+            test_rows,
+            len(gate_rows),
+        )
     gate = seen["gate"].model_copy(update={"challenger": result.bundle.tag})
+    held = gate.passed and not result.promoted
     with result.card_path.open("a") as card_file:
-        card_file.write("\n" + render_markdown(gate, summary))
+        card_file.write("\n" + render_markdown(gate, summary, held=held))
     return RetrainResult(
         train=result,
         gate=gate,

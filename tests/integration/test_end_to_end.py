@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occam.bundle import get_bundle
+from occam.bundle import get_bundle, latest_production
 from occam.config import OccamConfig, load_config
 from occam.demo import run_demo
 from occam.loopback import (
@@ -346,3 +346,27 @@ def test_the_demo_ends_with_its_alerts_firing_and_draws_them(tmp_path: Path) -> 
     assert count_kind(dom, "goal-line") == goals
     for name in result.firing:
         assert f'data-alert="{name}"' in dom, f"{name} fired but is not on the timeline"
+
+    # The loop: the monitor's recommendation started `occam retrain`; a challenger that passed
+    # the gate ran in shadow, then was promoted (or refused); a promotion was swapped in hot,
+    # the windows after it were answered by the challenger (the old champion scored beside
+    # them), and `occam rollback` restored the champion at the end. Each step is on the page.
+    kinds = [event.kind for event in result.events]
+    assert kinds and kinds[0] in ("retrain", "refused"), story
+    assert "the monitor recommends retraining" in story and "`occam retrain`" in story
+    if kinds[0] == "retrain":
+        assert kinds[1] == "shadow" and kinds[2] in ("promotion", "refused"), story
+    champion = get_bundle(f"occam-e2e-demo:{result.windows[0].model}")
+    if "promotion" in kinds:
+        assert kinds[3:] == ["rollback"], story
+        promoted_after = result.events[2].after
+        later = result.windows[promoted_after + 1 :]
+        assert later and all(w.model not in (None, champion.version) for w in later), story
+        assert all(w.champion_truth.keys() == w.truth.keys() for w in later), story
+        assert "the loop: after the promotion" in story
+        restored = latest_production("occam-e2e-demo")
+        assert restored is not None and restored.tag == champion.tag  # for the next run
+    else:
+        assert all(w.model == champion.version for w in result.windows), story
+    for kind in set(kinds):
+        assert f'data-event="{kind}"' in dom, f"loop step {kind} is not on the timeline"

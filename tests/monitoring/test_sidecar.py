@@ -122,6 +122,10 @@ def test_follows_a_newer_model_from_the_log(
     sidecar.run(once=True)
     assert sidecar.state.model_version == old.version and sidecar.state.confirmed
 
+    # a recommendation made for the old model holds until a new model is served
+    sidecar.state.runs = replace(
+        sidecar.state.runs, risk_active=("live_metric",), notified_reasons=("live_metric",)
+    )
     second, _ = replay.records(new, held_out.iloc[300:400], "new", version="newer")
     stale, _ = replay.records(old, held_out.iloc[400:450], "stale")
     ghost, _ = replay.records(old, held_out.iloc[450:460], "ghost", version="unknown-model")
@@ -133,6 +137,8 @@ def test_follows_a_newer_model_from_the_log(
     assert value("occam_window_rows") == 100  # only the new model's rows
     assert value("occam_records_read_total", {"kind": "prediction"}) == 460
     assert sidecar.state.skipped_versions == {old.version, "unknown-model"}
+    assert sidecar.state.runs.risk_active == () and sidecar.state.runs.notified_reasons == ()
+    assert value("occam_retrain_recommended") in (None, 0)
 
 
 def test_without_a_bundle_it_still_counts(config: OccamConfig, tmp_path: Path) -> None:

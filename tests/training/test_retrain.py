@@ -20,8 +20,16 @@ from occam.loopback import rows_as_instances
 from occam.records import FeedbackRecord, PredictionRecord, Record
 from service.log import SegmentWriter
 from tests.conftest import ROOT, small_config
-from training.data import load_frame
-from training.retrain import RetrainError, build_retrain_set, read_log, retrain
+from training.data import load_frame, split_frame
+from training.retrain import (
+    RecencyWeights,
+    RetrainError,
+    build_retrain_set,
+    challenger_config,
+    challenger_frame,
+    read_log,
+    retrain,
+)
 
 _names = itertools.count()
 
@@ -261,3 +269,51 @@ def test_bad_retrain_and_floor_keys_name_the_key(tmp_path: Path) -> None:
     assert "`retrain.original`" in message and "last_days" in message
     assert "`retrain.gate_shar`: unknown key; did you mean `gate_share`?" in message
     assert "`evaluation.slice_floors`" in message and "[0, 1]" in message
+
+
+def test_recent_rows_weigh_more_and_the_gate_rows_are_the_challengers_test_set(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    config = make_config(tmp_path, champion, **{
+        "retrain.original": "last_days", "retrain.original_days": 60, "retrain.min_gate_rows": 200,
+        "retrain.log_weight": 3.0, "retrain.original_half_life_days": 20.0})  # fmt: skip
+    served = production(flights, "2013-07-01", 1000)
+    write_log(config.serving.log_dir, served, champion.schema.names, served["late"].tolist())
+    found = build_retrain_set(config, champion)
+    frame = challenger_frame(found)
+    split = split_frame(frame, challenger_config(config, found))
+    # the challenger learns from every labelled production row but the gate's, tested on those
+    assert split.test.index.tolist() == list(range(len(found.train), len(frame)))
+    assert split.train.index.tolist() == list(range(len(found.train)))
+
+    weights = RecencyWeights.from_config(config, found)(split.train)
+    assert weights.mean() == pytest.approx(1.0)
+    n = found.original_rows
+    times = pd.to_datetime(found.train[config.data.time_column].iloc[:n])
+    newest = weights[:n][times == times.max()]
+    # production rows: 3x the newest original row; 20 days older: half; 40 days: a quarter
+    assert weights[n:] == pytest.approx(np.full(len(weights) - n, 3 * newest[0]))
+    for days, share in ((20, 0.5), (40, 0.25)):
+        age = (times.max() - times).dt.total_seconds() / 86_400
+        assert weights[:n][(age - days).abs() < 0.01] == pytest.approx(share * newest[0])
+    uniform = RecencyWeights.from_config(make_config(tmp_path, champion), found)
+    assert uniform.uniform and (uniform(split.train) == 1).all()
+
+
+def test_a_weighted_challenger_held_for_shadow_stays_a_candidate(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    config = make_config(tmp_path, champion, **{
+        "retrain.original": "last_rows", "retrain.original_rows": 1500,
+        "retrain.min_gate_rows": 300, "retrain.log_weight": 4.0,
+        "retrain.original_half_life_days": 10.0, "retrain.promote": False})  # fmt: skip
+    served = production(flights, "2013-07-01", 3000)
+    write_log(config.serving.log_dir, served, champion.schema.names, new_concept(served))
+    result = retrain(config)
+    assert result.gate.passed, result.gate.reasons()  # the weighted fit learned the new concept
+    assert result.held and not result.promoted
+    assert result.train.bundle.stage != PRODUCTION
+    assert result.train.metadata.data.test_rows == result.gate.rows
+    assert result.train.metadata.challenge is not None
+    assert result.train.metadata.challenge.held_for_shadow is True
+    assert "**Passed, held for shadow**" in result.train.card_path.read_text()
