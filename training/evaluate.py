@@ -16,6 +16,7 @@ from occam.metrics import (
     predicted_labels,
     score,
 )  # re-exported: the gate and the monitor share them
+from occam.schema import MISSING_CATEGORY, category_text
 
 #: Decision weights per class (see `occam.metrics.predicted_labels`); None: most likely class.
 Weights = Mapping[str, float] | None
@@ -192,13 +193,21 @@ def slice_report(
     weights: Weights = None,
 ) -> dict[str, Any]:
     """`metric` and accuracy per value of each slice column (values with >= min_rows rows),
-    and the worst slice by `metric`."""
+    and the worst slice by `metric`.
+
+    Slice values are named by the text the model's schema gives them (`category_text`, with
+    `MISSING_CATEGORY` for a missing value), so a code read as 12.0 from a CSV with gaps is
+    the slice "12", the category the card and the service call it."""
     out: dict[str, Any] = {"metric": metric, "columns": {}, "worst": None}
     worst: tuple[float, str, str, int] | None = None
     y = np.asarray(y).astype(str)
     for column in columns:
         rows: list[dict[str, Any]] = []
-        values = frame[column].astype(str).to_numpy()
+        values = (
+            frame[column]
+            .map(lambda v: MISSING_CATEGORY if (t := category_text(v)) is None else t)
+            .to_numpy(dtype=object)
+        )
         for value in pd.unique(values):
             mask = values == value
             if mask.sum() < min_rows:

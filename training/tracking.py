@@ -1,7 +1,8 @@
 """MLflow tracking: one run per `occam train` and `occam retrain`.
 
-Each run logs the parameters (goals, baseline, fixed and searched forest parameters, search
-settings, the retrain rule), the goal metrics with their bootstrap intervals, the baseline's,
+Each run logs the parameters (goals, a `threshold: human` one as the labellers' level measured
+at training, baseline, fixed and searched forest parameters, search settings, the retrain
+rule), the goal metrics with their bootstrap intervals, the baseline's,
 each search round's best cross-validated score (as steps), plots (ROC and precision-recall,
 calibration, slices, search path), the model card and metrics JSON, and tags with the data
 fingerprint and the BentoML bundle tag. A retrain run adds both models' scores on the gate rows
@@ -114,11 +115,15 @@ def flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
 
 
 def run_params(config: OccamConfig, metadata: BundleMetadata, kind: str) -> dict[str, str]:
-    """The run's parameters: what was asked (config) and what the search chose."""
+    """The run's parameters: what was asked (config) and what the search chose.
+
+    Goal thresholds come from the bundle (`metadata.goals`), not the config: a `threshold:
+    human` goal is logged as the average labeller's level measured at training (the config
+    holds a placeholder 0 for it), and `goals.human` lists the metrics whose goal is human."""
     raw: dict[str, Any] = {
         "kind": kind,
         "seed": config.seed,
-        "goals": {g.metric: g.threshold for g in config.goals},
+        "goals": {g.metric: g.threshold for g in metadata.goals},
         "baseline": config.baseline.model_dump(),
         "model.fixed": config.model.params,
         "model.best": metadata.model.best_params,
@@ -127,6 +132,9 @@ def run_params(config: OccamConfig, metadata: BundleMetadata, kind: str) -> dict
         "split": config.data.split.model_dump(),
         "evaluation": config.evaluation.model_dump(include={"bootstrap", "confidence"}),
     }
+    human = [g.metric for g in metadata.goals if g.human]
+    if human:
+        raw["goals.human"] = human
     if kind == "retrain":
         raw["retrain"] = config.retrain.model_dump()
         raw["evaluation.slice_floors"] = config.evaluation.slice_floors

@@ -8,6 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from occam.config import BaselineConfig, Goal, RuleConfig
+from occam.schema import MISSING_CATEGORY, FeatureSchema
 from training.baseline import RuleClassifier, make_baseline
 from training.evaluate import (
     abstain_effect,
@@ -109,3 +110,17 @@ def test_brier_and_slices() -> None:
     p[600:] = p[600:, ::-1]  # EWR rows get inverted probabilities: the worst slice
     report = slice_report(frame, y, p, CLASSES, "late", ["origin"], "roc_auc", 100)
     assert report["worst"]["value"] == "EWR" and report["worst"]["roc_auc"] < 0.5
+
+
+def test_slices_name_float_codes_as_the_schema_does() -> None:
+    """A code column read as floats (integers with gaps) slices as "12", the category the
+    schema learns, not "12.0"; a missing value is the schema's missing category, not "nan"."""
+    y, p = data(900)
+    codes = np.repeat([12.0, 7.0, np.nan], 300)
+    frame = pd.DataFrame({"carrier_code": codes})
+    report = slice_report(frame, y, p, CLASSES, "late", ["carrier_code"], "roc_auc", 100)
+    values = {row["value"] for row in report["columns"]["carrier_code"]}
+    assert values == {"12", "7", MISSING_CATEGORY}
+    schema = FeatureSchema.from_frame(frame, [], ["carrier_code"])
+    assert values - {MISSING_CATEGORY} == set(schema["carrier_code"].categories or ())
+    assert set(schema.coerce(frame)["carrier_code"]) == values

@@ -11,9 +11,18 @@ import pandas as pd
 import pytest
 
 from occam.config import OccamConfig, parse_config
+from occam.metadata import BundleMetadata
+from tests.bundles import tiny_metadata_json
 from tests.conftest import ROOT, small_config
 from training.data import load_frame
-from training.tracking import CHALLENGER, CHAMPION, EvalRows, log_run, mirror_alias
+from training.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    EvalRows,
+    log_run,
+    mirror_alias,
+    run_params,
+)
 
 
 def tracked_config(tmp: Path, **tracking: Any) -> OccamConfig:
@@ -115,3 +124,27 @@ def test_disabled_tracking_writes_nothing(tmp_path: Path, trained: Any) -> None:
     assert outcome.ok and outcome.run_id is None
     assert not (tmp_path / "runs").exists()
     assert np.isfinite(trained.metadata.gate.goals[0].model)
+
+
+def test_a_human_goal_is_logged_at_the_level_measured_not_the_placeholder(tmp_path: Path) -> None:
+    """The config says `threshold: human` (a placeholder 0); the bundle records the average
+    labeller's level measured at training, and that is the parameter the run gets."""
+    raw = small_config(tmp_path)
+    raw["labels"] = {**raw.get("labels", {}), "annotators": ["p", "q", "c"]}
+    raw["goals"] = [
+        {"metric": "accuracy", "threshold": "human"},
+        {"metric": "roc_auc", "threshold": 0.7},
+    ]
+    config = parse_config(raw, base_dir=tmp_path)
+    assert config.goals[0].human and config.goals[0].threshold == 0.0
+    measured = tiny_metadata_json()
+    measured["goals"] = [
+        {"metric": "accuracy", "threshold": 0.8125, "human": True},
+        {"metric": "roc_auc", "threshold": 0.7},
+    ]
+    params = run_params(config, BundleMetadata.from_json(measured), "train")
+    assert params["goals.accuracy"] == "0.8125"
+    assert params["goals.roc_auc"] == "0.7"
+    assert params["goals.human"] == '["accuracy"]'
+    plain = run_params(config, BundleMetadata.from_json(tiny_metadata_json()), "train")
+    assert "goals.human" not in plain
