@@ -163,10 +163,15 @@ class FeatureSchema:
             if spec.kind == "numeric":
                 out[spec.name] = pd.to_numeric(column, errors="coerce").astype(float)
             else:
-                out[spec.name] = column.map(
-                    lambda v: MISSING_CATEGORY if (t := category_text(v)) is None else t
-                )
+                out[spec.name] = column.map(category_key)
         return out
+
+
+def category_key(value: object) -> str:
+    """The category a training or serving value is to the model: its `category_text`, and
+    `MISSING_CATEGORY` for a missing value. Training's schema, checks and slices all use it."""
+    text = category_text(value)
+    return MISSING_CATEGORY if text is None else text
 
 
 def category_text(value: object) -> str | None:

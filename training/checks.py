@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
 
 from occam.config import OccamConfig
-from occam.schema import MISSING_CATEGORY, canonical_text
+from occam.schema import category_key
 from occam.timecol import TimeColumnError, read_time
 from training.data import Features
 
@@ -307,8 +307,8 @@ def feature_strength(
             tree.predict_proba(x_test.fillna(fill).to_frame()), columns=tree.classes_
         ).reindex(columns=classes, fill_value=0.0)
     else:
-        keys_train = train.map(_category_key)
-        keys_test = test.map(_category_key)
+        keys_train = train.map(category_key)
+        keys_test = test.map(category_key)
         shares = pd.crosstab(keys_train, y_train, normalize="index").reindex(
             columns=classes, fill_value=0.0
         )
@@ -325,14 +325,6 @@ def feature_strength(
             auc = float(roc_auc_score(hit, proba[cls].to_numpy()))
             best = max(best, auc, 1 - auc)
     return FeatureStrength(name=name, score=round(best, 6), accuracy=round(accuracy, 6))
-
-
-def _category_key(value: object) -> str:
-    try:
-        text = canonical_text(value)
-    except ValueError:
-        text = str(value)
-    return MISSING_CATEGORY if text is None else text
 
 
 def _clear_leak(
@@ -355,7 +347,7 @@ def _clear_leak(
         numbers = pd.to_numeric(seen, errors="coerce").to_numpy(dtype=float)
         if np.all(np.mod(numbers, 1) == 0) and numbers.max() - numbers.min() < 2 * len(seen):
             return "id-like: distinct integers, one per row, spread like a row number"
-    keys = values.map(_category_key) if not numeric else values.astype(str)
+    keys = values.map(category_key) if not numeric else values.astype(str)
     counts = keys.value_counts()
     repeated = counts[counts >= 2].index
     in_repeated = keys.isin(repeated)

@@ -16,7 +16,7 @@ from occam.metrics import (
     predicted_labels,
     score,
 )  # re-exported: the gate and the monitor share them
-from occam.schema import MISSING_CATEGORY, category_text
+from occam.schema import category_key
 
 #: Decision weights per class (see `occam.metrics.predicted_labels`); None: most likely class.
 Weights = Mapping[str, float] | None
@@ -203,11 +203,7 @@ def slice_report(
     y = np.asarray(y).astype(str)
     for column in columns:
         rows: list[dict[str, Any]] = []
-        values = (
-            frame[column]
-            .map(lambda v: MISSING_CATEGORY if (t := category_text(v)) is None else t)
-            .to_numpy(dtype=object)
-        )
+        values = frame[column].map(category_key).to_numpy(dtype=object)
         for value in pd.unique(values):
             mask = values == value
             if mask.sum() < min_rows:
