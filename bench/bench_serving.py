@@ -1,14 +1,19 @@
 """Serving speed: Occam as shipped against Occam with logging off, Occam with BentoML's access
-log on, a bare BentoML service around the same scikit-learn pipeline, and a do-nothing BentoML
-endpoint (the floor); 1,000-row requests; the CPU the prediction log adds per request; and
-whether BentoML's adaptive batching helps concurrent single-row traffic.
+log on, a bare BentoML service around the same scikit-learn pipeline, a do-nothing BentoML
+endpoint (BentoML's floor) and the limit (uvicorn + Starlette + the bundle's ONNX forest,
+nothing else: bench/limit_service.py), all up in the same run; 1,000-row requests; the ratios
+Occam / do-nothing and Occam / limit against issue 11's targets; the CPU the prediction log
+adds per request; and whether BentoML's adaptive batching helps concurrent single-row traffic.
 
-Run: `.venv/bin/python bench/bench_serving.py` (about 6-7 minutes on 2 cores). It trains a
-100-tree model on the bundled data into a private model store (or uses `--bentoml-home` and
-`--model-tag`), starts each service with `bentoml serve` on a free loopback port, and drives it
-with a closed-loop aiohttp client (bench/loadgen.py) in this process, which shares the
-machine's cores with the server: compare ratios within one run, not absolute figures across
-machines. Figures go to bench/results/serving.json and bench/results/serving.md.
+Run: `.venv/bin/python bench/bench_serving.py` (about 7-8 minutes on 2 cores; a short run,
+`--workers 2 --concurrency 1 8 --rounds 3 --duration 1`, takes about 3). It trains a 100-tree
+model on the bundled data into a private model store (or uses `--bentoml-home` and
+`--model-tag`), starts each service with `bentoml serve` (the limit with `uvicorn --workers`)
+on a free loopback port, and drives it with a closed-loop aiohttp client (bench/loadgen.py) in
+this process, which shares the machine's cores with the server: compare ratios within one run,
+not absolute figures across machines. The 1-minute load average is sampled during the
+measurements and reported. Figures go to bench/results/serving.json and
+bench/results/serving.md.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LoadResult, run_load  # noqa: E402
-from bench.serving_report import markdown, verdicts  # noqa: E402
+from bench.serving_report import limit_verdicts, markdown, verdicts  # noqa: E402
 from occam.loopback import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -46,7 +52,10 @@ TARGETS = {
     "occam_accesslog": "service.app:Occam",
     "bare_sklearn": "bench.bare_service:BareSklearn",
     "noop": "bench.bare_service:Noop",
+    "limit": "bench.limit_service:app",
 }
+#: Served by `uvicorn --workers N` rather than `bentoml serve`.
+UVICORN_TARGETS = {"bench.limit_service:app"}
 SERVICE_NAMES = {
     "service.app:Occam": "occam",
     "bench.bare_service:BareSklearn": "bare",
@@ -100,14 +109,20 @@ def serve(
     """Run `bentoml serve target` with `workers` (and BentoML config `options`); yield its base
     URL once every worker answers."""
     port = free_port()
-    name = SERVICE_NAMES[target]
-    options = f"services.{name}.workers={workers} {options}".strip()
-    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
-               "--port", str(port), "--working-dir", str(ROOT)]  # fmt: skip
-    full_env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "True",
-                "BENTOML_CONFIG_OPTIONS": options}  # fmt: skip
+    full_env = {**os.environ, **env, "BENTOML_DO_NOT_TRACK": "True"}
+    if target in UVICORN_TARGETS:
+        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--no-access-log",
+                   "--log-level", "warning"]  # fmt: skip
+    else:
+        name = SERVICE_NAMES[target]
+        full_env["BENTOML_CONFIG_OPTIONS"] = f"services.{name}.workers={workers} {options}".strip()
+        command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
+                   "--port", str(port), "--working-dir", str(ROOT)]  # fmt: skip
     with open(log, "ab") as sink:
-        process = subprocess.Popen(command, env=full_env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=full_env, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline, streak = time.monotonic() + 120, 0
@@ -178,6 +193,21 @@ def inprocess_costs(tag: str, work: Path) -> dict[str, Any]:
     return costs
 
 
+def limit_env(tag: str) -> dict[str, str]:
+    """What bench/limit_service.py reads: the bundle's ONNX file, features and classes."""
+    from occam.bundle import get_bundle
+
+    bundle = get_bundle(tag)
+    if bundle.onnx_path is None:
+        raise SystemExit(f"{tag} has no ONNX model; the limit server needs one")
+    features = [[spec.name, spec.kind] for spec in bundle.schema.features]
+    return {
+        "BENCH_ONNX_PATH": str(bundle.onnx_path),
+        "BENCH_FEATURES": json.dumps(features),
+        "BENCH_CLASSES": json.dumps(bundle.classes),
+    }
+
+
 def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
     from occam.bundle import get_bundle
     from service.predictor import reference_instances
@@ -196,7 +226,7 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
         with ExitStack() as stack:  # all four services up at once, measured in turn
             urls = {}
             for name, target in TARGETS.items():
-                env = {"BENCH_MODEL_TAG": tag, "OCCAM_MODEL_TAG": tag}
+                env = {"BENCH_MODEL_TAG": tag, "OCCAM_MODEL_TAG": tag, **limit_env(tag)}
                 env["OCCAM_CONFIG"] = str(configs.get(name, configs["occam"]))
                 extra = "services.occam.logging.access.enabled=true" if "access" in name else ""
                 url = stack.enter_context(serve(target, workers, env, single[0], log, extra))
@@ -210,10 +240,12 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
                         f"{name:12} w={workers} c={concurrency:<3} {result.to_dict()}", flush=True
                     )
             del urls["noop"], urls["occam_accesslog"]
-            cells = interleaved(urls, batch, 2 * workers, args.rounds, args.duration)
+            concurrency = args.batch_concurrency
+            cells = interleaved(urls, batch, concurrency, args.rounds, args.duration)
             for name, result in cells.items():
                 figures = {**result.to_dict(), "rows_per_s": round(result.rps * len(rows))}
-                results["batch"].append({"target": name, "workers": workers, **figures})
+                row = {"target": name, "workers": workers, "concurrency": concurrency}
+                results["batch"].append({**row, **figures})
                 print(f"{name:12} w={workers} batch {figures}", flush=True)
     workers = max(args.workers)
     probe = "bench.bare_service:OnnxProbe"
@@ -229,11 +261,38 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any], workers: list[int]) -> dict[str, Any]:
-    """The verdicts, or why there are none (they need 1 worker and concurrency 1 and 8)."""
+    """Issue 11's verdicts (they need concurrency 8), then the earlier ones, or why there are
+    none (those need 1 worker and concurrency 1 and 8)."""
     try:
-        return verdicts(results, workers)
+        found = limit_verdicts(results, workers)
     except StopIteration:
-        return {"note": "targets need --workers including 1 and --concurrency including 1 and 8"}
+        found = {"issue_11_note": "issue 11's targets need --concurrency including 8"}
+    try:
+        return {**found, **verdicts(results, workers)}
+    except StopIteration:
+        note = "these targets need --workers including 1 and --concurrency including 1 and 8"
+        return {**found, "note": note}
+
+
+@contextmanager
+def load_sampler(every: float = 2.0) -> Iterator[list[float]]:
+    """Sample the 1-minute load average every `every` seconds while the block runs (a thread);
+    yields the list the samples go into."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(os.getloadavg()[0])
+            stop.wait(every)
+
+    thread = threading.Thread(target=sample, name="load-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
 
 
 def main() -> None:
@@ -244,6 +303,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--batch-concurrency", type=int, default=2, help="clients sending 1,000-row requests"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, store)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="occam-bench-serving-"))
@@ -256,7 +318,9 @@ def main() -> None:
     print(f"model {tag}; work folder {work}", flush=True)
     costs = inprocess_costs(tag, work)
     print(f"in-process CPU per request: {costs}", flush=True)
-    results = {**measure(args, tag, work), "inprocess_cpu": costs}
+    with load_sampler() as samples:
+        measured = measure(args, tag, work)
+    results = {**measured, "inprocess_cpu": costs}
     from occam.bundle import get_bundle
 
     bundle = get_bundle(tag)
@@ -266,7 +330,16 @@ def main() -> None:
     report = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "load_average": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
+            "load_average": {
+                "before": load_before,
+                "during": {
+                    "min": round(min(samples), 2),
+                    "mean": round(sum(samples) / len(samples), 2),
+                    "max": round(max(samples), 2),
+                    "samples": len(samples),
+                },
+                "after": round(os.getloadavg()[0], 2),
+            },
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
@@ -281,6 +354,7 @@ def main() -> None:
             "rounds": args.rounds,
             "workers": args.workers,
             "concurrency": args.concurrency,
+            "batch_concurrency": args.batch_concurrency,
         },
         **results,
         "verdicts": targets(results, args.workers),
