@@ -271,6 +271,14 @@ def markdown(report: dict[str, Any]) -> str:
         for c in (8, 32)
     }
     errors = sum(r["errors"] for r in report["batching"] if r["endpoint"] == "predict_batched")
+    # What one request costs in the server this run: 1 / req/s of one saturated worker (the
+    # busiest single-row cell of Occam, per worker).
+    busiest = max(
+        (r for r in report["single_row"] if r["target"] == "occam"),
+        key=lambda r: r["rps"] / r["workers"],
+    )
+    request_ms = 1000 * busiest["workers"] / busiest["rps"]
+    share_of_rest = cpu["logging_us_per_1000_row_request"] / cpu["nolog_1000_row_us"]
     lines += [
         "## Reading the figures",
         "",
@@ -282,17 +290,19 @@ def markdown(report: dict[str, Any]) -> str:
         "single-row cells (per-cell values scatter with the noise). The in-process table "
         "measures the same thing with less noise: the log adds "
         f"{cpu['logging_us_per_1_row_request']} us of CPU to a single-row request, against the "
-        "~1 ms a request costs in the server (1 / req/s of one saturated worker): "
+        f"{request_ms:.2f} ms a request costs in the server this run (1 / req/s of one saturated "
+        "worker): "
         "`logging_cpu_share_single_row`. For 1,000-row requests the share is large: building "
         f"and encoding one record per row costs {cpu['logging_us_per_1000_row_request'] / 1000:.1f}"
-        " us per row (the encoding itself, pydantic-core's, about 1.6 us of it), about half of "
-        "what validation, inference and the answer cost together.",
-        "- Adaptive batching: a batched endpoint merges concurrent single-row requests, but the "
-        "model takes ~20 us per row while a request costs ~1 ms in the server, so there is "
-        f"little to save: this run, {gain['c8']}x the plain endpoint's requests/s at "
-        f"concurrency 8 and {gain['c32']}x at 32 (0.73x to 1.18x over six runs while it was "
-        "developed), and under load BentoML's dispatcher sheds requests with 503 \"process is "
-        f'overloaded" ({errors} in this run, the errors column). Occam keeps the plain '
+        f" us per row, {share_of_rest:.2f}x what validation, inference and the answer cost "
+        "together without the log.",
+        "- Adaptive batching: a batched endpoint merges concurrent single-row requests, but a "
+        f"row costs {cpu['nolog_1000_row_us'] / 1000:.1f} us in process in a 1,000-row request "
+        f"(validation, inference, answer) while a request costs {request_ms:.2f} ms in the "
+        f"server, so there is little to save: this run, {gain['c8']}x the plain endpoint's "
+        f"requests/s at concurrency 8 and {gain['c32']}x at 32, and under load BentoML's "
+        f'dispatcher sheds requests with 503 "process is overloaded" ({errors} in this run, '
+        "the errors column). Occam keeps the plain "
         "endpoint: a 503 to a client costs more than the throughput it might win.",
         "",
     ]
