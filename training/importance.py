@@ -90,33 +90,3 @@ def permutation_scores(
             mean=float(np.mean(drops)), std=float(np.std(drops)), repeats=repeats, se=se
         )
     return dict(sorted(out.items(), key=lambda kv: -kv[1].mean))
-
-
-def feature_importance(
-    model: Any,
-    x: pd.DataFrame,
-    y: np.ndarray,
-    metric: str,
-    positive: str,
-    weights: dict[str, float] | None,
-    *,
-    repeats: int,
-    max_rows: int,
-    seed: int,
-    n_jobs: int = 1,
-) -> dict[str, float]:
-    """Feature name -> mean drop of `metric` over `repeats` shuffles (`permutation_scores`),
-    most important first."""
-    scores = permutation_scores(
-        model,
-        x,
-        y,
-        metric,
-        positive,
-        weights,
-        repeats=repeats,
-        max_rows=max_rows,
-        seed=seed,
-        n_jobs=n_jobs,
-    )
-    return {name: score.mean for name, score in scores.items()}
