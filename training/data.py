@@ -122,13 +122,9 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
     order = np.argsort(times.to_numpy(), kind="stable")
     frame, times = frame.iloc[order], times.iloc[order]
     if split.production_start is not None:
-        key = "data.split.production_start"
-        start = cut_point(axis, split.production_start, key, times)
-        before = (times < start).to_numpy()
-        period, production = frame[before], frame[~before]
-        period_times, production_times = times[before], times[~before]
-        _not_empty(axis, period, key, split.production_start, start, "training", times)
-        _not_empty(axis, production, key, split.production_start, start, "production", times)
+        (period, period_times), (production, production_times) = _cut(
+            axis, frame, times, split.production_start, "production_start", "production"
+        )
     else:
         period, production = frame, frame.iloc[0:0]
         period_times, production_times = times, times.iloc[0:0]
@@ -138,18 +134,29 @@ def split_frame(frame: pd.DataFrame, config: OccamConfig) -> Split:
             f"{split.production_start!r} (`{axis.column}`: {axis.span(times)}); move it later"
         )
     if split.test_start is not None:
-        key = "data.split.test_start"
-        cut_at = cut_point(axis, split.test_start, key, period_times)
-        early = (period_times < cut_at).to_numpy()
-        train, test = period[early], period[~early]
-        train_times, test_times = period_times[early], period_times[~early]
-        _not_empty(axis, train, key, split.test_start, cut_at, "training", period_times)
-        _not_empty(axis, test, key, split.test_start, cut_at, "test", period_times)
+        (train, train_times), (test, test_times) = _cut(
+            axis, period, period_times, split.test_start, "test_start", "test"
+        )
     else:
         early, late = _hold_out(period, config)
         train, test = period.iloc[early], period.iloc[late]
         train_times, test_times = period_times.iloc[early], period_times.iloc[late]
     return Split(train, test, production, axis, train_times, test_times, production_times)
+
+
+def _cut(
+    axis: TimeAxis, frame: pd.DataFrame, times: pd.Series, value: object, name: str, later: str
+) -> tuple[tuple[pd.DataFrame, pd.Series], tuple[pd.DataFrame, pd.Series]]:
+    """Rows of `frame` (sorted by `times`) before and from the split point `value` of
+    `data.split.<name>`, each with its times; raises `DataError` when either side is empty
+    (`later` names the part from the point on: "production" or "test")."""
+    key = f"data.split.{name}"
+    start = cut_point(axis, value, key, times)
+    before = (times < start).to_numpy()
+    early, late = frame[before], frame[~before]
+    _not_empty(axis, early, key, value, start, "training", times)
+    _not_empty(axis, late, key, value, start, later, times)
+    return (early, times[before]), (late, times[~before])
 
 
 def _hold_out(period: pd.DataFrame, config: OccamConfig) -> tuple[np.ndarray, np.ndarray]:
