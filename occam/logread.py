@@ -40,7 +40,13 @@ from typing import Any
 
 from pydantic_core import from_json
 
-from occam.records import segment_key
+from occam.records import (
+    HEADER_PREFIX,
+    CompactDecoder,
+    MalformedRecord,
+    SegmentHeader,
+    segment_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,32 +139,133 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def parse_into(data: bytes, batch: Batch) -> None:
-    """Parse complete lines (`data` ends with ``\\n``) and append the records to `batch`."""
+def parse_into(data: bytes, batch: Batch, decoder: CompactDecoder | None = None) -> None:
+    """Parse complete lines (`data` ends with ``\\n``) and append the records to `batch`.
+
+    `decoder` reads compact lines (the header of the segment `data` comes from; a header line
+    inside `data` replaces it), None for a ``json`` segment or one read from its start."""
     with gc_paused():
-        _parse_lines(data, batch)
+        _parse_lines(data, batch, decoder)
 
 
-def _parse_lines(data: bytes, batch: Batch) -> None:
-    lines = data.split(b"\n")
-    lines.pop()  # the empty string after the final newline
-    sinks = {"prediction": batch.predictions, "feedback": batch.feedback}
-    rejected = batch.rejected
-    malformed = 0
-    for line in lines:
+#: A line that is not JSON (per-line parsing).
+_NOT_JSON = object()
+
+
+def _parse_lines(
+    data: bytes, batch: Batch, decoder: CompactDecoder | None
+) -> CompactDecoder | None:
+    """Parse all lines with one `from_json` call (the lines joined into one JSON array); a
+    chunk where that fails, gives another number of values than lines, or holds any invalid
+    record is parsed again line by line, so a bad line is counted and skipped exactly and
+    never takes its neighbours with it. Returns the decoder in force after the chunk."""
+    lines = data.count(b"\n")
+    try:
+        values = from_json(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+    except ValueError:
+        values = None
+    if type(values) is list and len(values) == lines:
+        sorted_ = _sort(values, decoder, strict=True)
+        if sorted_ is not None:
+            return _apply(sorted_, batch)
+    parsed: list[Any] = []
+    for line in data.split(b"\n")[:-1]:
         try:
-            raw = from_json(line)
+            parsed.append(from_json(line))
         except ValueError:
-            malformed += 1
-            continue
-        kind = _valid(raw)
+            parsed.append(_NOT_JSON)
+    sorted_ = _sort(parsed, decoder, strict=False)
+    assert sorted_ is not None
+    return _apply(sorted_, batch)
+
+
+_Sorted = tuple[
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    int,
+    "CompactDecoder | None",
+]
+
+
+def _apply(sorted_: _Sorted, batch: Batch) -> CompactDecoder | None:
+    predictions, feedback, rejected, shadow, malformed, decoder = sorted_
+    batch.predictions += predictions
+    batch.feedback += feedback
+    batch.rejected += rejected
+    batch.shadow += shadow
+    batch.malformed += malformed
+    return decoder
+
+
+def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _Sorted | None:
+    """The records of parsed lines by kind, the malformed count and the decoder after them;
+    None when `strict` and some line is not a valid record or header."""
+    predictions: list[dict[str, Any]] = []
+    feedback: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    shadow: list[dict[str, Any]] = []
+    sinks = {"prediction": predictions, "feedback": feedback, "rejected": rejected}
+    malformed = 0
+    decode = decoder.decode if decoder is not None else None
+    raw: Any
+    kind: str | None
+    for value in values:
+        if type(value) is list:
+            raw = decode(value) if decode is not None else None
+            kind = raw["kind"] if raw is not None else None
+        elif type(value) is dict and "occam_log" in value:
+            try:
+                decoder = CompactDecoder(SegmentHeader.of(value))
+                decode = decoder.decode
+                continue
+            except MalformedRecord:
+                decoder = decode = None
+                kind = None
+        else:
+            raw = value
+            kind = _valid(value)
         if kind is None:
+            if strict:
+                return None
             malformed += 1
         elif kind == "prediction" and raw.get("shadow") is True:
-            batch.shadow.append(raw)
+            shadow.append(raw)
         else:
-            sinks.get(kind, rejected).append(raw)
-    batch.malformed += malformed
+            sinks[kind].append(raw)
+    return predictions, feedback, rejected, shadow, malformed, decoder
+
+
+#: Compact headers already parsed, by their line's bytes (a segment's header never changes).
+_DECODERS: dict[bytes, CompactDecoder] = {}
+#: A compact header is read up to this length (a longer first line is not a header).
+MAX_HEADER_BYTES = 4_000_000
+
+
+def segment_decoder(path: Path) -> CompactDecoder | None:
+    """The decoder for the compact segment `path` (its first line), None for a ``json``
+    segment, one whose header is not complete yet or not valid, or a file that is gone."""
+    head = _read(path, 0, HEAD_BYTES)
+    if not head.startswith(HEADER_PREFIX):
+        return None
+    end = head.find(b"\n")
+    if end < 0:
+        head = _read(path, 0, MAX_HEADER_BYTES)
+        end = head.find(b"\n")
+        if end < 0:
+            return None
+    line = head[: end + 1]
+    decoder = _DECODERS.get(line)
+    if decoder is None:
+        try:
+            decoder = CompactDecoder(SegmentHeader.of(from_json(line)))
+        except (ValueError, MalformedRecord):
+            return None
+        if len(_DECODERS) >= 1024:  # segments come and go: keep the cache bounded
+            _DECODERS.clear()
+        _DECODERS[line] = decoder
+    return decoder
 
 
 @dataclass(frozen=True)
@@ -318,7 +425,8 @@ def read_new(
             data = _read(folder / name, offset, min(want, budget))
             end = data.rfind(b"\n") + 1
             if end:
-                parse_into(data[:end], batch)
+                decoder = segment_decoder(folder / name) if offset else None
+                parse_into(data[:end], batch, decoder)
                 offset += end
                 batch.bytes_read += end
                 budget -= end
