@@ -20,7 +20,12 @@ counted as malformed and skipped. Fields beyond the contract's are ignored, so a
 does not blind an older reader.
 
 Parsing uses `pydantic_core.from_json` (Rust, already a dependency through pydantic): about
-three times faster than `json.loads` on prediction records. The cyclic garbage collector is
+three times faster than `json.loads` on prediction records. The lines of a chunk are joined into
+one JSON array and parsed in one call (strings cached only as object keys: compact lines' ids
+would only churn the cache); a chunk that does not parse that way is parsed line by line, so
+a bad line is counted once and skipped (see `_parse_lines`). Compact lines are turned back into
+the same record dicts as ``json`` lines by `occam.records.CompactDecoder`, with the segment's
+header read from its first line (`segment_decoder`). The cyclic garbage collector is
 paused while a batch is parsed: the parsed records hold no cycles, and collecting while
 hundreds of thousands of fresh dicts pile up would halve the rate.
 """
@@ -161,7 +166,7 @@ def _parse_lines(
     never takes its neighbours with it. Returns the decoder in force after the chunk."""
     lines = data.count(b"\n")
     try:
-        values = from_json(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+        values = from_json(b"[" + data[:-1].replace(b"\n", b",") + b"]", cache_strings="keys")
     except ValueError:
         values = None
     if type(values) is list and len(values) == lines:
@@ -171,7 +176,7 @@ def _parse_lines(
     parsed: list[Any] = []
     for line in data.split(b"\n")[:-1]:
         try:
-            parsed.append(from_json(line))
+            parsed.append(from_json(line, cache_strings="keys"))
         except ValueError:
             parsed.append(_NOT_JSON)
     sorted_ = _sort(parsed, decoder, strict=False)

@@ -365,34 +365,47 @@ class CompactEncoder:
             return entry
 
 
+#: The marks of a compact line without any, as the reader gives them (shared by every such
+#: record read: never modify a record's marks).
+NO_MARKS: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
+
+
 class CompactDecoder:
     """Turns one compact segment's record lines (parsed JSON arrays) back into the record dicts
     a ``json`` line gives (same keys, same order; ``ts`` to the millisecond, probabilities as
-    rounded)."""
+    rounded; a row without marks gets the shared `NO_MARKS`)."""
 
     def __init__(self, header: SegmentHeader) -> None:
         self.header = header
         self.ts0 = header.ts0
         self._models = [
-            (m.version, m.classes, m.features, len(m.classes), 6 + len(m.classes) + len(m.features))
+            (
+                m.version,
+                m.classes,
+                m.features,
+                6 + len(m.classes),
+                6 + len(m.classes) + len(m.features),
+            )
             for m in header.models
         ]
 
     def decode(self, e: list[Any]) -> dict[str, Any] | None:
-        """The record dict of one parsed compact line, None when it is not a valid one."""
+        """The record dict of one parsed compact line, None when it is not a valid one.
+
+        Written for speed (it runs once per record): a prediction's fields are checked by type
+        and count, and any other fault surfaces as an exception."""
         try:
             code = e[0]
             if type(code) is not int:
                 return None
             kind = code & 3
             if kind == PREDICTION_CODE:
-                m = e[3]
-                if type(m) is not int or m < 0 or type(e[1]) is not str or type(e[2]) is not int:
+                ident, dt, m, answer, marks = e[1], e[2], e[3], e[4], e[5]
+                if type(ident) is not str or type(dt) is not int or type(m) is not int or m < 0:
                     return None
-                version, classes, features, k, width = self._models[m]
+                version, classes, features, start, width = self._models[m]
                 if len(e) != width:
                     return None
-                answer = e[4]
                 if type(answer) is int and answer >= 0:
                     predicted = label = classes[answer]
                 else:
@@ -401,9 +414,10 @@ class CompactDecoder:
                     label = classes[said] if type(said) is int and said >= 0 else said
                     if type(predicted) is not str or type(label) is not str:
                         return None
-                marks = e[5]
-                if marks == 0:
-                    marks = {"unseen_category": [], "out_of_range": [], "missing": []}
+                if type(marks) is int:
+                    if marks != 0:
+                        return None
+                    marks = NO_MARKS
                 else:
                     unseen, out, missing = marks
                     if min((*unseen, *out, *missing)) < 0:
@@ -414,14 +428,14 @@ class CompactDecoder:
                         "missing": [features[i] for i in missing],
                     }
                 raw = {
-                    "id": e[1],
-                    "ts": self.ts0 + e[2] / 1000,
+                    "id": ident,
+                    "ts": self.ts0 + dt / 1000,
                     "model_version": version,
-                    "features": dict(zip(features, e[6 + k :], strict=True)),
+                    "features": dict(zip(features, e[start:])),
                     "label": label,
                     "predicted": predicted,
-                    "probabilities": dict(zip(classes, e[6 : 6 + k], strict=True)),
-                    "abstained": bool(code & ABSTAINED_BIT),
+                    "probabilities": dict(zip(classes, e[6:start])),
+                    "abstained": code & ABSTAINED_BIT != 0,
                     "marks": marks,
                     "kind": "prediction",
                 }

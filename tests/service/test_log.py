@@ -298,3 +298,63 @@ def test_the_shared_reader_reads_the_whole_log_in_bounded_batches(
     assert sorted(read, key=lambda r: r.ts) == sorted(records, key=lambda r: r.ts)
     assert sum(batch.malformed for batch in batches) == 0
     assert [batch.records for batch in read_all(tmp_path / "absent")] == [0]
+
+
+def compact_sizes(writer: SegmentWriter) -> tuple[int, int]:
+    """(header bytes, line bytes) of `writer`'s compact segments for `prediction(0..9)`."""
+    line = len(writer._encode(prediction(0)))  # learns the model: the header's length is final
+    return writer._header_len(), line
+
+
+def test_a_disk_full_mid_write_of_a_compact_segment_counts_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dropped: list[int] = []
+    writer = SegmentWriter(tmp_path, worker=1, on_drop=dropped.append).start()
+    header, line = compact_sizes(writer)
+    full_disk_after(header + 3 * line + 40, monkeypatch)  # the header, 3 lines, part of a 4th
+    assert writer.submit([prediction(i) for i in range(6)]) == 3
+    assert writer.written == 3 and dropped == [3]
+    assert writer.path is not None and writer.path.stat().st_size == header + 3 * line
+    monkeypatch.undo()
+    writer.submit([prediction(9)])
+    writer.close()
+    assert [r.id for r in read_log(tmp_path)] == [f"{i:032x}" for i in (0, 1, 2, 9)]  # type: ignore[union-attr]
+
+
+def test_a_compact_header_cut_by_a_full_disk_is_taken_back_and_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path, worker=1).start()
+    header, _ = compact_sizes(writer)
+    full_disk_after(header - 7, monkeypatch)
+    assert writer.submit([prediction(0), prediction(1)]) == 2
+    assert writer.written == 0 and writer.path is not None and writer.path.stat().st_size == 0
+    monkeypatch.undo()
+    writer.submit([prediction(5)])
+    writer.close()
+    batch = read_all(tmp_path).__next__()
+    assert [r["id"] for r in batch.predictions] == [f"{5:032x}"]
+    assert batch.malformed == 0 and batch.unread_bytes == 0 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_cut_compact_header_that_cannot_be_taken_back_leaves_its_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=8).start()
+    header, _ = compact_sizes(writer)
+    full_disk_after(header - 7, monkeypatch)
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    assert writer.submit([prediction(0)]) == 1
+    monkeypatch.undo()
+    writer.submit([prediction(1), prediction(2)])
+    writer.close()
+    assert writer.path == tmp_path / segment_name(1, 8, 1)  # a fresh segment, header first
+    batch = read_all(tmp_path).__next__()
+    assert [r["id"] for r in batch.predictions] == [f"{i:032x}" for i in (1, 2)]
+    assert batch.malformed == 0 and batch.unread_bytes == header - 7  # the cut header, unread
+    assert (writer.written, writer.dropped) == (2, 1)
