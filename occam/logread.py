@@ -157,7 +157,27 @@ def parse_into(data: bytes, batch: Batch, decoder: CompactDecoder | None = None)
 _NOT_JSON = object()
 
 
+#: Bytes of lines parsed with one `from_json` call at most: one bad line sends only its chunk
+#: to the line-by-line parse, and the joined copy stays small.
+PARSE_CHUNK_BYTES = 1_000_000
+
+
 def _parse_lines(
+    data: bytes, batch: Batch, decoder: CompactDecoder | None
+) -> CompactDecoder | None:
+    """Parse the lines in chunks of about `PARSE_CHUNK_BYTES`; returns the decoder in force
+    after the last one (a header line replaces the one given)."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.rfind(b"\n", start, start + PARSE_CHUNK_BYTES) + 1
+        if end <= start:  # one line longer than a chunk
+            end = data.index(b"\n", start) + 1
+        decoder = _parse_chunk(data[start:end], batch, decoder)
+        start = end
+    return decoder
+
+
+def _parse_chunk(
     data: bytes, batch: Batch, decoder: CompactDecoder | None
 ) -> CompactDecoder | None:
     """Parse all lines with one `from_json` call (the lines joined into one JSON array); a
@@ -211,35 +231,45 @@ def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _S
     feedback: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     shadow: list[dict[str, Any]] = []
+    lists = (predictions, shadow, feedback, rejected)
     sinks = {"prediction": predictions, "feedback": feedback, "rejected": rejected}
     malformed = 0
-    decode = decoder.decode if decoder is not None else None
-    raw: Any
-    kind: str | None
-    for value in values:
-        if type(value) is list:
-            raw = decode(value) if decode is not None else None
-            kind = raw["kind"] if raw is not None else None
-        elif type(value) is dict and "occam_log" in value:
-            try:
-                decoder = CompactDecoder(SegmentHeader.of(value))
-                decode = decoder.decode
-                continue
-            except MalformedRecord:
-                decoder = decode = None
-                kind = None
-        else:
-            raw = value
-            kind = _valid(value)
-        if kind is None:
-            if strict:
-                return None
-            malformed += 1
-        elif kind == "prediction" and raw.get("shadow") is True:
-            shadow.append(raw)
-        else:
-            sinks[kind].append(raw)
+    start = 0
+    if values and type(values[0]) is dict and "occam_log" in values[0]:  # a segment's start
+        decoder = _header_decoder(values[0])
+        malformed += decoder is None
+        start = 1
+    rest = values[start:] if start else values
+    if decoder is not None and all(type(v) is list for v in rest):  # a compact chunk
+        malformed += decoder.decode_all(rest, *lists)
+    else:
+        for value in rest:
+            if type(value) is list:
+                bad = decoder.decode_all([value], *lists) if decoder is not None else 1
+                malformed += bad
+            elif type(value) is dict and "occam_log" in value:
+                decoder = _header_decoder(value)
+                malformed += decoder is None
+            else:
+                kind = _valid(value)
+                if kind is None:
+                    malformed += 1
+                elif kind == "prediction" and value.get("shadow") is True:
+                    shadow.append(value)
+                else:
+                    sinks[kind].append(value)
+    if strict and malformed:
+        return None
     return predictions, feedback, rejected, shadow, malformed, decoder
+
+
+def _header_decoder(raw: dict[str, Any]) -> CompactDecoder | None:
+    """The decoder of a parsed header line, None when it is not a valid one (its lines are
+    then counted as malformed)."""
+    try:
+        return CompactDecoder(SegmentHeader.of(raw))
+    except MalformedRecord:
+        return None
 
 
 #: Compact headers already parsed, by their line's bytes (a segment's header never changes).

@@ -390,77 +390,115 @@ class CompactDecoder:
         ]
 
     def decode(self, e: list[Any]) -> dict[str, Any] | None:
-        """The record dict of one parsed compact line, None when it is not a valid one.
+        """The record dict of one parsed compact line, None when it is not a valid one."""
+        out: list[dict[str, Any]] = []
+        if self.decode_all([e], out, out, out, out):
+            return None
+        return out[0]
+
+    def decode_all(
+        self,
+        values: list[Any],
+        predictions: list[dict[str, Any]],
+        shadow: list[dict[str, Any]],
+        feedback: list[dict[str, Any]],
+        rejected: list[dict[str, Any]],
+    ) -> int:
+        """Append the record dicts of parsed compact lines to the list of their kind (a shadow
+        challenger's rows to `shadow`); return how many values were not valid compact lines.
 
         Written for speed (it runs once per record): a prediction's fields are checked by type
         and count, and any other fault surfaces as an exception."""
-        try:
-            code = e[0]
-            if type(code) is not int:
-                return None
-            kind = code & 3
-            if kind == PREDICTION_CODE:
-                ident, dt, m, answer, marks = e[1], e[2], e[3], e[4], e[5]
-                if type(ident) is not str or type(dt) is not int or type(m) is not int or m < 0:
-                    return None
-                version, classes, features, start, width = self._models[m]
-                if len(e) != width:
-                    return None
-                if type(answer) is int and answer >= 0:
-                    predicted = label = classes[answer]
-                else:
-                    top, said = answer
-                    predicted = classes[top] if type(top) is int and top >= 0 else top
-                    label = classes[said] if type(said) is int and said >= 0 else said
-                    if type(predicted) is not str or type(label) is not str:
-                        return None
-                if type(marks) is int:
-                    if marks != 0:
-                        return None
-                    marks = NO_MARKS
-                else:
-                    unseen, out, missing = marks
-                    if min((*unseen, *out, *missing)) < 0:
-                        return None
-                    marks = {
-                        "unseen_category": [features[i] for i in unseen],
-                        "out_of_range": [features[i] for i in out],
-                        "missing": [features[i] for i in missing],
+        models, ts0, no_marks = self._models, self.ts0, NO_MARKS
+        served, shadows = predictions.append, shadow.append
+        bad = 0
+        for e in values:
+            try:
+                if type(e) is not list:
+                    bad += 1
+                    continue
+                code = e[0]
+                if type(code) is not int:
+                    bad += 1
+                    continue
+                kind = code & 3
+                if kind == PREDICTION_CODE:
+                    ident, dt, m, answer, marks = e[1], e[2], e[3], e[4], e[5]
+                    if type(ident) is not str or type(dt) is not int or type(m) is not int or m < 0:
+                        bad += 1
+                        continue
+                    version, classes, features, start, width = models[m]
+                    if len(e) != width:
+                        bad += 1
+                        continue
+                    if type(answer) is int and answer >= 0:
+                        predicted = label = classes[answer]
+                    else:
+                        top, said = answer
+                        predicted = classes[top] if type(top) is int and top >= 0 else top
+                        label = classes[said] if type(said) is int and said >= 0 else said
+                        if type(predicted) is not str or type(label) is not str:
+                            bad += 1
+                            continue
+                    if type(marks) is int:
+                        if marks != 0:
+                            bad += 1
+                            continue
+                        marks = no_marks
+                    else:
+                        unseen, out, missing = marks
+                        if min((*unseen, *out, *missing)) < 0:
+                            bad += 1
+                            continue
+                        marks = {
+                            "unseen_category": [features[i] for i in unseen],
+                            "out_of_range": [features[i] for i in out],
+                            "missing": [features[i] for i in missing],
+                        }
+                    raw = {
+                        "id": ident,
+                        "ts": ts0 + dt / 1000,
+                        "model_version": version,
+                        "features": dict(zip(features, e[start:], strict=False)),  # width checked
+                        "label": label,
+                        "predicted": predicted,
+                        "probabilities": dict(zip(classes, e[6:start], strict=False)),
+                        "abstained": code & ABSTAINED_BIT != 0,
+                        "marks": marks,
+                        "kind": "prediction",
                     }
-                raw = {
-                    "id": ident,
-                    "ts": self.ts0 + dt / 1000,
-                    "model_version": version,
-                    "features": dict(zip(features, e[start:])),
-                    "label": label,
-                    "predicted": predicted,
-                    "probabilities": dict(zip(classes, e[6:start])),
-                    "abstained": code & ABSTAINED_BIT != 0,
-                    "marks": marks,
-                    "kind": "prediction",
-                }
-                if code & SHADOW_BIT:
-                    raw["shadow"] = True
-                return raw
-            if kind == FEEDBACK_CODE:
-                _, ident, dt, label = e
-                if type(ident) is not str or type(dt) is not int or type(label) is not str:
-                    return None
-                return {"id": ident, "ts": self.ts0 + dt / 1000, "label": label, "kind": "feedback"}
-            if kind == REJECTED_CODE:
-                _, dt, version, reason, field = e
-                if type(dt) is not int:
-                    return None
-                return {
-                    "ts": self.ts0 + dt / 1000,
-                    "model_version": version,
-                    "reason": reason,
-                    "field": field,
-                    "kind": "rejected",
-                }
-        except (IndexError, KeyError, TypeError, ValueError):
-            return None
-        return None
+                    if code & SHADOW_BIT:
+                        raw["shadow"] = True
+                        shadows(raw)
+                    else:
+                        served(raw)
+                elif kind == FEEDBACK_CODE:
+                    _, ident, dt, label = e
+                    if type(ident) is not str or type(dt) is not int or type(label) is not str:
+                        bad += 1
+                        continue
+                    feedback.append(
+                        {"id": ident, "ts": ts0 + dt / 1000, "label": label, "kind": "feedback"}
+                    )
+                elif kind == REJECTED_CODE:
+                    _, dt, version, reason, field = e
+                    if type(dt) is not int:
+                        bad += 1
+                        continue
+                    rejected.append(
+                        {
+                            "ts": ts0 + dt / 1000,
+                            "model_version": version,
+                            "reason": reason,
+                            "field": field,
+                            "kind": "rejected",
+                        }
+                    )
+                else:
+                    bad += 1
+            except (IndexError, KeyError, TypeError, ValueError):
+                bad += 1
+        return bad
 
 
 def segment_records(data: bytes) -> list[Record]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from occam import logread
 from occam.config import ConfigError, load_config
 from occam.logread import SegmentMark, read_all, read_new
 from occam.records import (
@@ -179,9 +180,11 @@ def test_a_folder_of_both_formats_is_read_whole_and_step_by_step(tmp_path: Path)
     assert len([n for n in marks if "-p11-" in n]) > 2  # compact segments rotated
 
 
+@pytest.mark.parametrize("chunk", [1_000_000, 300])
 def test_bad_lines_in_a_compact_segment_are_counted_once_and_spare_their_neighbours(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
+    monkeypatch.setattr(logread, "PARSE_CHUNK_BYTES", chunk)  # one parse, or several
     writer = SegmentWriter(tmp_path, worker=1, pid=3).start()
     writer.submit([prediction(i) for i in range(3)])
     assert writer.path is not None
