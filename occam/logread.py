@@ -509,3 +509,22 @@ def read_all(folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Batch
         if not batch.more:
             return
         marks, budget = batch.segments, max_bytes
+
+
+def unread_records(path: Path, offset: int) -> int:
+    """Complete lines of `path` from `offset` on that are records: every line but a compact
+    segment's header (what retention counts as lost when it deletes a segment unread); 0 for a
+    file that is gone."""
+    count = 0
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            first = True
+            while chunk := handle.read(1 << 20):
+                if first and offset == 0 and chunk.startswith(HEADER_PREFIX):
+                    count -= 1  # the header line (counted below with the others)
+                first = False
+                count += chunk.count(b"\n")
+    except FileNotFoundError:
+        return 0
+    return max(count, 0)

@@ -244,3 +244,14 @@ def test_times_are_kept_to_the_millisecond_however_long_the_writer_has_run() -> 
     raw = CompactDecoder(header).decode(json.loads(line))
     assert raw is not None and abs(raw["ts"] - record.ts) <= 0.0005
     assert len(line) < len(dumps(record)) // 3
+
+
+def test_unread_records_leave_a_compact_header_out(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=4).start()
+    writer.submit([prediction(i) for i in range(5)])
+    writer.close()
+    assert writer.path is not None
+    assert logread.unread_records(writer.path, 0) == 5
+    second = writer.path.read_bytes().index(b"\n", writer.path.read_bytes().index(b"\n") + 1)
+    assert logread.unread_records(writer.path, second + 1) == 4  # after the first record
+    assert logread.unread_records(tmp_path / "gone.jsonl", 0) == 0
