@@ -35,6 +35,11 @@ Two segment formats (`serving.log_format`); a reader reads both, and both in one
   ``segment`` id makes every segment's first line unique, which the reader's segment identity
   (inode and first line) relies on. ``ts0`` is fixed for the writer's lifetime.
 
+The reader (`occam.logread`) gives every record, whichever the format, as the dict its ``json``
+line parses to (a compact row without marks shares one `NO_MARKS` dict: never modify a record).
+A reader older than the compact format counts compact lines as malformed: upgrade the monitor
+before the service, or keep `serving.log_format: json` until then.
+
 File names (both formats): ``occam-w<worker>-p<pid>-<segment:06d>.jsonl``. A writer starts a
 new segment when the current one passes its size limit; segments are never renamed or
 rewritten, so a reader can track each file by name and byte offset alone. Old segments may be
