@@ -464,10 +464,10 @@ class CompactDecoder:
                         "id": ident,
                         "ts": ts0 + dt / 1000,
                         "model_version": version,
-                        "features": dict(zip(features, e[start:], strict=False)),  # width checked
+                        "features": dict(zip(features, e[start:])),  # noqa: B905 (width checked)
                         "label": label,
                         "predicted": predicted,
-                        "probabilities": dict(zip(classes, e[6:start], strict=False)),
+                        "probabilities": dict(zip(classes, e[6:start])),  # noqa: B905
                         "abstained": code & ABSTAINED_BIT != 0,
                         "marks": marks,
                         "kind": "prediction",
