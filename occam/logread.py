@@ -254,13 +254,14 @@ def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _S
             if type(value) is list:
                 bad = decoder.decode_all([value], *lists) if decoder is not None else 1
                 malformed += bad
-            elif type(value) is dict and "occam_log" in value:
-                decoder = _header_decoder(value)
-                malformed += decoder is None
             else:
                 kind = _valid(value)
                 if kind is None:
-                    malformed += 1
+                    if type(value) is dict and "occam_log" in value:  # a header
+                        decoder = _header_decoder(value)
+                        malformed += decoder is None
+                    else:
+                        malformed += 1
                 elif kind == "prediction" and value.get("shadow") is True:
                     shadow.append(value)
                 else:

@@ -190,6 +190,7 @@ PROBABILITY_DIGITS = 4
 #: as ``json`` lines.
 MAX_MODELS = 64
 PREDICTION_CODE, FEEDBACK_CODE, REJECTED_CODE = 1, 2, 3
+_EMPTY: list[str] = []  # compared with, never changed
 ABSTAINED_BIT, SHADOW_BIT = 4, 8
 
 
@@ -261,8 +262,8 @@ class CompactEncoder:
     def __init__(self, ts0: int) -> None:
         self.ts0 = ts0
         self.models: list[ModelShape] = []
-        #: version -> (index, shape, feature names as a key view to compare, class -> index)
-        self._index: dict[str, tuple[int, ModelShape, Any, dict[str, int]]] = {}
+        #: version -> (its index, its shape, feature -> index, class -> index)
+        self._index: dict[str, tuple[int, ModelShape, dict[str, int], dict[str, int]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -302,49 +303,51 @@ class CompactEncoder:
         entry = self._index.get(record.model_version) or self._learn(record)
         if entry is None:
             return None
-        m, shape, names, positions = entry
+        m, shape, index, positions = entry
         features, probabilities = record.features, record.probabilities
-        if features.keys() != names or probabilities.keys() != positions.keys():
+        if features.keys() != index.keys() or probabilities.keys() != positions.keys():
             return None
-        if type(record.id) is not str or type(record.abstained) is not bool:
+        label, predicted = record.label, record.predicted
+        if type(record.id) is not str or type(label) is not str or type(predicted) is not str:
             return None
-        top = positions.get(record.predicted, record.predicted)
-        if record.label == record.predicted:
-            answer: Any = top
+        top = positions.get(predicted, predicted)
+        answer: Any = top if label == predicted else [top, positions.get(label, label)]
+        marks: Any = record.marks
+        if (
+            len(marks) == 3
+            and marks["unseen_category"] == _EMPTY
+            and marks["out_of_range"] == _EMPTY
+            and marks["missing"] == _EMPTY
+        ):
+            marks = 0
         else:
-            answer = [top, positions.get(record.label, record.label)]
-        if type(record.predicted) is not str or type(record.label) is not str:
+            marks = self._marks(marks, index)
+            if marks is None:
+                return None
+        abstained, shadow = record.abstained, record.shadow
+        if type(abstained) is not bool or type(shadow) is not bool:
             return None
-        marks = self._marks(record.marks, shape)
-        if marks is None:
-            return None
-        code = PREDICTION_CODE
-        if record.abstained:
-            code |= ABSTAINED_BIT
-        if record.shadow is True:
-            code |= SHADOW_BIT
-        elif record.shadow is not False:
-            return None
+        code = PREDICTION_CODE | (ABSTAINED_BIT if abstained else 0) | (SHADOW_BIT if shadow else 0)
         line = [code, record.id, dt, m, answer, marks]
         line += [round(probabilities[c], PROBABILITY_DIGITS) for c in shape.classes]
-        line += [features[f] for f in shape.features]
+        line += map(features.__getitem__, shape.features)
         return line
 
     @staticmethod
-    def _marks(marks: dict[str, list[str]], shape: ModelShape) -> Any:
+    def _marks(marks: dict[str, list[str]], index: dict[str, int]) -> Any:
+        """The feature indices per mark kind; None when `marks` are not the contract's."""
         if len(marks) != len(MARK_KINDS):
             return None
         lists = [marks[kind] for kind in MARK_KINDS]  # KeyError: not the contract's marks
-        if not any(lists):
-            return 0
-        index = {name: i for i, name in enumerate(shape.features)}
+        if any(type(names) is not list for names in lists):
+            return None
         if any(type(name) is not str or name not in index for names in lists for name in names):
             return None
         return [[index[name] for name in names] for names in lists]
 
     def _learn(
         self, record: PredictionRecord
-    ) -> tuple[int, ModelShape, Any, dict[str, int]] | None:
+    ) -> tuple[int, ModelShape, dict[str, int], dict[str, int]] | None:
         """A table entry for a record's new model version (its features as this record has
         them, plus any marked missing), None when the table is full."""
         with self._lock:
@@ -362,7 +365,7 @@ class CompactEncoder:
             entry = (
                 len(self.models),
                 shape,
-                dict.fromkeys(shape.features).keys(),
+                {f: i for i, f in enumerate(shape.features)},
                 {c: i for i, c in enumerate(classes)},
             )
             self.models.append(shape)
