@@ -255,3 +255,16 @@ def test_unread_records_leave_a_compact_header_out(tmp_path: Path) -> None:
     second = writer.path.read_bytes().index(b"\n", writer.path.read_bytes().index(b"\n") + 1)
     assert logread.unread_records(writer.path, second + 1) == 4  # after the first record
     assert logread.unread_records(tmp_path / "gone.jsonl", 0) == 0
+
+
+def test_a_segment_from_a_newer_compact_version_is_counted_malformed_not_misread(
+    tmp_path: Path,
+) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=2).start()
+    writer.submit([prediction(i) for i in range(3)])
+    writer.close()
+    assert writer.path is not None
+    data = writer.path.read_bytes()
+    writer.path.write_bytes(data.replace(b'{"occam_log":1,', b'{"occam_log":2,', 1))
+    batch = read_new(tmp_path, {})
+    assert batch.records == 0 and batch.malformed == 4  # the header and its 3 lines
