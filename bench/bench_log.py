@@ -14,6 +14,14 @@ soak). It trains a small model into a private model store (or uses `--bentoml-ho
    `--soak-seconds`; RSS of the server processes and of the monitor sampled every 10 s; at the
    end every answered prediction must be read by the monitor (records read = answered).
 
+4. Formats (`--update-formats`, no model or server needed): the flights rows as a client sends
+   them, logged as prediction records (uuid4 ids, one day of timestamps, probabilities with
+   full float precision) by `SegmentWriter` in each `serving.log_format`; bytes per prediction
+   (headers included), the writer's CPU per record, and records/s of `occam.logread.read_new`
+   reading the whole log in its default 16 MB steps (best of `--repeats`), against the reader
+   as it was before the compact format (one `from_json` call per line) on the same files; and
+   the monitor's performance estimate on the probabilities as logged against the exact ones.
+
 The load generator shares the machine's cores with the servers: compare ratios within one run,
 not absolute figures across machines. Figures go to bench/results/log.json and log.md.
 """
@@ -105,6 +113,181 @@ def inprocess(work: Path, tag: str) -> dict[str, Any]:
                 "cpu_us_per_request": round(cpu / n * 1e6, 1),
                 "wall_us_per_request": round(submitted / n * 1e6, 1),
             }
+    return out
+
+
+def flights_records(count: int) -> list[Any]:
+    """`count` prediction records of the bundled flights rows as a client sends them (numbers,
+    category text, null for missing), uuid4 hex ids, times over one day, probabilities with
+    full float precision; 1% carry an out-of-range mark."""
+    import pandas as pd
+
+    from occam.config import load_config
+    from occam.records import MARK_KINDS, PredictionRecord
+
+    config = load_config(ROOT / "occam.yaml")
+    names = [*(config.data.numeric or []), *(config.data.categorical or [])]
+    frame = pd.read_csv(ROOT / "data" / "flights.csv.gz", usecols=names)[names]
+    frame = frame.astype(object).where(frame.notna(), None)
+    rows = frame.to_dict(orient="records")
+    rng = np.random.default_rng(0)
+    late = 1 / (1 + np.exp(-rng.normal(-0.5, 1.2, count)))
+    start = time.time()
+    records = []
+    for i in range(count):
+        p = float(late[i])
+        top = "late" if p >= 0.5 else "on_time"
+        marks: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
+        if i % 100 == 7:
+            marks["out_of_range"].append(names[0])
+        records.append(
+            PredictionRecord(
+                id=os.urandom(16).hex(),
+                ts=start + i * 86_400 / count,
+                model_version="occam-flights:gb3jmqxolcirkax4",
+                features=rows[i % len(rows)],
+                label=top,
+                predicted=top,
+                probabilities={"late": p, "on_time": 1 - p},
+                abstained=False,
+                marks=marks,
+            )
+        )
+    return records
+
+
+def _parse_lines_per_line(data: bytes, batch: Any, decoder: Any = None) -> Any:
+    """The reader's line parser as it was before the compact format (one `from_json` call per
+    line), for the reference figure."""
+    from pydantic_core import from_json
+
+    from occam.logread import _valid
+
+    lines = data.split(b"\n")
+    lines.pop()
+    sinks = {"prediction": batch.predictions, "feedback": batch.feedback}
+    for line in lines:
+        try:
+            raw = from_json(line)
+        except ValueError:
+            batch.malformed += 1
+            continue
+        kind = _valid(raw)
+        if kind is None:
+            batch.malformed += 1
+        elif kind == "prediction" and raw.get("shadow") is True:
+            batch.shadow.append(raw)
+        else:
+            sinks.get(kind, batch.rejected).append(raw)
+    return decoder
+
+
+def read_rate(folder: Path, repeats: int, per_line: bool = False) -> float:
+    """Records/s of `read_new` over the whole log in its default byte steps, best of
+    `repeats` (`per_line`: with the parser as it was before the compact format)."""
+    from occam import logread
+
+    real = logread._parse_lines
+    if per_line:
+        logread._parse_lines = _parse_lines_per_line  # type: ignore[assignment]
+    best = 0.0
+    try:
+        for _ in range(repeats):
+            marks: dict[str, Any] = {}
+            count, started = 0, time.perf_counter()
+            while True:
+                batch = logread.read_new(folder, marks)
+                count += len(batch.predictions)
+                marks, more = batch.segments, batch.more
+                del batch
+                if not more:
+                    break
+            best = max(best, count / (time.perf_counter() - started))
+    finally:
+        logread._parse_lines = real
+    return best
+
+
+def parse_rate(folder: Path, repeats: int) -> float:
+    """Records/s of the JSON parse alone (`from_json` on the lines joined, as the reader does,
+    without building the record dicts), best of `repeats`: what bounds the reader from above."""
+    import gc
+
+    from pydantic_core import from_json
+
+    datas = [p.read_bytes().partition(b"\n")[2] for p in sorted(folder.iterdir())]
+    best = 0.0
+    for _ in range(repeats):
+        count, started = 0, time.perf_counter()
+        gc.disable()
+        try:
+            for data in datas:
+                for start in range(0, len(data), 1_000_000):
+                    end = data.rfind(b"\n", 0, start + 1_000_000) + 1
+                    begin = data.rfind(b"\n", 0, start) + 1 if start else 0
+                    chunk = data[begin:end]
+                    values = from_json(
+                        b"[" + chunk[:-1].replace(b"\n", b",") + b"]", cache_strings="keys"
+                    )
+                    count += len(values)
+                    del values
+        finally:
+            gc.enable()
+        best = max(best, count / (time.perf_counter() - started))
+    return best
+
+
+def log_formats(work: Path, count: int, repeats: int) -> dict[str, Any]:
+    """Bytes per prediction, writer CPU per record and reader records/s per log format (see
+    the module docstring, part 4)."""
+    from monitoring.estimate import PerformanceEstimator
+    from occam.logread import read_all
+    from service.log import SegmentWriter
+
+    records = flights_records(count)
+    out: dict[str, Any] = {"records": count}
+    read_back: dict[str, Any] = {}
+    for fmt in ("json", "compact"):
+        folder = work / f"format-{fmt}"
+        writer = SegmentWriter(folder, worker=1, log_format=fmt).start()  # type: ignore[arg-type]
+        started = time.process_time()
+        for i in range(0, count, 100):  # 100-row requests
+            writer.submit(records[i : i + 100])
+        writer.close()
+        cpu = time.process_time() - started
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        first = sorted(folder.iterdir())[0].read_bytes().split(b"\n")
+        cell = {
+            "bytes_per_prediction": round(size / count, 1),
+            "writer_cpu_us_per_record": round(cpu / count * 1e6, 2),
+            "reader_records_per_s": round(read_rate(folder, repeats)),
+            "example_line": first[1 if fmt == "compact" else 0].decode(),
+        }
+        if fmt == "compact":
+            cell["header_line"] = first[0].decode()
+            cell["parse_only_records_per_s"] = round(parse_rate(folder, repeats))
+        else:
+            cell["reader_records_per_s_per_line_parse"] = round(
+                read_rate(folder, repeats, per_line=True)
+            )
+        out[fmt] = cell
+        read_back[fmt] = [r for b in read_all(folder) for r in b.predictions]
+    exact = np.array([[r.probabilities["late"], r.probabilities["on_time"]] for r in records])
+    logged = np.array([[r["probabilities"]["late"], r["probabilities"]["on_time"]]
+                       for r in read_back["compact"]])  # fmt: skip
+    estimator = PerformanceEstimator(
+        ["late", "on_time"], "late", ["roc_auc", "balanced_accuracy"]
+    ).fit(None, None, 0)
+    estimates = {}
+    for window in (2_000, 50_000):
+        a, b = estimator.estimate(exact[:window]), estimator.estimate(logged[:window])
+        estimates[str(window)] = {
+            m: {"exact": a.metrics[m].value, "logged": b.metrics[m].value,
+                "difference": abs(a.metrics[m].value - b.metrics[m].value)}
+            for m in a.metrics
+        }  # fmt: skip
+    out["probability_max_error"] = float(np.abs(exact - logged).max())
+    out["estimate"] = estimates
     return out
 
 
@@ -343,6 +526,56 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {shape} | `{mode}` | {r['rps']} | {r['rps_vs_queue']} | {r['p50_ms']} "
                     f"| {r['p99_ms']} |"
                 )
+    f = report.get("formats")
+    if f:
+        lines += [
+            "",
+            f"## Log formats ({f['records']:,} flights prediction records, 100 per request)",
+            "",
+            f"Measured by `{f['command']}`; {f['cpus']} CPUs, load average {f['load_average']}.",
+            "",
+            "| `serving.log_format` | bytes per prediction | writer CPU µs per record "
+            "| reader records/s (`read_new`) |",
+            "|---|---:|---:|---:|",
+        ]
+        for fmt in ("json", "compact"):
+            c = f[fmt]
+            lines.append(
+                f"| `{fmt}` | {c['bytes_per_prediction']} | {c['writer_cpu_us_per_record']} "
+                f"| {c['reader_records_per_s']:,} |"
+            )
+        lines += [
+            f"| `json`, the reader before the compact format (one `from_json` per line) | | "
+            f"| {f['json']['reader_records_per_s_per_line_parse']:,} |",
+            f"| `compact`, the JSON parse alone (no record dicts built) | | "
+            f"| {f['compact'].get('parse_only_records_per_s', 0):,} |",
+            "",
+            "The reader gives each record as a dict (the shape the monitor's window is built "
+            "from): for `json` lines pydantic-core builds those dicts in Rust as it parses; for "
+            "compact lines Python builds them (`CompactDecoder.decode_all`: a dict each for the "
+            "record, its features and its probabilities), which is most of its time; the parse "
+            "alone is the rate the format itself allows.",
+            "",
+            f"Compact header: `{f['compact']['header_line']}`",
+            "",
+            f"Compact prediction line: `{f['compact']['example_line']}`",
+            "",
+            f"JSON prediction line: `{f['json']['example_line']}`",
+            "",
+            f"Probabilities are logged to 4 decimals in compact lines (largest error "
+            f"{f['probability_max_error']:.2g}). The monitor's estimate (CBPE, "
+            "`monitoring.estimate.PerformanceEstimator`) on the logged against the exact "
+            "probabilities:",
+            "",
+            "| window rows | metric | exact | as logged | difference |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for window, metrics in f["estimate"].items():
+            for m, e in metrics.items():
+                lines.append(
+                    f"| {window} | {m} | {e['exact']:.6f} | {e['logged']:.6f} "
+                    f"| {e['difference']:.1e} |"
+                )
     s = report.get("soak")
     if s:
         lines += [
@@ -381,8 +614,28 @@ def main() -> None:
         action="store_true",
         help="measure the in-process costs only, into the existing bench/results/log.json",
     )
+    parser.add_argument(
+        "--update-formats",
+        action="store_true",
+        help="measure the log formats only (no model, no server), into bench/results/log.json",
+    )
+    parser.add_argument("--records", type=int, default=200_000, help="records for --update-formats")
+    parser.add_argument("--repeats", type=int, default=3, help="reads per figure, best kept")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="occam-bench-log-"))
+    if args.update_formats:
+        load = round(os.getloadavg()[0], 2)
+        formats = log_formats(work, args.records, args.repeats)
+        formats["command"] = "python bench/bench_log.py " + " ".join(sys.argv[1:])
+        formats["cpus"] = os.cpu_count()
+        formats["load_average"] = {"before": load, "after": round(os.getloadavg()[0], 2)}
+        kept = json.loads((RESULTS / "log.json").read_text())
+        kept["formats"] = formats
+        (RESULTS / "log.json").write_text(json.dumps(kept, indent=2))
+        (RESULTS / "log.md").write_text(markdown(kept))
+        print(markdown(kept))
+        shutil.rmtree(work, ignore_errors=True)
+        return
     home = args.bentoml_home or work / "bentoml"
     os.environ["BENTOML_HOME"] = str(home)
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
@@ -417,6 +670,9 @@ def main() -> None:
     }
     report["wall_time_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "log.json"
+    if previous.is_file() and "formats" in json.loads(previous.read_text()):
+        report["formats"] = json.loads(previous.read_text())["formats"]  # measured apart
     (RESULTS / "log.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "log.md").write_text(markdown(report))
     print(markdown(report))

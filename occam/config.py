@@ -425,6 +425,13 @@ class ServingConfig(_Strict):
         "'queue': written by a background thread every 50 ms (fastest; a killed worker loses "
         "what was queued)",
     )
+    log_format: Literal["compact", "json"] = Field(
+        default="compact",
+        description="Prediction log segment format: 'compact' (a header line naming the "
+        "features and classes, then one JSON array per record, about 150 bytes per prediction) "
+        "or 'json' (one JSON object per record, about 540 bytes); the monitor and `occam "
+        "retrain` read both",
+    )
     log_redact: list[str] = Field(
         default_factory=list,
         description="Feature columns kept out of the prediction log: dropped, or replaced by a "

@@ -1,13 +1,49 @@
 """The prediction log: the one contract between the service (writer) and the sidecar (reader).
 
-The service appends one JSON object per line (UTF-8, ``\\n``-terminated) to segment files in the
+The service appends one JSON value per line (UTF-8, ``\\n``-terminated) to segment files in the
 configured log folder. Every line is written with a single ``write`` on a file opened with
 ``O_APPEND``, so a line is never interleaved with another; a crash can leave at most one
 partial last line, which the reader leaves unread until it is completed.
 
-File names: ``occam-w<worker>-p<pid>-<segment:06d>.jsonl``. A writer starts a new segment when
-the current one passes its size limit; segments are never renamed or rewritten, so a reader can
-track each file by name and byte offset alone. Old segments may be deleted once read.
+Two segment formats (`serving.log_format`); a reader reads both, and both in one folder:
+
+- ``json`` (the first format): every line is one record as a JSON object with named fields
+  (below), e.g. ``{"id":"9f…","ts":1764700000.123,"model_version":"occam-flights:v3",
+  "features":{"carrier":"AA",…},"label":"late","predicted":"late","probabilities":{"late":0.61,
+  "on_time":0.39},"abstained":false,"marks":{"unseen_category":[],"out_of_range":[],
+  "missing":[]},"kind":"prediction"}`` (about 540 bytes on the flights data).
+- ``compact`` (the default; `COMPACT_VERSION`): the segment's first line is a header, a JSON object
+  ``{"occam_log":1,"segment":"<16 random hex digits>","ts0":<whole Unix seconds>,"pid":…,
+  "worker":…,"models":[[model_version,[class…],[feature…]],…]}``; every other line is a record
+  as a JSON array without keys (about 145 bytes per prediction on the flights data):
+
+  - prediction ``[code,id,dt,m,answer,marks,p_1…p_k,x_1…x_n]``: ``code`` is 1, plus 4 when
+    abstained, plus 8 for a shadow row; ``dt`` the record's time in milliseconds after ``ts0``
+    (so ``ts`` = ts0 + dt / 1000, to the millisecond); ``m`` the index of the record's model in
+    the header's ``models``; ``answer`` is the class index when ``label`` = ``predicted``, else
+    ``[predicted, label]`` (each a class index, or the text when it is not a class, e.g. the
+    abstain label); ``marks`` 0 when the row has none, else three lists of feature indices
+    (in `MARK_KINDS` order); ``p`` the probabilities in the model's class order, rounded to
+    `PROBABILITY_DIGITS` decimals; ``x`` the features' values in the model's feature order.
+  - feedback ``[2,id,dt,label]``; rejected ``[3,dt,model_version,reason,field]``.
+  - a record that does not fit the header (a row whose features are not the model's, a
+    non-finite time, more than `MAX_MODELS` versions) is written as a ``json`` line, which a
+    compact segment may hold anywhere after its header.
+
+  The header is written with the segment's first records (one write); a writer that meets a
+  model version not in its header starts a new segment whose header lists it. The random
+  ``segment`` id makes every segment's first line unique, which the reader's segment identity
+  (inode and first line) relies on. ``ts0`` is fixed for the writer's lifetime.
+
+The reader (`occam.logread`) gives every record, whichever the format, as the dict its ``json``
+line parses to (a compact row without marks shares one `NO_MARKS` dict: never modify a record).
+A reader older than the compact format counts compact lines as malformed: upgrade the monitor
+before the service, or keep `serving.log_format: json` until then.
+
+File names (both formats): ``occam-w<worker>-p<pid>-<segment:06d>.jsonl``. A writer starts a
+new segment when the current one passes its size limit; segments are never renamed or
+rewritten, so a reader can track each file by name and byte offset alone. Old segments may be
+deleted once read.
 
 Record kinds (field ``kind``), all with ``ts`` (Unix time in seconds, float):
 
@@ -27,7 +63,9 @@ Record kinds (field ``kind``), all with ``ts`` (Unix time in seconds, float):
 from __future__ import annotations
 
 import json
+import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -137,3 +175,360 @@ def loads(line: bytes | str) -> Record:
     if not isinstance(record.ts, (int, float)):
         raise MalformedRecord("ts is not a number")
     return record
+
+
+# --- The compact segment format (see the module docstring) --------------------------------
+
+LogFormat = Literal["compact", "json"]
+#: The compact format's version, the header's ``occam_log`` value.
+COMPACT_VERSION = 1
+#: A compact segment's first bytes: how a reader tells it from a ``json`` segment.
+HEADER_PREFIX = b'{"occam_log":'
+#: Decimals kept of each probability in compact lines (an error of at most 5e-5 per value).
+PROBABILITY_DIGITS = 4
+#: Model versions one writer's header lists at most; records of further versions are written
+#: as ``json`` lines.
+MAX_MODELS = 64
+PREDICTION_CODE, FEEDBACK_CODE, REJECTED_CODE = 1, 2, 3
+_EMPTY: list[str] = []  # compared with, never changed
+ABSTAINED_BIT, SHADOW_BIT = 4, 8
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """One entry of a compact header's ``models``: a model version, its classes and the
+    features of its rows, each in the order compact lines list their values."""
+
+    version: str
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """A compact segment's first line: `segment` (random hex, unique per segment), `ts0`
+    (whole Unix seconds; compact times are milliseconds after it), the writer's `pid` and
+    `worker`, and the `models` its lines index."""
+
+    segment: str
+    ts0: int
+    pid: int
+    worker: int
+    models: tuple[ModelShape, ...]
+
+    def line(self) -> bytes:
+        models = [[m.version, list(m.classes), list(m.features)] for m in self.models]
+        raw = {
+            "occam_log": COMPACT_VERSION,
+            "segment": self.segment,
+            "ts0": self.ts0,
+            "pid": self.pid,
+            "worker": self.worker,
+            "models": models,
+        }
+        return to_json(raw) + b"\n"
+
+    @classmethod
+    def of(cls, raw: Any) -> SegmentHeader:
+        """The header for a parsed header line; raises `MalformedRecord` for anything else
+        (a newer version included)."""
+        try:
+            version = raw["occam_log"]
+            if version != COMPACT_VERSION:
+                raise MalformedRecord(f"compact log version {version!r} is not {COMPACT_VERSION}")
+            models = tuple(
+                ModelShape(str(v), tuple(map(str, c)), tuple(map(str, f)))
+                for v, c, f in raw["models"]
+            )
+            ts0, pid, worker = raw["ts0"], raw["pid"], raw["worker"]
+            if not all(type(v) is int for v in (ts0, pid, worker)):
+                raise MalformedRecord("header ts0, pid and worker must be whole numbers")
+            return cls(str(raw["segment"]), ts0, pid, worker, models)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, MalformedRecord):
+                raise
+            raise MalformedRecord(f"not a compact segment header: {exc!r}") from None
+
+
+class CompactEncoder:
+    """Encodes records as compact lines for one writer (thread-safe).
+
+    Its table of model shapes only grows (indices stay valid for the writer's life), so a line
+    fits every segment whose header was written after the line was encoded; `size` is the
+    table's length, which the writer compares with its segment's header to know when a new
+    segment (and header) is needed.
+    """
+
+    def __init__(self, ts0: int) -> None:
+        self.ts0 = ts0
+        self.models: list[ModelShape] = []
+        #: version -> (its index, its shape, feature -> index, class -> index)
+        self._index: dict[str, tuple[int, ModelShape, dict[str, int], dict[str, int]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return len(self.models)
+
+    def header(self, segment: str, pid: int, worker: int) -> tuple[SegmentHeader, int]:
+        """The header of a new segment and the table length it covers."""
+        with self._lock:
+            return SegmentHeader(segment, self.ts0, pid, worker, tuple(self.models)), self.size
+
+    def encode(self, record: Record) -> bytes:
+        """The record's line (newline included): compact when it fits, else `dumps`."""
+        try:
+            raw = self._compact(record)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            raw = None
+        if raw is None:
+            return dumps(record)
+        return to_json(raw, inf_nan_mode="null") + b"\n"
+
+    def _dt(self, ts: float) -> int | None:
+        if (type(ts) is not float and type(ts) is not int) or not math.isfinite(ts):
+            return None
+        return round((ts - self.ts0) * 1000)
+
+    def _compact(self, record: Record) -> list[Any] | None:
+        dt = self._dt(record.ts)
+        if dt is None:
+            return None
+        if isinstance(record, FeedbackRecord):
+            if type(record.id) is not str or type(record.label) is not str:
+                return None
+            return [FEEDBACK_CODE, record.id, dt, record.label]
+        if isinstance(record, RejectedRecord):
+            return [REJECTED_CODE, dt, record.model_version, record.reason, record.field]
+        entry = self._index.get(record.model_version) or self._learn(record)
+        if entry is None:
+            return None
+        m, shape, index, positions = entry
+        features, probabilities = record.features, record.probabilities
+        if features.keys() != index.keys() or probabilities.keys() != positions.keys():
+            return None
+        label, predicted = record.label, record.predicted
+        if type(record.id) is not str or type(label) is not str or type(predicted) is not str:
+            return None
+        top = positions.get(predicted, predicted)
+        answer: Any = top if label == predicted else [top, positions.get(label, label)]
+        marks: Any = record.marks
+        if (
+            len(marks) == 3
+            and marks["unseen_category"] == _EMPTY
+            and marks["out_of_range"] == _EMPTY
+            and marks["missing"] == _EMPTY
+        ):
+            marks = 0
+        else:
+            marks = self._marks(marks, index)
+            if marks is None:
+                return None
+        abstained, shadow = record.abstained, record.shadow
+        if type(abstained) is not bool or type(shadow) is not bool:
+            return None
+        code = PREDICTION_CODE | (ABSTAINED_BIT if abstained else 0) | (SHADOW_BIT if shadow else 0)
+        line = [code, record.id, dt, m, answer, marks]
+        line += [round(probabilities[c], PROBABILITY_DIGITS) for c in shape.classes]
+        line += map(features.__getitem__, shape.features)
+        return line
+
+    @staticmethod
+    def _marks(marks: dict[str, list[str]], index: dict[str, int]) -> Any:
+        """The feature indices per mark kind; None when `marks` are not the contract's."""
+        if len(marks) != len(MARK_KINDS):
+            return None
+        lists = [marks[kind] for kind in MARK_KINDS]  # KeyError: not the contract's marks
+        if any(type(names) is not list for names in lists):
+            return None
+        if any(type(name) is not str or name not in index for names in lists for name in names):
+            return None
+        return [[index[name] for name in names] for names in lists]
+
+    def _learn(
+        self, record: PredictionRecord
+    ) -> tuple[int, ModelShape, dict[str, int], dict[str, int]] | None:
+        """A table entry for a record's new model version (its features as this record has
+        them, plus any marked missing), None when the table is full."""
+        with self._lock:
+            known = self._index.get(record.model_version)
+            if known is not None:
+                return known
+            if len(self.models) >= MAX_MODELS or type(record.model_version) is not str:
+                return None
+            names = list(record.features)
+            names += [n for n in record.marks.get("missing", []) if n not in record.features]
+            classes = tuple(record.probabilities)
+            if not all(type(v) is str for v in (*names, *classes)):
+                return None
+            shape = ModelShape(record.model_version, classes, tuple(names))
+            entry = (
+                len(self.models),
+                shape,
+                {f: i for i, f in enumerate(shape.features)},
+                {c: i for i, c in enumerate(classes)},
+            )
+            self.models.append(shape)
+            self._index[shape.version] = entry
+            return entry
+
+
+#: The marks of a compact line without any, as the reader gives them (shared by every such
+#: record read: never modify a record's marks).
+NO_MARKS: dict[str, list[str]] = {kind: [] for kind in MARK_KINDS}
+
+
+class CompactDecoder:
+    """Turns one compact segment's record lines (parsed JSON arrays) back into the record dicts
+    a ``json`` line gives (same keys, same order; ``ts`` to the millisecond, probabilities as
+    rounded; a row without marks gets the shared `NO_MARKS`)."""
+
+    def __init__(self, header: SegmentHeader) -> None:
+        self.header = header
+        self.ts0 = header.ts0
+        self._models = [
+            (
+                m.version,
+                m.classes,
+                m.features,
+                6 + len(m.classes),
+                6 + len(m.classes) + len(m.features),
+            )
+            for m in header.models
+        ]
+
+    def decode(self, e: list[Any]) -> dict[str, Any] | None:
+        """The record dict of one parsed compact line, None when it is not a valid one."""
+        out: list[dict[str, Any]] = []
+        if self.decode_all([e], out, out, out, out):
+            return None
+        return out[0]
+
+    def decode_all(
+        self,
+        values: list[Any],
+        predictions: list[dict[str, Any]],
+        shadow: list[dict[str, Any]],
+        feedback: list[dict[str, Any]],
+        rejected: list[dict[str, Any]],
+    ) -> int:
+        """Append the record dicts of parsed compact lines to the list of their kind (a shadow
+        challenger's rows to `shadow`); return how many values were not valid compact lines.
+
+        Written for speed (it runs once per record): a prediction's fields are checked by type
+        and count, and any other fault surfaces as an exception."""
+        models, ts0, no_marks = self._models, self.ts0, NO_MARKS
+        served, shadows = predictions.append, shadow.append
+        bad = 0
+        for e in values:
+            try:
+                if type(e) is not list:
+                    bad += 1
+                    continue
+                code = e[0]
+                if type(code) is not int:
+                    bad += 1
+                    continue
+                kind = code & 3
+                if kind == PREDICTION_CODE:
+                    ident, dt, m, answer, marks = e[1], e[2], e[3], e[4], e[5]
+                    if type(ident) is not str or type(dt) is not int or type(m) is not int or m < 0:
+                        bad += 1
+                        continue
+                    version, classes, features, start, width = models[m]
+                    if len(e) != width:
+                        bad += 1
+                        continue
+                    if type(answer) is int and answer >= 0:
+                        predicted = label = classes[answer]
+                    else:
+                        top, said = answer
+                        predicted = classes[top] if type(top) is int and top >= 0 else top
+                        label = classes[said] if type(said) is int and said >= 0 else said
+                        if type(predicted) is not str or type(label) is not str:
+                            bad += 1
+                            continue
+                    if type(marks) is int:
+                        if marks != 0:
+                            bad += 1
+                            continue
+                        marks = no_marks
+                    else:
+                        unseen, out, missing = marks
+                        if min((*unseen, *out, *missing)) < 0:
+                            bad += 1
+                            continue
+                        marks = {
+                            "unseen_category": [features[i] for i in unseen],
+                            "out_of_range": [features[i] for i in out],
+                            "missing": [features[i] for i in missing],
+                        }
+                    raw = {
+                        "id": ident,
+                        "ts": ts0 + dt / 1000,
+                        "model_version": version,
+                        "features": dict(zip(features, e[start:])),  # noqa: B905 (width checked)
+                        "label": label,
+                        "predicted": predicted,
+                        "probabilities": dict(zip(classes, e[6:start])),  # noqa: B905
+                        "abstained": code & ABSTAINED_BIT != 0,
+                        "marks": marks,
+                        "kind": "prediction",
+                    }
+                    if code & SHADOW_BIT:
+                        raw["shadow"] = True
+                        shadows(raw)
+                    else:
+                        served(raw)
+                elif kind == FEEDBACK_CODE:
+                    _, ident, dt, label = e
+                    if type(ident) is not str or type(dt) is not int or type(label) is not str:
+                        bad += 1
+                        continue
+                    feedback.append(
+                        {"id": ident, "ts": ts0 + dt / 1000, "label": label, "kind": "feedback"}
+                    )
+                elif kind == REJECTED_CODE:
+                    _, dt, version, reason, field = e
+                    if type(dt) is not int:
+                        bad += 1
+                        continue
+                    rejected.append(
+                        {
+                            "ts": ts0 + dt / 1000,
+                            "model_version": version,
+                            "reason": reason,
+                            "field": field,
+                            "kind": "rejected",
+                        }
+                    )
+                else:
+                    bad += 1
+            except (IndexError, KeyError, TypeError, ValueError):
+                bad += 1
+        return bad
+
+
+def segment_records(data: bytes) -> list[Record]:
+    """The records of a whole segment's lines (either format; a compact segment's header read
+    from its first line); raises `MalformedRecord` on the first line that is not a valid record.
+    For tests and tools; the reader of a live log is `occam.logread`."""
+    records: list[Record] = []
+    decoder: CompactDecoder | None = None
+    for line in data.splitlines():
+        if line.startswith(HEADER_PREFIX):
+            decoder = CompactDecoder(SegmentHeader.of(json.loads(line)))
+        elif line.startswith(b"["):
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise MalformedRecord(f"not JSON: {exc}") from None
+            raw = decoder.decode(value) if decoder is not None else None
+            if raw is None:
+                raise MalformedRecord(
+                    f"not a compact record (or no header before it): {line!r:.80}"
+                )
+            records.append(record_of(raw))
+        else:
+            records.append(loads(line))
+    return records

@@ -1,4 +1,11 @@
-"""The prediction log writer: JSON-lines segments in the format of `occam.records`.
+"""The prediction log writer: segments in the format of `occam.records`, compact (the default)
+or JSON objects (`serving.log_format`).
+
+A compact segment's header goes out in the same write as the segment's first records; when
+a record names a model version the segment's header does not list (a promotion, a shadow
+challenger), the writer starts a new segment whose header does. A header that could not be
+written in full is taken back with the records after it (and written again with the next
+ones); if it cannot be taken back the segment is left for a new one.
 
 Durability (`serving.log_durability`):
 
@@ -45,7 +52,14 @@ from typing import Literal
 from pydantic_core import to_json
 
 from occam.config import ConfigError, ServingConfig
-from occam.records import PredictionRecord, Record, dumps, segment_name
+from occam.records import (
+    CompactEncoder,
+    LogFormat,
+    PredictionRecord,
+    Record,
+    dumps,
+    segment_name,
+)
 
 log = logging.getLogger("occam.service.log")
 
@@ -127,7 +141,8 @@ class SegmentWriter:
     `worker` is the server's worker index (part of the file name), `segment_bytes` the size
     past which a new segment is started, `durability` when records reach the file,
     `capacity` the most records waiting for the disk and `flush_interval` how long (seconds)
-    they may wait (both for 'queue' only), `redactor` what to hide from the log.
+    they may wait (both for 'queue' only), `redactor` what to hide from the log, `log_format`
+    the segment format ('compact' or 'json', see `occam.records`).
     """
 
     def __init__(
@@ -142,6 +157,7 @@ class SegmentWriter:
         pid: int | None = None,
         durability: Durability = "write",
         redactor: Redactor | None = None,
+        log_format: LogFormat = "compact",
     ) -> None:
         self.folder = Path(folder)
         self.worker = worker
@@ -164,6 +180,12 @@ class SegmentWriter:
         self._size = 0
         self._torn = False
         self._last_error = 0.0
+        self.log_format = log_format
+        self._encoder = CompactEncoder(int(time.time())) if log_format == "compact" else None
+        #: The current segment's header line while it is still to be written (compact only).
+        self._header = b""
+        #: How many model shapes the current segment's header lists.
+        self._header_models = 0
 
     @classmethod
     def from_config(
@@ -184,6 +206,7 @@ class SegmentWriter:
             on_drop=on_drop,
             durability=serving.log_durability,
             redactor=Redactor.from_config(serving, features),
+            log_format=serving.log_format,
         )
 
     @property
@@ -205,6 +228,8 @@ class SegmentWriter:
     def _encode(self, record: Record) -> bytes:
         if self.redactor is not None:
             record = self.redactor.apply(record)
+        if self._encoder is not None:
+            return self._encoder.encode(record)
         return dumps(record)
 
     def submit(self, records: Iterable[Record]) -> int:
@@ -274,13 +299,21 @@ class SegmentWriter:
         """Write lines in as few writes as segments they span (a line never spans two)."""
         chunk: list[bytes] = []
         size = 0
-        used = self._size if self._fd is not None else 0  # in the segment `chunk` goes to
-        rotate = False
+        # A compact header must list every model the lines were encoded against: they were all
+        # encoded before this point, so a header written from now on does.
+        rotate = self._encoder is not None and self._encoder.size > self._header_models
+        # `used`: bytes in the segment `chunk` goes to; `fresh`: it holds no line yet (it takes
+        # one line whatever its length)
+        fresh = rotate or self._fd is None or self._size == 0
+        if self._fd is not None and not rotate:
+            used = self._size + len(self._header)
+        else:
+            used = self._header_len()
         for line in lines:
-            if used + size + len(line) > self.segment_bytes and used + size > 0:
+            if used + size + len(line) > self.segment_bytes and (size > 0 or not fresh):
                 if chunk:
                     self._write(chunk, rotate)
-                chunk, size, used, rotate = [], 0, 0, True
+                chunk, size, used, rotate, fresh = [], 0, self._header_len(), True, True
             chunk.append(line)
             size += len(line)
         if chunk:
@@ -298,7 +331,7 @@ class SegmentWriter:
             self._say(exc)
             return
         assert self._fd is not None
-        prefix = b"\n" if self._torn else b""
+        prefix = self._header or (b"\n" if self._torn else b"")
         view = memoryview(prefix + data)
         start, done = self._size, 0
         try:
@@ -307,6 +340,8 @@ class SegmentWriter:
         except OSError as exc:
             self._say(exc)
         self._size += done
+        if done >= len(self._header):
+            self._header = b""  # written in full (or none was due)
         if done == len(view):
             self._torn = False
             self.written += len(lines)
@@ -322,6 +357,9 @@ class SegmentWriter:
                 self._torn = False
             except OSError:
                 self._torn = True  # the next write starts with a newline
+                if self._header:  # a cut header cannot be mended: leave the segment
+                    os.close(self._fd)
+                    self._fd = None
         elif done:
             self._torn = False
 
@@ -339,6 +377,18 @@ class SegmentWriter:
                 continue
         self._size = 0
         self._torn = False
+        if self._encoder is not None:
+            header, self._header_models = self._encoder.header(
+                os.urandom(8).hex(), self.pid, self.worker
+            )
+            self._header = header.line()
+
+    def _header_len(self) -> int:
+        """The length of a new segment's header line (0 for 'json' segments)."""
+        if self._encoder is None:
+            return 0
+        header, _ = self._encoder.header("0" * 16, self.pid, self.worker)
+        return len(header.line())
 
     def _name(self, segment: int) -> str:
         return segment_name(self.worker, self.pid, segment)

@@ -27,7 +27,7 @@ from occam.bundle import ONNX_FILE, REFERENCE_FILE, Bundle, save_bundle
 from occam.config import load_config
 from occam.loopback import free_port, http_json
 from occam.metadata import InferenceRecord
-from occam.records import Record, loads, segment_key
+from occam.records import Record, segment_key, segment_records
 from service.metrics import ServiceMetrics
 from service.runtime import Runtime
 
@@ -85,7 +85,7 @@ def read_log(folder: Path) -> list[Record]:
     records: list[Record] = []
     for path in sorted(folder.iterdir()):
         if segment_key(path.name) is not None:
-            records.extend(loads(line) for line in path.read_bytes().splitlines())
+            records.extend(segment_records(path.read_bytes()))
     return records
 
 

@@ -16,6 +16,7 @@ from occam.config import ConfigError, ServingConfig
 from occam.logread import read_all
 from occam.records import (
     FeedbackRecord,
+    LogFormat,
     PredictionRecord,
     Record,
     RejectedRecord,
@@ -27,6 +28,12 @@ from service import log as log_module
 from service.log import REDACT_KEY_ENV, SegmentWriter
 
 from .conftest import read_log
+
+
+@pytest.fixture(params=["compact", "json"])
+def fmt(request: pytest.FixtureRequest) -> LogFormat:
+    """Each segment format (`serving.log_format`)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 def prediction(i: int) -> PredictionRecord:
@@ -43,8 +50,10 @@ def prediction(i: int) -> PredictionRecord:
     )
 
 
-def test_records_are_written_in_the_documented_format_and_read_back(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=2, pid=1234).start()
+def test_records_are_written_in_the_documented_format_and_read_back(
+    tmp_path: Path, fmt: LogFormat
+) -> None:
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=2, pid=1234).start()
     records: list[Record] = [
         prediction(0),
         FeedbackRecord(id=f"{0:032x}", ts=1.5, label="on_time"),
@@ -60,9 +69,9 @@ def test_records_are_written_in_the_documented_format_and_read_back(tmp_path: Pa
     assert (tmp_path / names[0]).read_bytes().endswith(b"\n")
 
 
-def test_a_full_segment_is_closed_and_the_next_one_started(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=1, pid=7, segment_bytes=2048).start()
-    records = [prediction(i) for i in range(40)]
+def test_a_full_segment_is_closed_and_the_next_one_started(tmp_path: Path, fmt: LogFormat) -> None:
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, pid=7, segment_bytes=2048).start()
+    records = [prediction(i) for i in range(120)]
     writer.submit(records)
     writer.close()
     paths = sorted(tmp_path.iterdir())
@@ -72,11 +81,11 @@ def test_a_full_segment_is_closed_and_the_next_one_started(tmp_path: Path) -> No
     assert read_log(tmp_path) == records  # in order, none lost, no line split across files
 
 
-def test_an_existing_segment_is_never_appended_to(tmp_path: Path) -> None:
+def test_an_existing_segment_is_never_appended_to(tmp_path: Path, fmt: LogFormat) -> None:
     # A restarted worker that got the same pid must not write into the old process's file.
     old = tmp_path / segment_name(1, 99, 0)
     old.write_bytes(b"")
-    writer = SegmentWriter(tmp_path, worker=1, pid=99).start()
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, pid=99).start()
     writer.submit([prediction(1)])
     writer.close()
     assert old.read_bytes() == b""
@@ -84,7 +93,7 @@ def test_an_existing_segment_is_never_appended_to(tmp_path: Path) -> None:
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: LogFormat
 ) -> None:
     # A disk that hangs: the first write blocks until released.
     entered, release = threading.Event(), threading.Event()
@@ -98,7 +107,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(
     monkeypatch.setattr(log_module.os, "write", slow_write)
     dropped: list[int] = []
     writer = SegmentWriter(
-        tmp_path, worker=1, capacity=10, on_drop=dropped.append, durability="queue"
+        tmp_path, log_format=fmt, worker=1, capacity=10, on_drop=dropped.append, durability="queue"
     ).start()
     writer.submit([prediction(0)])
     assert entered.wait(10)  # the writer thread is stuck in the disk
@@ -110,22 +119,24 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(
 
 
 def test_a_failing_disk_counts_the_records_as_dropped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: LogFormat
 ) -> None:
     def no_space(fd: int, data: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(log_module.os, "write", no_space)
     dropped: list[int] = []
-    writer = SegmentWriter(tmp_path, worker=1, on_drop=dropped.append).start()
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, on_drop=dropped.append).start()
     writer.submit([prediction(0), prediction(1)])
     writer.close()
     assert writer.dropped == 2 and dropped == [2]
     assert writer.written == 0
 
 
-def test_close_writes_what_is_queued(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=1, flush_interval=3600, durability="queue").start()
+def test_close_writes_what_is_queued(tmp_path: Path, fmt: LogFormat) -> None:
+    writer = SegmentWriter(
+        tmp_path, log_format=fmt, worker=1, flush_interval=3600, durability="queue"
+    ).start()
     writer.submit([prediction(i) for i in range(5)])
     writer.close()
     assert len(read_log(tmp_path)) == 5
@@ -138,12 +149,14 @@ def test_start_fails_when_the_folder_cannot_be_created(tmp_path: Path) -> None:
         SegmentWriter(blocker / "logs", worker=1).start()
 
 
-def test_write_durability_puts_records_in_the_file_before_submit_returns(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=1, pid=5).start()
+def test_write_durability_puts_records_in_the_file_before_submit_returns(
+    tmp_path: Path, fmt: LogFormat
+) -> None:
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, pid=5).start()
     assert writer._thread is None  # no background thread: nothing waits in memory
     writer.submit([prediction(0), prediction(1)])
     assert [r.id for r in read_log(tmp_path)] == [f"{i:032x}" for i in range(2)]  # type: ignore[union-attr]
-    fsynced = SegmentWriter(tmp_path, worker=2, pid=5, durability="fsync").start()
+    fsynced = SegmentWriter(tmp_path, log_format=fmt, worker=2, pid=5, durability="fsync").start()
     fsynced.submit([prediction(2)])
     assert len(read_log(tmp_path)) == 3 and fsynced.written == 1
     writer.close()
@@ -171,7 +184,7 @@ def test_a_disk_full_mid_write_counts_exactly_and_leaves_no_merged_line(
     line = len(log_module.dumps(prediction(0)))
     full_disk_after(3 * line + 40, monkeypatch)  # room for 3 lines and part of the 4th
     dropped: list[int] = []
-    writer = SegmentWriter(tmp_path, worker=1, on_drop=dropped.append).start()
+    writer = SegmentWriter(tmp_path, log_format="json", worker=1, on_drop=dropped.append).start()
     assert writer.submit([prediction(i) for i in range(6)]) == 3
     assert writer.written == 3 and dropped == [3]
     assert writer.path is not None and writer.path.stat().st_size == 3 * line  # cut line undone
@@ -192,7 +205,7 @@ def test_when_the_cut_line_cannot_be_undone_the_next_write_starts_a_fresh_line(
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
-    writer = SegmentWriter(tmp_path, worker=1).start()
+    writer = SegmentWriter(tmp_path, log_format="json", worker=1).start()
     writer.submit([prediction(0), prediction(1)])
     assert (writer.written, writer.dropped) == (1, 1)
     monkeypatch.undo()
@@ -204,8 +217,8 @@ def test_when_the_cut_line_cannot_be_undone_the_next_write_starts_a_fresh_line(
     assert len(lines[1]) == 10 and lines[2] == log_module.dumps(prediction(2))[:-1]
 
 
-def test_a_deleted_segment_is_left_for_a_new_one(tmp_path: Path) -> None:
-    writer = SegmentWriter(tmp_path, worker=1, pid=3).start()
+def test_a_deleted_segment_is_left_for_a_new_one(tmp_path: Path, fmt: LogFormat) -> None:
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, pid=3).start()
     writer.submit([prediction(0)])
     assert writer.path is not None
     writer.path.unlink()  # retention took it
@@ -263,11 +276,13 @@ def test_redaction_config_errors_name_the_key(
     )
 
 
-def test_the_shared_reader_reads_the_whole_log_in_bounded_batches(tmp_path: Path) -> None:
+def test_the_shared_reader_reads_the_whole_log_in_bounded_batches(
+    tmp_path: Path, fmt: LogFormat
+) -> None:
     """`occam.logread.read_all` (the reader of `occam retrain` and the monitor) gives every
     record the writer wrote, in order, in batches of at most the byte budget; a line longer
     than the budget is still read, and a partial last line is left alone."""
-    writer = SegmentWriter(tmp_path, worker=1, pid=5, segment_bytes=4096).start()
+    writer = SegmentWriter(tmp_path, log_format=fmt, worker=1, pid=5, segment_bytes=4096).start()
     records: list[Record] = [prediction(i) for i in range(60)]
     records.insert(30, FeedbackRecord(id=f"{3:032x}", ts=9.0, label="late"))
     writer.submit(records)
@@ -283,3 +298,63 @@ def test_the_shared_reader_reads_the_whole_log_in_bounded_batches(tmp_path: Path
     assert sorted(read, key=lambda r: r.ts) == sorted(records, key=lambda r: r.ts)
     assert sum(batch.malformed for batch in batches) == 0
     assert [batch.records for batch in read_all(tmp_path / "absent")] == [0]
+
+
+def compact_sizes(writer: SegmentWriter) -> tuple[int, int]:
+    """(header bytes, line bytes) of `writer`'s compact segments for `prediction(0..9)`."""
+    line = len(writer._encode(prediction(0)))  # learns the model: the header's length is final
+    return writer._header_len(), line
+
+
+def test_a_disk_full_mid_write_of_a_compact_segment_counts_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dropped: list[int] = []
+    writer = SegmentWriter(tmp_path, worker=1, on_drop=dropped.append).start()
+    header, line = compact_sizes(writer)
+    full_disk_after(header + 3 * line + 40, monkeypatch)  # the header, 3 lines, part of a 4th
+    assert writer.submit([prediction(i) for i in range(6)]) == 3
+    assert writer.written == 3 and dropped == [3]
+    assert writer.path is not None and writer.path.stat().st_size == header + 3 * line
+    monkeypatch.undo()
+    writer.submit([prediction(9)])
+    writer.close()
+    assert [r.id for r in read_log(tmp_path)] == [f"{i:032x}" for i in (0, 1, 2, 9)]  # type: ignore[union-attr]
+
+
+def test_a_compact_header_cut_by_a_full_disk_is_taken_back_and_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path, worker=1).start()
+    header, _ = compact_sizes(writer)
+    full_disk_after(header - 7, monkeypatch)
+    assert writer.submit([prediction(0), prediction(1)]) == 2
+    assert writer.written == 0 and writer.path is not None and writer.path.stat().st_size == 0
+    monkeypatch.undo()
+    writer.submit([prediction(5)])
+    writer.close()
+    batch = read_all(tmp_path).__next__()
+    assert [r["id"] for r in batch.predictions] == [f"{5:032x}"]
+    assert batch.malformed == 0 and batch.unread_bytes == 0 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_cut_compact_header_that_cannot_be_taken_back_leaves_its_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path, worker=1, pid=8).start()
+    header, _ = compact_sizes(writer)
+    full_disk_after(header - 7, monkeypatch)
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(log_module.os, "ftruncate", no_truncate)
+    assert writer.submit([prediction(0)]) == 1
+    monkeypatch.undo()
+    writer.submit([prediction(1), prediction(2)])
+    writer.close()
+    assert writer.path == tmp_path / segment_name(1, 8, 1)  # a fresh segment, header first
+    batch = read_all(tmp_path).__next__()
+    assert [r["id"] for r in batch.predictions] == [f"{i:032x}" for i in (1, 2)]
+    assert batch.malformed == 0 and batch.unread_bytes == header - 7  # the cut header, unread
+    assert (writer.written, writer.dropped) == (2, 1)

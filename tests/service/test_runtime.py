@@ -12,7 +12,12 @@ import pytest
 
 from occam.bundle import BundleError
 from occam.config import ConfigError
-from occam.records import FeedbackRecord, PredictionRecord, RejectedRecord
+from occam.records import (
+    PROBABILITY_DIGITS,
+    FeedbackRecord,
+    PredictionRecord,
+    RejectedRecord,
+)
 from service.predictor import SelfTestError, load_predictor, self_test
 from service.runtime import Runtime
 
@@ -116,7 +121,9 @@ def test_every_row_feedback_and_rejection_is_logged(make_runtime: Any, trained: 
         "missing": [],
     }
     assert predictions[0].model_version == trained.bundle.version
-    assert predictions[0].probabilities == answers[0]["probabilities"]
+    assert predictions[0].probabilities == {  # the compact log keeps PROBABILITY_DIGITS
+        c: round(p, PROBABILITY_DIGITS) for c, p in answers[0]["probabilities"].items()
+    }
     feedback = [r for r in records if isinstance(r, FeedbackRecord)]
     assert [(r.id, r.label) for r in feedback] == [(answers[0]["id"], trained.bundle.classes[0])]
     rejected = [r for r in records if isinstance(r, RejectedRecord)]
