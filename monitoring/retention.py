@@ -4,9 +4,10 @@
 not. `monitoring.log_retention_bytes` keeps the folder under a size: first by deleting the
 oldest segments read to their end that their writer has left (a later segment of the same
 worker process exists), then, if that is not enough, the oldest unread ones. Records deleted
-unread are counted line by line first (`LogAccount.lost_records`), so nothing disappears
-without a count. The newest segment of each writer is deleted only by age; a writer that finds
-its segment deleted starts a new one (`service.log`).
+unread are counted line by line first (`LogAccount.lost_records`; a compact segment's header
+line is not a record), so nothing disappears without a count. The newest segment of each
+writer is deleted only by age; a writer that finds its segment deleted starts a new one
+(`service.log`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring.state import MonitorState
-from occam.logread import segment_stats
+from occam.logread import segment_stats, unread_records
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,6 @@ def _segments(folder: Path) -> list[_Segment]:
     return [
         _Segment(f.name, f.size, f.inode, f.mtime, newest[f.key[:2]] == f.key[2]) for f in found
     ]
-
-
-def _unread_lines(path: Path, offset: int) -> int:
-    count = 0
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            while chunk := handle.read(1 << 20):
-                count += chunk.count(b"\n")
-    except FileNotFoundError:
-        pass
-    return count
 
 
 def apply_retention(
@@ -83,7 +72,7 @@ def apply_retention(
         nonlocal total, deleted
         mark = state.segments.get(s.name)
         offset = mark.offset if mark is not None and mark.inode == s.inode else 0
-        lost = _unread_lines(folder / s.name, offset) if offset < s.size else 0
+        lost = unread_records(folder / s.name, offset) if offset < s.size else 0
         try:
             os.unlink(folder / s.name)
         except FileNotFoundError:

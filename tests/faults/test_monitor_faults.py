@@ -17,6 +17,7 @@ import pytest
 
 from monitoring.state import STATE_FILE, MonitorState
 from occam.records import dumps
+from service.log import SegmentWriter
 from tests.conftest import small_config, write_config
 from tests.monitoring.logs import append, prediction
 from tests.monitoring.monitor_process import scrape, start
@@ -93,12 +94,24 @@ def test_cut_and_deleted_segments_are_counted_never_read_twice(
         process.wait(30)
 
 
+def _written(logs: Path, records: list[Any], log_format: str, pid: int) -> Path:
+    """One segment written by the service's own writer (`log_format`), closed."""
+    writer = SegmentWriter(logs, worker=0, pid=pid, log_format=log_format).start()  # type: ignore[arg-type]
+    writer.submit(records)
+    writer.close()
+    path = writer.path
+    assert path is not None
+    return path
+
+
+@pytest.mark.parametrize("log_format", ["json", "compact"])
 def test_retention_deletes_and_counts_unread_records_exactly(
-    tmp_path: Path, empty_store: dict[str, str]
+    tmp_path: Path, empty_store: dict[str, str], log_format: str
 ) -> None:
+    """Segments deleted unread count their records, never a compact segment's header line."""
     config = monitor_config(tmp_path, log_retention_hours=24)
     logs = tmp_path / "logs"
-    old = [append(logs, batch(f"old{s}-", 300), worker=0, pid=5, segment=s) for s in range(3)]
+    old = [_written(logs, batch(f"old{s}-", 300), log_format, pid=5 + s) for s in range(3)]
     for path in old:  # written three days ago, never read
         past = time.time() - 72 * 3600
         os.utime(path, (past, past))
