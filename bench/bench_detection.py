@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -584,6 +586,139 @@ def rss(backend: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def write_ingest_log(name: str, folder: Path, records: int = 200_000) -> None:
+    """`records` predictions of `name`'s production rows (repeated; a feedback line per 5)
+    written as the service writes them, in 2 worker segments under `folder`."""
+    from bench.monitor_replay import log_bytes
+    from occam.records import segment_name
+
+    prep = pd.read_pickle(CACHE / f"{name}.pkl")
+    base = _records(prep["production"], prep["production_proba"], prep["classes"], 0)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_worker = records // 2
+    for worker in (0, 1):
+        copies = [
+            base[i % len(base)] | {"id": f"w{worker}-{i}", "ts": T0 + i} for i in range(per_worker)
+        ]
+        path = folder / segment_name(worker, 100 + worker, 0)
+        path.write_bytes(log_bytes(copies, feedback_every=5))
+
+
+def sidecar_ingest(name: str, logs: Path, rows: int = 50_000) -> dict[str, Any]:
+    """The sidecar reading the backlog in `logs` (`write_ingest_log`) with `Sidecar.step`
+    until nothing is left, with a window of `rows` rows and the scipy backend (checks on the
+    way, one per `rows` predictions), then 3 whole checks of the full window; then the same
+    files read by the reader and state alone, with an unbound window (records kept, not
+    encoded). Records/s count predictions and feedback. The memory is this process's after the
+    sidecar's run (run it in a fresh process: `ingest_in_fresh_process`)."""
+    from monitoring.reader import gc_paused, read_new
+    from monitoring.state import MonitorState
+
+    prep = pd.read_pickle(CACHE / f"{name}.pkl")
+    classes = prep["classes"]
+    held = prep["held_out"]
+    goals = [{"metric": m, "threshold": round(held[m] - GOAL_MARGIN, 4)} for m in METRICS]
+    config = parse_config(
+        {
+            "project": f"bench-{name}",
+            "data": {"path": "none.csv", "target": "y"},
+            "goals": goals,
+            "serving": {"log_dir": str(logs)},
+            "monitoring": {
+                "window_rows": rows,
+                "drift_backend": "scipy",
+                "state_dir": str(logs.parent / "state"),
+            },
+        }
+    )
+    ref = reference_from_frames(
+        tag="bench:bench",
+        schema=FeatureSchema.from_dict(prep["schema"]),
+        classes=classes,
+        raw=prep["reference"],
+        holdout=prep["holdout"],
+        config=config.monitoring,
+        positive=classes[-1],
+        goals={g["metric"]: g["threshold"] for g in goals},
+        time_column=prep["time"],
+        train_rows=prep["train_rows"],
+        importance=prep["importance"],
+    )
+    del prep
+    gc.collect()
+    sidecar = Sidecar(config, clock=lambda: T0, find_bundle=lambda tag: None)  # type: ignore[arg-type,return-value]
+    sidecar.reference = ref
+    sidecar.state.adopt_model(ref.version)
+    sidecar.state.window.bind(ref.encoding)
+    wall, cpu = time.perf_counter(), time.process_time()
+    while sidecar.step():
+        pass
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    read = sum(sidecar.state.records.values())
+    memory = _memory_mib()
+    check_cpu = []
+    for _ in range(3):
+        started = time.process_time()
+        sidecar.check(T0)
+        check_cpu.append((time.process_time() - started) * 1000)
+        sidecar._last_rows = -1  # the same window again: a whole check, not the last result
+    state = MonitorState.new(rows, 200, 100_000, 1000)
+    reader = time.process_time()
+    more = True
+    while more:
+        with gc_paused():
+            batch = read_new(logs, state.segments)
+            state.apply(batch)
+            more = batch.more
+            del batch
+    reader = time.process_time() - reader
+    heavy = ("alibi_detect", "tensorflow", "torch", "sklearn", "pyarrow", "matplotlib")
+    return {
+        "dataset": name,
+        "window_rows": rows,
+        "records": read,
+        "checks": sidecar.checks,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "records_per_cpu_s": round(read / cpu),
+        "records_per_wall_s": round(read / wall),
+        "reader_only_records_per_cpu_s": round(read / reader),
+        "check_cpu_ms_at_window": statistics.median(check_cpu),
+        **memory,
+        "heavy_modules": [m for m in heavy if m in sys.modules],
+    }
+
+
+def _memory_mib() -> dict[str, float]:
+    """This process's resident memory and its peak (since the last reset), in MiB."""
+    status = Path("/proc/self/status").read_text()
+    kib = {
+        key: int(value.split()[0])
+        for key, value in (line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if key in ("VmRSS", "VmHWM")
+    }
+    return {"rss_mib": kib["VmRSS"] / 1024, "peak_mib": kib["VmHWM"] / 1024}
+
+
+def ingest_in_fresh_process(name: str) -> dict[str, Any]:
+    """`sidecar_ingest` in a fresh process (its memory is the sidecar's, not this run's), on a
+    log written by this one."""
+    folder = Path(tempfile.mkdtemp(prefix="occam-bench-ingest-"))
+    write_ingest_log(name, folder / "logs")
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
+        "import bench.bench_detection as b; "
+        f"print(json.dumps(b.sidecar_ingest({name!r}, Path({str(folder / 'logs')!r}))))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def large_check_cost(name: str, prep: dict[str, Any], rows: int, backend: str) -> dict[str, Any]:
     """CPU milliseconds of the whole check (`run_check`) of one `rows`-row window: the dataset's
     production rows repeated up to `rows`, half of them labelled; median of 3 checks after a
@@ -775,6 +910,32 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
             f"| {m['check_cpu_ms']:.0f} |\n"
             for m in data["large"]
         )
+    if data.get("ingest"):
+        m = data["ingest"]
+        parts.append("\n## The sidecar on a backlog at 50,000 rows\n")
+        parts.append(
+            f"A fresh process reads {m['records']:,} records of {m['dataset']} (predictions "
+            "repeated from its production rows, one feedback line per 5, 2 worker segments "
+            "written as the service writes them) with `Sidecar.step` until none is left: window "
+            f"{m['window_rows']:,} rows, scipy backend, {m['checks']} checks on the way "
+            "(`bench_detection.sidecar_ingest`).\n\n"
+            "| figure | value |\n|---|---|\n"
+            f"| ingest, records per CPU second (wall) | {m['records_per_cpu_s']:,} "
+            f"({m['records_per_wall_s']:,}) |\n"
+            f"| the reader and state alone (records kept, not encoded), records per CPU second "
+            f"| {m['reader_only_records_per_cpu_s']:,} |\n"
+            f"| whole check of the full window, CPU ms (median of 3) "
+            f"| {m['check_cpu_ms_at_window']:.0f} |\n"
+            f"| resident memory after the run, MiB (peak) | {m['rss_mib']:.0f} "
+            f"({m['peak_mib']:.0f}) |\n"
+            f"| heavy modules imported | {', '.join(m['heavy_modules']) or 'none'} |\n"
+        )
+    if data.get("load_average"):
+        parts.append(
+            "\nLoad average at the end of the run (1, 5, 15 minutes): "
+            + ", ".join(f"{v:.1f}" for v in data["load_average"])
+            + " (2 cores shared with other developers).\n"
+        )
     parts.append("\n## Every window\n")
     parts += [windows_table(n, r) for n, r in data["runs"].items()]
     (out / "detection.md").write_text("\n".join(parts))
@@ -855,6 +1016,7 @@ def main() -> None:
         summaries.append(summary)
         log.info("%s", json.dumps(summaries[-1]))
     memory = {b: rss(b) for b in ("alibi", "scipy")} if args.rss else {}
+    ingest = ingest_in_fresh_process("nlswork") if args.rss else None
     large = [
         large_check_cost(name, pd.read_pickle(CACHE / f"{name}.pkl"), rows, backend)
         for name in args.large.split(",")
@@ -869,6 +1031,8 @@ def main() -> None:
         "runs": runs,
         "rss": memory,
         "large": large,
+        "ingest": ingest,
+        "load_average": os.getloadavg(),
     }
     (args.out / "detection.json").write_text(json.dumps(data, indent=1, default=str))
     write_report(args.out, json.loads(json.dumps(data, default=str)), command)

@@ -85,15 +85,8 @@ class WindowEncoding:
         confidence = proba.max(axis=1) if k else np.full(n, np.nan)
         for i in np.flatnonzero(sizes != k):  # other classes than the model's: as logged
             confidence[i] = max(probabilities[i].values(), default=np.nan)
-        feats = [r["features"] for r in records]
         names = self.inputs.names_
-        x = (
-            self.inputs.encode_columns(
-                [list(map(operator.methodcaller("get", name), feats)) for name in names]
-            )
-            if names
-            else np.empty((n, 0))
-        )
+        x = self.inputs.encode_columns(_columns(records, names)) if names else np.empty((n, 0))
         marks = [r["marks"] for r in records]
         return {
             "x": x,
@@ -108,6 +101,23 @@ class WindowEncoding:
             else np.zeros((0, len(MARK_KINDS)), bool),
             "ts": np.fromiter(map(float, map(operator.itemgetter("ts"), records)), float, n),
         }
+
+
+def _columns(records: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The values of `names` in the records' features, one sequence per name (None where a
+    row lacks the feature): one C-level pass per row when every row holds every name."""
+    feats = list(map(operator.itemgetter("features"), records))
+    try:
+        picked = list(map(operator.itemgetter(*names), feats))
+    except KeyError:
+        return [list(map(operator.methodcaller("get", name), feats)) for name in names]
+    return (
+        [picked]
+        if len(names) == 1
+        else list(zip(*picked, strict=True))
+        if picked
+        else [[]] * len(names)
+    )
 
 
 class LabelCodes:
@@ -554,8 +564,13 @@ class FeedbackJoin:
     def labelled_arrays(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """True labels and probabilities (columns in `classes` order) of the labelled rows."""
         rows = list(self.labelled)
-        proba = np.array([[p.get(c, 0.0) for c in classes] for p, _, _ in rows], dtype=float)
-        labels = np.asarray([label for _, label, _ in rows], dtype=object)
+        probabilities = list(map(operator.itemgetter(0), rows))
+        try:
+            picked = list(map(operator.itemgetter(*classes), probabilities))
+        except KeyError:  # a row without every class: 0 for the missing ones
+            picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
+        proba = np.array(picked, dtype=float)
+        labels = np.asarray(list(map(operator.itemgetter(1), rows)), dtype=object)
         return labels, proba.reshape(len(rows), len(classes))
 
     def label_shift(self, min_labels: int) -> float | None:
