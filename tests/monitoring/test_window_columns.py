@@ -231,3 +231,16 @@ def test_a_checkpoint_with_cut_columns_is_refused(tmp_path: Path, ref: Reference
     write(path, payload, version=3)
     with pytest.raises(CheckpointError, match="not a usable Occam checkpoint"):
         MonitorState.load(path, 20, 5, 100, 10)
+
+
+def test_rows_read_before_the_model_is_known_join_the_restored_columns(
+    tmp_path: Path, ref: Reference
+) -> None:
+    path, _ = checkpoint(tmp_path, ref)  # p0..p29, the window keeps p10..p29
+    loaded = MonitorState.load(path, 20, 5, 100, 10)
+    later = odd_records(5, start=100)
+    loaded.window.extend(later)  # read while no bundle could be loaded: kept as records
+    assert len(loaded.window) == 20 and loaded.window.rows == later
+    loaded.window.bind(ref.encoding)
+    logged = [asdict(prediction(f"p{i}", ts=1000.0 + i)) for i in range(15, 30)]
+    assert_same(columns(loaded.window), expected(ref, logged + later))
