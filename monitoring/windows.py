@@ -76,11 +76,12 @@ class WindowEncoding:
         n = len(records)
         k = len(self.classes)
         probabilities = [r["probabilities"] for r in records]
-        try:
-            picked = list(map(operator.itemgetter(*self.classes), probabilities))
+        try:  # one C-level pass: every row holds every class (the usual case)
+            picked = map(operator.itemgetter(*self.classes), probabilities)
+            flat = np.fromiter(itertools.chain.from_iterable(picked) if k > 1 else picked, float)
         except KeyError:
-            picked = [[p.get(c, 0.0) for c in self.classes] for p in probabilities]
-        proba = np.array(picked, float).reshape(n, k)
+            flat = np.array([[p.get(c, 0.0) for c in self.classes] for p in probabilities], float)
+        proba = flat.reshape(n, k)
         sizes = np.fromiter(map(len, probabilities), int, n)
         confidence = proba.max(axis=1) if k else np.full(n, np.nan)
         for i in np.flatnonzero(sizes != k):  # other classes than the model's: as logged
