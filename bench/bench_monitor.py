@@ -95,6 +95,7 @@ def check_cost(bundle: Any, config: OccamConfig, frame: pd.DataFrame) -> list[di
         proba = pipeline.predict_proba(x)
         outputs = output_frame(np.asarray(bundle.classes)[proba.argmax(axis=1)], proba.max(axis=1))
         state = MonitorState.new(size, 10, 100_000, 1000)
+        state.window.bind(ref.encoding)  # as the sidecar: columns built as records arrive
         state.window.extend(prediction_dicts(bundle, window, proba, "c"))
         names = ref.inputs.names_
         row: dict[str, Any] = {"window_rows": size, "features": len(names)}

@@ -103,6 +103,7 @@ class Detection:
                 m.window_rows, m.min_window_rows, 100_000, m.live_window_labels
             )
             state.adopt_model(bundle.version)
+            state.window.bind(ref.encoding)  # as the sidecar: columns built as rows arrive
             rng = np.random.default_rng(seed)
             for start in range(0, len(frame) - stride + 1, stride):
                 block = records[start : start + stride]
@@ -110,7 +111,12 @@ class Detection:
                 state.join.add_predictions(block)
                 state.rows_total += len(block)
                 fed = [i for i in range(start, start + stride) if rng.random() < feedback_share]
-                state.join.add_feedback([{"id": records[i]["id"], "label": labels[i]} for i in fed])
+                state.join.add_feedback(
+                    [
+                        {"id": records[i]["id"], "label": labels[i], "ts": records[i]["ts"]}
+                        for i in fed
+                    ]
+                )
                 if len(state.window) < m.window_rows:
                     continue
                 res = run_check(state, ref, m, now=T0)

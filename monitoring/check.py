@@ -103,7 +103,9 @@ def run_check(
     now: float,
     reuse: CheckResult | None = None,
 ) -> CheckResult:
-    """Check the current windows; `state` is only read (see the module docstring).
+    """Check the current windows; `state` is only read (see the module docstring), except
+    that an unbound window is bound to `ref.encoding` (`PredictionWindow.bind`: the same rows,
+    kept as columns from then on).
 
     `reuse`: the previous result, when the window has not changed since; its drift, estimate
     and quality figures are kept instead of being computed again.
@@ -111,7 +113,9 @@ def run_check(
     started = time.perf_counter()
     window = state.window
     levels = RiskLevels.from_config(config)
-    data = window.data(ref.schema.names, ref.classes) if len(window) and reuse is None else None
+    if reuse is None:
+        window.bind(ref.encoding)  # a no-op once bound (the sidecar binds when it loads `ref`)
+    data = window.data() if len(window) and reuse is None else None
     quality = data_quality(data, ref.classes) if data is not None else None
     drift = output = None
     weighted = None
@@ -123,11 +127,9 @@ def run_check(
         data_drift, prediction_drift = reuse.data_drift, reuse.prediction_drift
         p_value, weighted, estimate = reuse.prediction_p_value, reuse.weighted, reuse.estimate
     elif data is not None and window.ready:
-        drift = ref.inputs.check_encoded(ref.inputs.encode_records(data.inputs))
-        # the output detector's columns: confidence (numeric), then the predicted class
-        output = ref.outputs.check_encoded(
-            ref.outputs.encode_columns([data.confidence, data.predicted.astype(str).tolist()])
-        )
+        assert data.encoded is not None and data.outputs is not None  # a bound window's
+        drift = ref.inputs.check_encoded(data.encoded)
+        output = ref.outputs.check_encoded(data.outputs)
         data_drift = bool(drift.features) and drift.drifted_share >= config.drift_share_threshold
         prediction_drift = bool(output.drifted)
         p_value = min(1.0, 2 * min(f.p_value for f in output.features.values()))

@@ -37,6 +37,21 @@ log = logging.getLogger(__name__)
 MISSING_NUMBER = -1e300
 
 
+def _numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """`values` as floats, NaN for None and for what is not a number."""
+    try:
+        return np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        pass
+    column = np.array(values, dtype=object)
+    column[np.equal(column, np.array(None))] = np.nan  # the usual case: numbers and missing ones
+    try:
+        return column.astype(float)
+    except (TypeError, ValueError):
+        coerced = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+        return coerced.to_numpy(dtype=float)
+
+
 def _category_text(value: object) -> str:
     """A categorical value as `FeatureSchema.coerce` writes it."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -178,11 +193,7 @@ class DriftDetector:
         rows = len(columns[0]) if len(columns) else 0
         x = np.empty((rows, len(self.names_)))
         for j in range(len(self.numeric)):
-            try:
-                column = np.array(columns[j], dtype=float)
-            except (TypeError, ValueError):
-                column = pd.to_numeric(pd.Series(columns[j], dtype=object), errors="coerce")
-                column = column.to_numpy(dtype=float)
+            column = _numbers(columns[j])
             x[:, j] = np.where(np.isnan(column), MISSING_NUMBER, column)
         for j, name in enumerate(self.categorical, start=len(self.numeric)):
             codes = self._codes[name]

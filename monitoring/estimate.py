@@ -38,6 +38,7 @@ labels the plain estimate stands.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -348,4 +349,5 @@ def anchored(
 def class_codes(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """Class codes of `labels` (-1 for a label that is not a class)."""
     index = {str(c): i for i, c in enumerate(classes)}
-    return np.fromiter((index.get(str(v), -1) for v in labels), dtype=np.int64, count=len(labels))
+    found = map(index.get, map(str, labels), itertools.repeat(-1))
+    return np.fromiter(found, dtype=np.int64, count=len(labels))

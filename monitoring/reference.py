@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from monitoring.calibration import calendar_features
 from monitoring.drift import DriftDetector
 from monitoring.estimate import PerformanceEstimator
 from monitoring.importance import weights
+from monitoring.windows import WindowEncoding
 from occam.bundle import Bundle
 from occam.config import MonitoringConfig
 from occam.metadata import LABEL_COLUMN, BundleMetadata, proba_columns
@@ -40,7 +42,8 @@ class Reference:
     configured ones and calendar features); `created_ts` is the training time (Unix seconds).
     `importance` holds the bundle's feature importances, `weights` the normalised weights of the
     checked inputs; `estimator` estimates the goal metrics without labels; `decision_weights`
-    turn probabilities into the answered label (`occam.metrics.predicted_labels`)."""
+    turn probabilities into the answered label (`occam.metrics.predicted_labels`); `encoding`
+    (built once, on first use) turns prediction records into the window's columns."""
 
     tag: str
     version: str
@@ -59,6 +62,11 @@ class Reference:
     weights: dict[str, float]
     estimator: PerformanceEstimator
     decision_weights: dict[str, float] | None = None
+
+    @cached_property
+    def encoding(self) -> WindowEncoding:
+        """How the monitor's window keeps this model's predictions as columns."""
+        return WindowEncoding(self.inputs, self.outputs, tuple(self.classes))
 
 
 def created_timestamp(metadata: BundleMetadata) -> float | None:

@@ -141,6 +141,7 @@ class Sidecar:
             self.state.runs = replace(
                 runs, risk_enter={}, risk_clear={}, risk_active=(), notified_reasons=()
             )
+        self.state.window.bind(reference.encoding)  # rows arriving from now on: as columns
         self.reference = reference
         self.last_check = self.last_counted = None
         self._checked_rows = -1

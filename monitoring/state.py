@@ -11,7 +11,11 @@ record is lost or counted twice.
 The checkpoint is data only, never code: one header line of JSON (`format`, `version`,
 `sha256` and `length` of the payload) and the payload, a JSON object. `load` refuses with
 `CheckpointError` anything else (a pickle, garbage, a payload whose checksum does not match,
-a wrong version or shape), and reads at most `MAX_CHECKPOINT_BYTES`.
+a wrong version or shape), and reads at most `MAX_CHECKPOINT_BYTES`. The window is stored as
+its columns (`PredictionWindow.to_state`: base64 of little-endian arrays, with the fingerprint
+of the encoding they were made with); a window restored for another bundle or config starts
+afresh when the sidecar binds it to its model. A checkpoint of format 2 (the window as records)
+is read and its records are encoded when the window is bound.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ from monitoring.windows import FeedbackJoin, PredictionWindow
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "occam-monitor-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Versions `load` reads: 2 held the window as records (they are encoded when the window is
+#: bound to its model), 3 holds it as columns (`PredictionWindow.to_state`).
+READABLE_VERSIONS = (2, 3)
 #: The checkpoint file name inside `monitoring.state_dir`.
 STATE_FILE = "monitor-checkpoint.json"
 #: A checkpoint larger than this is refused unread (the window and the join are bounded, so a
-#: real one stays far below: about 100 bytes per remembered prediction).
+#: real one stays far below: about 100 bytes per remembered prediction, and per window row
+#: about 11 bytes per checked input and class, as base64 of float64).
 MAX_CHECKPOINT_BYTES = 1 << 30
 _HEADER_BYTES = 512
 KINDS = ("prediction", "feedback", "rejected")
@@ -207,7 +215,7 @@ class MonitorState:
                 "notified_reasons": list(self.runs.notified_reasons),
                 "risk_active": list(self.runs.risk_active),
             },
-            "window": list(self.window.rows),
+            "window": self.window.to_state(),
             "join": self.join.to_state(),
         }
 
@@ -283,10 +291,7 @@ class MonitorState:
             runs["notified_reasons"] = tuple(str(r) for r in runs.get("notified_reasons", ()))
             runs["risk_active"] = tuple(str(r) for r in runs.get("risk_active", ()))
             state.runs = Runs(**runs)
-            rows = raw["window"]
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise TypeError("window is not a list of records")
-            state.window = PredictionWindow(window_rows, min_window_rows, rows)
+            state.window = PredictionWindow.from_state(raw["window"], window_rows, min_window_rows)
             state.join = FeedbackJoin.from_state(raw["join"], join_rows, label_rows)
         except CheckpointError:
             raise
@@ -320,8 +325,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
             raise refuse("not an Occam monitor checkpoint (no JSON header line)")
-        if header.get("version") != FORMAT_VERSION:
-            raise refuse(f"format version {header.get('version')!r}, expected {FORMAT_VERSION}")
+        if header.get("version") not in READABLE_VERSIONS:
+            expected = " or ".join(map(str, READABLE_VERSIONS))
+            raise refuse(f"format version {header.get('version')!r}, expected {expected}")
         length, digest = header.get("length"), header.get("sha256")
         if type(length) is not int or not isinstance(digest, str):
             raise refuse("header without length and sha256")

@@ -1,40 +1,181 @@
 """Count-based windows over the prediction log.
 
 - `PredictionWindow`: the last `size` prediction records; a verdict needs at least `min_rows`.
+  Once bound to a model's `WindowEncoding` it keeps columns, not records: each batch of records
+  is encoded once when it arrives (`extend`) into numpy arrays (the drift encoder's float matrix
+  of the checked inputs, the probabilities in the model's class order, the predicted class as a
+  code, confidence, abstained, mark flags, ts), so a check only slices arrays.
 - `FeedbackJoin`: remembers the probabilities of the last `capacity` predictions by id, joins
   feedback (true labels) to them, and keeps the last `label_capacity` labelled rows for the
   live goal metrics. Each prediction is labelled at most once, across all replicas: the first
   label the monitor reads wins (records of one read are taken in timestamp order), later ones
   are counted as duplicates and ignored. `label_shift` compares the label mix of the labelled
   rows with the mix their predictions expected (a sudden gap is the mark of poisoned feedback).
-
-Records are kept as the dicts read from the log; columns are built only when a check needs them.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import itertools
+import json
+import logging
 import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from monitoring.drift import MISSING_NUMBER, DriftDetector
 from occam.records import MARK_KINDS
+
+log = logging.getLogger(__name__)
+
+#: Answers that are not one of the model's classes (e.g. a foreign abstain label) keep their
+#: own text up to this many; any further one shares the last code (bounded memory).
+MAX_OTHER_LABELS = 16
+
+
+@dataclass(frozen=True)
+class WindowEncoding:
+    """How a window's records become columns for one model: the fitted input and output drift
+    detectors (`monitoring.reference`) and the class order of the probabilities.
+
+    `fingerprint` names the encoding (checked inputs, their categories, the classes and the
+    output detector's classes): columns encoded under one fingerprint are only ever read under
+    the same one (a checkpoint written for another bundle or config is not reused)."""
+
+    inputs: DriftDetector
+    outputs: DriftDetector
+    classes: tuple[str, ...]
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        (predicted,) = self.outputs.categorical
+        described = {
+            "numeric": list(self.inputs.numeric),
+            "categorical": {n: self.inputs.categories_[n] for n in self.inputs.categorical},
+            "classes": list(self.classes),
+            "predicted": self.outputs.categories_[predicted],
+        }
+        digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "fingerprint", digest)
+
+    @property
+    def features(self) -> int:
+        """Width of the encoded input matrix (the checked inputs)."""
+        return len(self.inputs.names_)
+
+    def encode(
+        self, records: Sequence[dict[str, Any]], labels: LabelCodes
+    ) -> dict[str, np.ndarray]:
+        """The columns of `records` (prediction records as logged), one array per `COLUMNS`
+        entry; new answers that are not classes are added to `labels`."""
+        n = len(records)
+        k = len(self.classes)
+        probabilities = [r["probabilities"] for r in records]
+        try:  # one C-level pass: every row holds every class (the usual case)
+            picked = map(operator.itemgetter(*self.classes), probabilities)
+            flat = np.fromiter(itertools.chain.from_iterable(picked) if k > 1 else picked, float)
+        except KeyError:
+            flat = np.array([[p.get(c, 0.0) for c in self.classes] for p in probabilities], float)
+        proba = flat.reshape(n, k)
+        sizes = np.fromiter(map(len, probabilities), int, n)
+        confidence = proba.max(axis=1) if k else np.full(n, np.nan)
+        for i in np.flatnonzero(sizes != k):  # other classes than the model's: as logged
+            confidence[i] = max(probabilities[i].values(), default=np.nan)
+        names = self.inputs.names_
+        x = self.inputs.encode_columns(_columns(records, names)) if names else np.empty((n, 0))
+        marks = [r["marks"] for r in records]
+        return {
+            "x": x,
+            "proba": proba,
+            "predicted": labels.codes([r["predicted"] for r in records]),
+            "confidence": confidence,
+            "abstained": np.fromiter(
+                map(bool, map(operator.itemgetter("abstained"), records)), bool, n
+            ),
+            "marks": np.column_stack([_flags(marks, kind) for kind in MARK_KINDS])
+            if n
+            else np.zeros((0, len(MARK_KINDS)), bool),
+            "ts": np.fromiter(map(float, map(operator.itemgetter("ts"), records)), float, n),
+        }
+
+
+def _columns(records: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The values of `names` in the records' features, one sequence per name (None where a
+    row lacks the feature): one C-level pass per row when every row holds every name."""
+    feats = list(map(operator.itemgetter("features"), records))
+    try:
+        picked = list(map(operator.itemgetter(*names), feats))
+    except KeyError:
+        return [list(map(operator.methodcaller("get", name), feats)) for name in names]
+    return (
+        [picked]
+        if len(names) == 1
+        else list(zip(*picked, strict=True))
+        if picked
+        else [[]] * len(names)
+    )
+
+
+class LabelCodes:
+    """Answers as integer codes: the model's classes first (code = class index), then up to
+    `MAX_OTHER_LABELS` other answers in the order they appeared."""
+
+    def __init__(self, classes: Sequence[str], others: Sequence[str] = ()) -> None:
+        self.labels = [*classes, *others][: len(classes) + MAX_OTHER_LABELS]
+        self._codes = {label: i for i, label in enumerate(self.labels)}
+        self.classes = len(classes)
+
+    def codes(self, answers: Sequence[Any]) -> np.ndarray:
+        found = np.fromiter(map(self._codes.get, answers, itertools.repeat(-1)), np.int32)
+        for i in np.flatnonzero(found < 0):
+            found[i] = self._add(str(answers[i]))
+        return found
+
+    def _add(self, label: str) -> int:
+        if label in self._codes:
+            return self._codes[label]
+        if len(self.labels) >= self.classes + MAX_OTHER_LABELS:
+            return len(self.labels) - 1
+        self._codes[label] = len(self.labels)
+        self.labels.append(label)
+        return len(self.labels) - 1
+
+    @property
+    def others(self) -> list[str]:
+        return self.labels[self.classes :]
+
+
+#: The window's columns: name -> (little-endian dtype as stored, width: None for one value
+#: per row, else the name of the width: "features", "classes" or "marks").
+COLUMNS: dict[str, tuple[str, str | None]] = {
+    "x": ("<f8", "features"),
+    "proba": ("<f8", "classes"),
+    "predicted": ("<i4", None),
+    "confidence": ("<f8", None),
+    "abstained": ("|b1", None),
+    "marks": ("|b1", "marks"),
+    "ts": ("<f8", None),
+}
 
 
 @dataclass(frozen=True)
 class WindowData:
     """The columns of a window, oldest row first.
 
-    `inputs` holds each row's features as received (a mapping per row), `features` the same as
-    a frame (one column per requested name, NaN where a row lacks it; built on demand: the
-    drift check encodes `inputs` directly); `predicted` the top class, `confidence` the top-class
-    probability, `abstained` whether the answer was the abstain label; `marks[kind]` whether a
-    row carries that mark (see `occam.records.MARK_KINDS`); `proba` the probabilities in the
-    order of the classes asked for (None when none were).
+    `predicted` the top class, `confidence` the top-class probability, `abstained` whether the
+    answer was the abstain label; `marks[kind]` whether a row carries that mark (see
+    `occam.records.MARK_KINDS`); `proba` the probabilities in the order of the classes asked
+    for (None when none were). A bound window (see `PredictionWindow`) gives `encoded`, the
+    checked inputs as the input drift detector encodes them, and `outputs`, the matrix the
+    output detector checks (confidence, predicted class code); an unbound one gives `inputs`,
+    each row's features as received (a mapping per row), and `features`, the same as a frame
+    (one column per requested name, NaN where a row lacks it). Arrays of a bound window are
+    views, valid until the window next changes.
     """
 
     inputs: list[dict[str, Any]]
@@ -44,81 +185,299 @@ class WindowData:
     abstained: np.ndarray
     marks: dict[str, np.ndarray]
     proba: np.ndarray | None = None
+    encoded: np.ndarray | None = None
+    outputs: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
         return len(self.predicted)
 
     @property
-    def features(self) -> pd.DataFrame:
+    def features(self) -> Any:
+        """`inputs` as a pandas frame (unbound windows only)."""
+        import pandas as pd
+
         return pd.DataFrame.from_records(self.inputs, columns=list(self.names))
 
 
+class _Store:
+    """Rows [start, end) of preallocated arrays, oldest first; at most `size` rows.
+
+    Appending past the end moves the kept rows to the front (one copy of at most `size` rows
+    per `capacity - size` rows appended), so the rows are always one contiguous slice. The
+    capacity grows to twice `size` as rows arrive (a large configured window costs memory only
+    when it fills)."""
+
+    def __init__(self, size: int, widths: dict[str, int]) -> None:
+        self.size = size
+        self.widths = widths
+        self.start = self.end = 0
+        self.arrays = self._allocate(min(2 * size, 1024))
+
+    def _allocate(self, capacity: int) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (dtype, width) in COLUMNS.items():
+            shape = (capacity,) if width is None else (capacity, self.widths[width])
+            out[name] = np.zeros(shape, np.dtype(dtype).newbyteorder("="))
+        return out
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        n = len(columns["ts"])
+        if n > self.size:
+            columns = {name: a[-self.size :] for name, a in columns.items()}
+            n = self.size
+        if not n:
+            return
+        keep = min(len(self), self.size - n)
+        capacity = len(self.arrays["ts"])
+        if self.end + n > capacity:
+            if capacity < 2 * self.size and keep + n > capacity // 2:
+                grown = self._allocate(min(2 * self.size, max(2 * capacity, 2 * (keep + n))))
+            else:
+                grown = self.arrays
+            for name, a in self.arrays.items():
+                grown[name][:keep] = a[self.end - keep : self.end]
+            self.arrays = grown
+            self.start, self.end = 0, keep
+        for name, a in self.arrays.items():
+            a[self.end : self.end + n] = columns[name]
+        self.end += n
+        self.start = max(self.start, self.end - self.size)
+
+    def view(self, name: str) -> np.ndarray:
+        return self.arrays[name][self.start : self.end]
+
+    def drop_oldest(self, n: int) -> None:
+        self.start = min(self.start + n, self.end)
+
+
 class PredictionWindow:
-    """The last `size` prediction records; `ready` once it holds `min_rows`."""
+    """The last `size` prediction records; `ready` once it holds `min_rows`.
+
+    Unbound (before `bind`) it keeps the records as read (`rows`); `bind(encoding)` encodes them
+    and from then on each batch is encoded as it arrives (`extend`). A window restored from a
+    checkpoint may hold columns of an encoding (`fingerprint`) before it is bound: `bind`
+    keeps them when the encoding is the same, and starts the window afresh (logged) otherwise.
+    """
 
     def __init__(self, size: int, min_rows: int, rows: Iterable[dict[str, Any]] = ()) -> None:
         self.size = size
         self.min_rows = min_rows
-        self.rows: deque[dict[str, Any]] = deque(rows, maxlen=size)
+        self.encoding: WindowEncoding | None = None
+        self.fingerprint: str | None = None  # of the columns in `_store`
+        self._store: _Store | None = None
+        self._labels: LabelCodes | None = None
+        self._pending: deque[dict[str, Any]] = deque(rows, maxlen=size)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        stored = len(self._store) if self._store is not None else 0
+        return min(self.size, stored + len(self._pending))
 
     @property
     def ready(self) -> bool:
         """Whether the window holds enough rows for a verdict."""
-        return len(self.rows) >= self.min_rows
+        return len(self) >= self.min_rows
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The records kept as read, oldest first: every row of an unbound window that arrived
+        since its last columns (a bound window keeps none)."""
+        return list(self._pending)
+
+    def bind(self, encoding: WindowEncoding) -> None:
+        """Encode under `encoding` from now on: rows kept as records are encoded, columns of
+        the same encoding are kept, columns of another one are dropped (logged)."""
+        if self.encoding is not None and self.encoding.fingerprint == encoding.fingerprint:
+            self.encoding = encoding
+            return
+        store = self._store
+        if store is not None and (
+            self.fingerprint != encoding.fingerprint or store.widths != self._widths(encoding)
+        ):
+            if len(store):
+                log.info(
+                    "the monitor window's %d rows were encoded for another model or config: "
+                    "the window starts afresh",
+                    len(store),
+                )
+            store = None
+        if store is None:
+            store = _Store(self.size, self._widths(encoding))
+            self._labels = LabelCodes(encoding.classes)
+        elif self._labels is None:
+            self._labels = LabelCodes(encoding.classes)
+        self._store, self.encoding, self.fingerprint = store, encoding, encoding.fingerprint
+        pending = list(self._pending)
+        self._pending.clear()
+        self.extend(pending)
+
+    @staticmethod
+    def _widths(encoding: WindowEncoding) -> dict[str, int]:
+        return {
+            "features": encoding.features,
+            "classes": len(encoding.classes),
+            "marks": len(MARK_KINDS),
+        }
 
     def extend(self, records: Sequence[dict[str, Any]]) -> None:
-        self.rows.extend(records[-self.size :])
+        """Add prediction records (oldest first); a bound window encodes them now."""
+        records = records[-self.size :]
+        if self.encoding is None:
+            self._pending.extend(records)
+            if self._store is not None and len(self._pending) >= self.size:
+                self._store = None  # every stored row is older than the window
+            return
+        if records:
+            assert self._store is not None and self._labels is not None
+            self._store.append(self.encoding.encode(records, self._labels))
 
     def clear(self) -> None:
-        self.rows.clear()
+        self._pending.clear()
+        if self._store is not None:
+            self._store.drop_oldest(len(self._store))
 
     def forget_before(self, cutoff: float) -> int:
         """Drop rows whose ts is older than `cutoff` (Unix seconds); return how many."""
-        rows = self.rows
         dropped = 0
+        store = self._store
+        if store is not None and len(store):
+            ts = store.view("ts")
+            below = ts < cutoff
+            old = len(ts) if below.all() else int(np.argmin(below))  # the first row kept
+            store.drop_oldest(old)
+            dropped += old
+            if old < len(ts):
+                return dropped
+        rows = self._pending
         while rows and rows[0]["ts"] < cutoff:
             rows.popleft()
             dropped += 1
         return dropped
 
-    def data(self, names: Sequence[str], classes: Sequence[str] | None = None) -> WindowData:
-        """The window's columns in one pass over its rows; `names` are the feature columns,
+    def data(self, names: Sequence[str] = (), classes: Sequence[str] | None = None) -> WindowData:
+        """The window's columns. Bound: views of the stored arrays (`names` and `classes` are
+        the encoding's); unbound: one pass over the records, `names` the feature columns,
         `classes` the order of the probability columns (None: no `proba`)."""
-        rows = list(self.rows)
-        n = len(rows)
-        probabilities = [r["probabilities"] for r in rows]
-        proba = None
-        complete = False  # every row holds every class
-        if classes is not None:
-            pick = operator.itemgetter(*classes)
-            try:
-                picked = list(map(pick, probabilities))
-                complete = True
-            except KeyError:
-                picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
-            proba = np.array(picked, float).reshape(n, len(classes))
-            sizes = np.fromiter(map(len, probabilities), int, n)
-            complete = complete and bool(n) and bool((sizes == len(classes)).all())
-        if proba is not None and complete:
-            confidence = proba.max(axis=1)  # each row holds exactly the classes
-        else:
-            confidence = np.fromiter(
-                (max(p.values(), default=np.nan) for p in probabilities), float, n
-            )
-        marks = [r["marks"] for r in rows]
+        if self.encoding is None:
+            return _from_records(list(self._pending), names, classes)
+        store, labels = self._store, self._labels
+        assert store is not None and labels is not None
+        codes = store.view("predicted")
+        confidence = store.view("confidence")
+        marks = store.view("marks")
+        outputs = self.encoding.outputs
+        (out_name,) = outputs.categorical
+        out_codes = outputs._codes[out_name]
+        unseen = len(out_codes)
+        to_output = np.array([out_codes.get(label, unseen) for label in labels.labels], float)
+        encoded_outputs = np.empty((len(codes), 2))
+        encoded_outputs[:, 0] = np.where(np.isnan(confidence), MISSING_NUMBER, confidence)
+        encoded_outputs[:, 1] = to_output[codes]
         return WindowData(
-            inputs=[r["features"] for r in rows],
-            names=tuple(names),
-            predicted=np.asarray([r["predicted"] for r in rows], dtype=object),
+            inputs=[],
+            names=tuple(self.encoding.inputs.names_),
+            predicted=np.array(labels.labels, dtype=str)[codes],
             confidence=confidence,
-            abstained=np.fromiter(map(bool, map(operator.itemgetter("abstained"), rows)), bool, n),
-            marks={kind: _flags(marks, kind) for kind in MARK_KINDS},
-            proba=proba,
+            abstained=store.view("abstained"),
+            marks={kind: marks[:, j] for j, kind in enumerate(MARK_KINDS)},
+            proba=store.view("proba"),
+            encoded=store.view("x"),
+            outputs=encoded_outputs,
         )
+
+    def to_state(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """JSON-ready state. A window without columns is its list of records (the format of
+        earlier checkpoints); else `fingerprint`, `rows`, `widths`, `labels` (answers that are
+        not classes, by code), `columns` (each column's values as base64 of its little-endian
+        bytes, rows oldest first, see `COLUMNS`) and `pending` (records not yet encoded)."""
+        store = self._store
+        if store is None or not len(store):
+            return list(self._pending)
+        return {
+            "fingerprint": self.fingerprint,
+            "rows": len(store),
+            "widths": store.widths,
+            "labels": self._labels.labels if self._labels is not None else [],
+            "columns": {
+                name: base64.b64encode(
+                    np.ascontiguousarray(store.view(name), dtype=dtype).tobytes()
+                ).decode()
+                for name, (dtype, _) in COLUMNS.items()
+            },
+            "pending": list(self._pending),
+        }
+
+    @classmethod
+    def from_state(cls, raw: Any, size: int, min_rows: int) -> PredictionWindow:
+        """The inverse of `to_state` (the last `size` rows); raises ValueError/TypeError/
+        KeyError on a malformed state. Records (the earlier format) are kept to be encoded when
+        the window is bound."""
+        if isinstance(raw, list):
+            if not all(isinstance(r, dict) for r in raw):
+                raise TypeError("window is not a list of records")
+            return cls(size, min_rows, raw)
+        if not isinstance(raw, dict):
+            raise TypeError("window is neither records nor columns")
+        window = cls.from_state(raw["pending"], size, min_rows)
+        rows = int(raw["rows"])
+        widths = {str(k): int(v) for k, v in dict(raw["widths"]).items()}
+        if set(widths) != {"features", "classes", "marks"} or widths["marks"] != len(MARK_KINDS):
+            raise ValueError("window widths are not features, classes and marks")
+        columns = {}
+        for name, (dtype, width) in COLUMNS.items():
+            shape = (rows,) if width is None else (rows, widths[width])
+            data = base64.b64decode(raw["columns"][name], validate=True)
+            values = np.frombuffer(data, np.dtype(dtype))
+            if values.size != int(np.prod(shape)):
+                raise ValueError(f"window column {name} holds {values.size} values, not {shape}")
+            columns[name] = values.reshape(shape)
+        labels = [str(label) for label in raw["labels"]]
+        codes = columns["predicted"]
+        if rows and (codes.min() < 0 or codes.max() >= len(labels)):
+            raise ValueError("window column predicted holds codes without a label")
+        store = _Store(size, widths)
+        store.append(columns)
+        window._store = store
+        window.fingerprint = str(raw["fingerprint"])
+        window._labels = LabelCodes(labels[: widths["classes"]], labels[widths["classes"] :])
+        return window
+
+
+def _from_records(
+    rows: list[dict[str, Any]], names: Sequence[str], classes: Sequence[str] | None
+) -> WindowData:
+    """`PredictionWindow.data` of records (an unbound window), in one pass over them."""
+    n = len(rows)
+    probabilities = [r["probabilities"] for r in rows]
+    proba = None
+    complete = False  # every row holds every class
+    if classes is not None:
+        pick = operator.itemgetter(*classes)
+        try:
+            picked = list(map(pick, probabilities))
+            complete = True
+        except KeyError:
+            picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
+        proba = np.array(picked, float).reshape(n, len(classes))
+        sizes = np.fromiter(map(len, probabilities), int, n)
+        complete = complete and bool(n) and bool((sizes == len(classes)).all())
+    if proba is not None and complete:
+        confidence = proba.max(axis=1)  # each row holds exactly the classes
+    else:
+        confidence = np.fromiter((max(p.values(), default=np.nan) for p in probabilities), float, n)
+    marks = [r["marks"] for r in rows]
+    return WindowData(
+        inputs=[r["features"] for r in rows],
+        names=tuple(names),
+        predicted=np.asarray([r["predicted"] for r in rows], dtype=object),
+        confidence=confidence,
+        abstained=np.fromiter(map(bool, map(operator.itemgetter("abstained"), rows)), bool, n),
+        marks={kind: _flags(marks, kind) for kind in MARK_KINDS},
+        proba=proba,
+    )
 
 
 def _flags(marks: list[dict[str, Any]], kind: str) -> np.ndarray:
@@ -206,8 +565,13 @@ class FeedbackJoin:
     def labelled_arrays(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """True labels and probabilities (columns in `classes` order) of the labelled rows."""
         rows = list(self.labelled)
-        proba = np.array([[p.get(c, 0.0) for c in classes] for p, _, _ in rows], dtype=float)
-        labels = np.asarray([label for _, label, _ in rows], dtype=object)
+        probabilities = list(map(operator.itemgetter(0), rows))
+        try:
+            picked = list(map(operator.itemgetter(*classes), probabilities))
+        except KeyError:  # a row without every class: 0 for the missing ones
+            picked = [[p.get(c, 0.0) for c in classes] for p in probabilities]
+        proba = np.array(picked, dtype=float)
+        labels = np.asarray(list(map(operator.itemgetter(1), rows)), dtype=object)
         return labels, proba.reshape(len(rows), len(classes))
 
     def label_shift(self, min_labels: int) -> float | None:
