@@ -871,10 +871,10 @@ READING = """
   anes to 73k). On a backlog read from log files with a 50,000-row window (the table "The
   sidecar on a backlog" below), the sidecar took 75k records per CPU second, checks included,
   against 103k for the reader and state alone (45k-77k against 101k-123k in earlier runs).
-  Target 500k: not met, bounded first by the log reader (JSON lines parsed into dicts,
-  occam/logread.py, another developer's: `read_new` is about 40% of the sidecar's ingest in a
-  cProfile, `from_json` alone a quarter), then by this encoding (about 4 microseconds a record read from the
-  log: Python reads each record's dicts once).
+  Target 500k: not met, bounded first by the log reader (lines parsed into record dicts,
+  occam/logread.py: `read_new` is about 40% of the sidecar's ingest in a cProfile, `from_json`
+  alone a quarter), then by this encoding (about 4 microseconds a record read from the log:
+  Python reads each record's dicts once).
 - **Backends agree**: identical verdicts, reasons, named features and weighted drift on every
   window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
   Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
