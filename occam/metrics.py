@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+def _skm() -> Any:
+    """`sklearn.metrics`, imported on first use: the monitor reads most goal metrics off its own
+    confusion matrices and intervals, and importing scikit-learn costs it about 20 MiB."""
+    from sklearn import metrics
+
+    return metrics
+
 
 #: (y_true as str, proba with columns in `classes` order, decided labels, classes, index of the
 #: positive class) -> value
@@ -78,13 +86,13 @@ class GoalMetric:
 
 
 def _accuracy(y: np.ndarray, _: np.ndarray, pred: np.ndarray, c: list[str], pos: int) -> float:
-    return float(skm.accuracy_score(y, pred))
+    return float(_skm().accuracy_score(y, pred))
 
 
 def _balanced_accuracy(
     y: np.ndarray, _: np.ndarray, pred: np.ndarray, c: list[str], pos: int
 ) -> float:
-    return float(skm.balanced_accuracy_score(y, pred))
+    return float(_skm().balanced_accuracy_score(y, pred))
 
 
 def _roc_auc(
@@ -93,22 +101,23 @@ def _roc_auc(
     if len(np.unique(y)) < 2:
         return float("nan")
     if len(classes) == 2:
-        return float(skm.roc_auc_score(y == classes[pos], proba[:, pos]))
-    return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+        return float(_skm().roc_auc_score(y == classes[pos], proba[:, pos]))
+    return float(_skm().roc_auc_score(y, proba, multi_class="ovr", labels=classes))
 
 
 def _average_precision(
     y: np.ndarray, proba: np.ndarray, _: np.ndarray, classes: list[str], pos: int
 ) -> float:
     if len(classes) == 2:
-        return float(skm.average_precision_score(y == classes[pos], proba[:, pos]))
+        return float(_skm().average_precision_score(y == classes[pos], proba[:, pos]))
     onehot = y[:, None] == np.asarray(classes)[None, :]
-    return float(skm.average_precision_score(onehot, proba, average="macro"))
+    return float(_skm().average_precision_score(onehot, proba, average="macro"))
 
 
-def _label_metric(function: Callable[..., Any]) -> _Scorer:
+def _label_metric(function: str) -> _Scorer:
     """f1/precision/recall of the top-class prediction: binary for the positive class, else
-    macro-averaged over classes; 0 where undefined (nothing predicted or nothing true)."""
+    macro-averaged over classes; 0 where undefined (nothing predicted or nothing true).
+    `function` names the `sklearn.metrics` scorer."""
 
     def scorer(
         y: np.ndarray, _: np.ndarray, pred: np.ndarray, classes: list[str], pos: int
@@ -118,7 +127,7 @@ def _label_metric(function: Callable[..., Any]) -> _Scorer:
             kwargs |= {"pos_label": classes[pos], "average": "binary"}
         else:
             kwargs |= {"labels": classes, "average": "macro"}
-        return float(function(y, pred, **kwargs))
+        return float(getattr(_skm(), function)(y, pred, **kwargs))
 
     return scorer
 
@@ -148,21 +157,21 @@ _ALL = (
         _average_precision,
     ),
     GoalMetric(
-        "f1", True, True, "harmonic mean of precision and recall", _label_metric(skm.f1_score)
+        "f1", True, True, "harmonic mean of precision and recall", _label_metric("f1_score")
     ),
     GoalMetric(
         "precision",
         True,
         True,
         "share of rows predicted positive that are positive",
-        _label_metric(skm.precision_score),
+        _label_metric("precision_score"),
     ),
     GoalMetric(
         "recall",
         True,
         True,
         "share of positive rows predicted positive",
-        _label_metric(skm.recall_score),
+        _label_metric("recall_score"),
     ),
 )
 
