@@ -50,7 +50,9 @@ def _config(tag: str, work: Path, fast_path: bool) -> Path:
     raw = yaml.safe_load((ROOT / "occam.yaml").read_text())
     raw["data"]["path"] = str(ROOT / "data" / "flights.csv.gz")
     raw["output"]["model_name"] = tag.split(":")[0]
-    raw["serving"] = {"log_dir": str(work / "logs"), "fast_path": fast_path}
+    raw["serving"] = {"log_dir": str(work / "logs")}
+    if not fast_path:  # only then: the key is unknown to an Occam from before the fast path
+        raw["serving"]["fast_path"] = False
     path = work / "occam.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
