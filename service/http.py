@@ -304,36 +304,36 @@ def _too_large(limit: int) -> Problem:
 
 async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | Problem:
     """The whole request body, or the problem: larger than `limit` bytes, not arrived within
-    `timeout` seconds, or the client disconnected first."""
+    `timeout` seconds, or the client disconnected first. One deadline for the whole body
+    (`asyncio.timeout_at`: a timer on this task, where `wait_for` made a task per message)."""
     chunks: list[bytes] = []
     size = 0
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        try:
-            message = await asyncio.wait_for(receive(), max(remaining, 0.0))
-        except TimeoutError:
-            return Problem(
-                None,
-                None,
-                Reason.BODY_TIMEOUT,
-                f"the request body did not arrive within {timeout:g} s "
-                "(serving.limits.body_timeout_seconds)",
-            )
-        if message["type"] == "http.disconnect":
-            return Problem(
-                None,
-                None,
-                Reason.CLIENT_DISCONNECTED,
-                f"the client disconnected after sending {size} bytes of its body",
-            )
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Problem(
+                        None,
+                        None,
+                        Reason.CLIENT_DISCONNECTED,
+                        f"the client disconnected after sending {size} bytes of its body",
+                    )
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    return _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        return Problem(
+            None,
+            None,
+            Reason.BODY_TIMEOUT,
+            f"the request body did not arrive within {timeout:g} s "
+            "(serving.limits.body_timeout_seconds)",
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
