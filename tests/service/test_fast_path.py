@@ -21,6 +21,7 @@ from occam.records import PredictionRecord, RejectedRecord
 from tests.service.conftest import (
     HeldOut,
     Server,
+    asgi_client,
     occam_serve,
     read_log,
     serving_config,
@@ -216,3 +217,27 @@ def test_both_paths_log_and_count_the_same(servers: dict[str, Server], held_out:
             )
             > 0
         )
+
+
+def test_opentelemetry_middleware_only_when_tracing_samples(trained: Any, tmp_path: Path) -> None:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    from service.wire import tracing_enabled
+
+    with asgi_client(serving_config(trained, tmp_path)) as client:
+        layers = []
+        node = client.app.middleware_stack
+        while node is not None and node is not client.app.router:
+            layers.append(type(node).__name__)
+            node = getattr(node, "app", None)
+    assert "RequestGuard" in layers and "TimeoutMiddleware" in layers
+    assert "OpenTelemetryMiddleware" not in layers  # BentoML's default sample rate is 0
+    rate = BentoMLContainer.config.tracing.sample_rate
+    before = rate.get()
+    try:
+        rate.set(0.5)
+        assert tracing_enabled()
+        rate.set(0.0)
+        assert not tracing_enabled()
+    finally:
+        rate.set(before)
