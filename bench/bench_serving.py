@@ -1,9 +1,10 @@
 """Serving speed: Occam as shipped against Occam with logging off, Occam with BentoML's access
-log on, a bare BentoML service around the same scikit-learn pipeline, a do-nothing BentoML
-endpoint (BentoML's floor) and the limit (uvicorn + Starlette + the bundle's ONNX forest,
-nothing else: bench/limit_service.py), all up in the same run; 1,000-row requests; the ratios
-Occam / do-nothing and Occam / limit against issue 11's targets; the CPU the prediction log
-adds per request; and whether BentoML's adaptive batching helps concurrent single-row traffic.
+log on, Occam through BentoML's endpoints (serving.fast_path false), a bare BentoML service
+around the same scikit-learn pipeline, a do-nothing BentoML endpoint (BentoML's floor) and the
+limit (uvicorn + Starlette + the bundle's ONNX forest, nothing else: bench/limit_service.py),
+all up in the same run; 1,000-row requests; the ratios Occam / do-nothing and Occam / limit
+against issue 11's targets; the CPU the prediction log adds per request; and whether BentoML's
+adaptive batching helps concurrent single-row traffic.
 
 Run: `.venv/bin/python bench/bench_serving.py` (about 7-8 minutes on 2 cores; a short run,
 `--workers 2 --concurrency 1 8 --rounds 3 --duration 1`, takes about 3). It trains a 100-tree
@@ -50,6 +51,7 @@ TARGETS = {
     "occam": "service.app:Occam",
     "occam_nolog": "service.app:Occam",
     "occam_accesslog": "service.app:Occam",
+    "occam_bentoml_path": "service.app:Occam",
     "bare_sklearn": "bench.bare_service:BareSklearn",
     "noop": "bench.bare_service:Noop",
     "limit": "bench.limit_service:app",
@@ -82,11 +84,15 @@ def train_model(home: Path, work: Path) -> str:
     return str(result.bundle.tag)
 
 
-def serving_config(work: Path, name: str, tag: str, log: bool) -> Path:
+def serving_config(work: Path, name: str, tag: str, log: bool, fast_path: bool = True) -> Path:
     raw = yaml.safe_load((ROOT / "occam.yaml").read_text())
     raw["data"]["path"] = str(ROOT / "data" / "flights.csv.gz")
     raw["output"]["model_name"] = tag.split(":")[0]
-    raw["serving"] = {"log_dir": str(work / f"logs-{name}"), "log_predictions": log}
+    raw["serving"] = {
+        "log_dir": str(work / f"logs-{name}"),
+        "log_predictions": log,
+        "fast_path": fast_path,
+    }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -219,6 +225,9 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
     configs = {
         "occam": serving_config(work, "occam", tag, log=True),
         "occam_nolog": serving_config(work, "occam_nolog", tag, log=False),
+        "occam_bentoml_path": serving_config(
+            work, "occam_bentoml_path", tag, log=True, fast_path=False
+        ),
     }
     log = work / "servers.log"
     results: dict[str, list[dict[str, Any]]] = {"single_row": [], "batch": [], "batching": []}
@@ -239,7 +248,7 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
                     print(
                         f"{name:12} w={workers} c={concurrency:<3} {result.to_dict()}", flush=True
                     )
-            del urls["noop"], urls["occam_accesslog"]
+            del urls["noop"], urls["occam_accesslog"], urls["occam_bentoml_path"]
             concurrency = args.batch_concurrency
             cells = interleaved(urls, batch, concurrency, args.rounds, args.duration)
             for name, result in cells.items():

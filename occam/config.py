@@ -402,6 +402,12 @@ class ServingConfig(_Strict):
     access_log: bool = Field(
         default=False, description="BentoML's per-request access log (costs 5-14% throughput)"
     )
+    fast_path: bool = Field(
+        default=True,
+        description="Answer POST /predict and /feedback with Occam's own ASGI route inside the "
+        "BentoML service (the same checks, answers, error bodies, keys, limits and metrics, "
+        "without BentoML's IO descriptors); false: through the @bentoml.api endpoints",
+    )
     inference: Literal["auto", "sklearn"] = Field(
         default="auto",
         description="'auto' serves the bundle's ONNX form when it has one, else scikit-learn; "

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from occam.errors import Problem, Reason, error_body
-from service.http import RequestGuard
+from service.http import RequestGuard, predict_reply
 from service.messages import (
     FeedbackItem,
     FeedbackRequest,
@@ -170,16 +170,13 @@ class Occam:
         """Write out the queued log records before the process exits."""
         self.runtime.close()
 
+    # With serving.fast_path (the default) the guard answers POST /predict and /feedback itself
+    # (`service.http.fast_reply`: the same request specs and `Runtime` calls); these endpoints
+    # declare the API to BentoML (build, /docs.json, clients) and serve when it is off.
     @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)
     async def predict(self, instances: list[Any]) -> Response:
         """Classify 1 to serving.max_rows rows; each answer has an id for /feedback."""
-        runtime = self.runtime
-        if runtime.predictor is not None and runtime.predictor.kind == "sklearn":
-            # scikit-learn takes milliseconds per call: keep the event loop free meanwhile.
-            from anyio.to_thread import run_sync
-
-            return _json(await run_sync(runtime.predict, instances))
-        return _json(runtime.predict(instances))
+        return _json(await predict_reply(self.runtime, instances))
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
     async def feedback(self, labels: list[FeedbackItem]) -> Response:

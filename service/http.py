@@ -11,9 +11,16 @@ In this order, before BentoML reads anything:
   (`serving.limits.body_timeout_seconds`: 408, connection closed). A client that disconnects
   before its body has arrived is a client fault: counted with status 499 (as nginx does) and
   reason `client_disconnected`, logged at INFO, never a 500.
-- BentoML's own 4xx bodies (malformed JSON, a body of the wrong shape: pydantic errors) are
-  rewritten into Occam's error body (`occam.errors.ErrorBody`), counted and logged like every
-  other refused request.
+- The fast path (`serving.fast_path`, the default): the guard answers the request itself
+  (`fast_reply`): the body is parsed by the same pydantic request spec as BentoML's endpoint
+  parses it with, and handed to the same `Runtime` call, so answers and error bodies are the
+  same; BentoML's IO descriptors, its service context and router are skipped (they took
+  about as long as the prediction itself: bench/results/serving_profile.md). The request
+  metrics middleware outside the guard still counts every request.
+- Otherwise the request goes on to BentoML's `@bentoml.api` endpoint, and BentoML's own 4xx
+  bodies (malformed JSON, a body of the wrong shape: pydantic errors) are rewritten into
+  Occam's error body (`occam.errors.ErrorBody`), counted and logged like every other refused
+  request.
 
 Refusals before the body is read are counted but not written to the prediction log. Successful
 responses pass through untouched: the guard only inspects the status line.
@@ -29,6 +36,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from pydantic_core import PydanticSerializationError, to_json
 
 from occam.auth import Scope, Verdict, token_from_headers
 from occam.errors import FEEDBACK_OUTCOME, PREDICT_OUTCOME, Problem, Reason, quote
@@ -140,6 +149,9 @@ class RequestGuard:
             await _answer(send, runtime.reject([outcome], record=record, headers=close))
             return
         rows = FEEDBACK_OUTCOME if needed == "feedback" else PREDICT_OUTCOME
+        if runtime.serving.fast_path:
+            await _answer(send, await fast_reply(runtime, needed, outcome))
+            return
         await self.app(scope, _replay(outcome, receive), _Rewriter(send, runtime, rows))
 
     def _bucket(self, runtime: Runtime) -> TokenBuckets:
@@ -147,6 +159,52 @@ class RequestGuard:
             limits = runtime.serving.limits
             self._buckets = TokenBuckets(limits.feedback_per_second, limits.feedback_burst)
         return self._buckets
+
+
+#: BentoML's body for an exception in an endpoint (500), kept for the fast path.
+SERVER_ERROR = {"error": "An unexpected error has occurred, please check the server log."}
+
+
+async def predict_reply(runtime: Runtime, instances: list[Any]) -> Reply:
+    """`Runtime.predict`; in a worker thread when the predictor is scikit-learn's (it takes
+    milliseconds per call: the event loop stays free meanwhile), else in the event loop."""
+    predictor = runtime.predictor
+    if predictor is not None and predictor.kind == "sklearn":
+        from anyio.to_thread import run_sync
+
+        return await run_sync(runtime.predict, instances)
+    return runtime.predict(instances)
+
+
+async def fast_reply(runtime: Runtime, route: Scope, body: bytes) -> Reply:
+    """The answer to a POST /predict (`route` "predict") or /feedback ("feedback") whose
+    `body` the guard has read: what BentoML's endpoint would answer, without its IO
+    descriptors. The body is parsed by the same pydantic request spec BentoML parses it with
+    (`service.messages`), a refusal of the spec becomes the same problems
+    (`problems_from_bentoml` on BentoML's error payload), and the spec's value goes to the same
+    `Runtime` call as the `@bentoml.api` endpoint's; an unexpected exception is logged and
+    answered 500 with BentoML's body."""
+    from pydantic import ValidationError
+
+    from service.messages import FeedbackRequest, PredictRequest
+
+    spec = PredictRequest if route == "predict" else FeedbackRequest
+    try:
+        request = spec.model_validate_json(body or b"{}")  # BentoML's JSON serde does this
+    except ValidationError as exc:
+        payload = {
+            "error": f"{exc.error_count()} validation error for {exc.title}",
+            "detail": exc.errors(include_context=False, include_input=False),
+        }
+        outcome = PREDICT_OUTCOME if route == "predict" else FEEDBACK_OUTCOME
+        return runtime.reject(problems_from_bentoml(400, payload), 400, outcome=outcome)
+    try:
+        if isinstance(request, PredictRequest):
+            return await predict_reply(runtime, request.instances)
+        return runtime.feedback([(item.id, item.label) for item in request.labels])
+    except Exception:
+        log.exception("POST /%s failed", route)
+        return Reply(500, SERVER_ERROR)
 
 
 class _Rewriter:
@@ -246,36 +304,36 @@ def _too_large(limit: int) -> Problem:
 
 async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes | Problem:
     """The whole request body, or the problem: larger than `limit` bytes, not arrived within
-    `timeout` seconds, or the client disconnected first."""
+    `timeout` seconds, or the client disconnected first. One deadline for the whole body
+    (`asyncio.timeout_at`: a timer on this task, where `wait_for` made a task per message)."""
     chunks: list[bytes] = []
     size = 0
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        try:
-            message = await asyncio.wait_for(receive(), max(remaining, 0.0))
-        except TimeoutError:
-            return Problem(
-                None,
-                None,
-                Reason.BODY_TIMEOUT,
-                f"the request body did not arrive within {timeout:g} s "
-                "(serving.limits.body_timeout_seconds)",
-            )
-        if message["type"] == "http.disconnect":
-            return Problem(
-                None,
-                None,
-                Reason.CLIENT_DISCONNECTED,
-                f"the client disconnected after sending {size} bytes of its body",
-            )
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Problem(
+                        None,
+                        None,
+                        Reason.CLIENT_DISCONNECTED,
+                        f"the client disconnected after sending {size} bytes of its body",
+                    )
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    return _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        return Problem(
+            None,
+            None,
+            Reason.BODY_TIMEOUT,
+            f"the request body did not arrive within {timeout:g} s "
+            "(serving.limits.body_timeout_seconds)",
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -291,10 +349,21 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def encode(body: Any) -> bytes:
+    """`body` as compact JSON in UTF-8, the bytes Starlette's JSONResponse gives up to the
+    form of floats (the shortest text that reads back as the same number): pydantic-core's
+    encoder, about 9x faster than the json module on an answer. Text Rust cannot hold (a lone
+    surrogate quoted from a request) is escaped by the json module instead."""
+    try:
+        return to_json(body)
+    except (PydanticSerializationError, ValueError):
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
 async def _answer(
     send: Send, reply: Reply, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps(reply.body).encode()
+    body = encode(reply.body)
     keep = [
         (k, v) for k, v in headers or [] if k.lower() not in (b"content-length", b"content-type")
     ]

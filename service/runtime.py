@@ -17,6 +17,7 @@ and never answered.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -345,6 +346,7 @@ class Runtime:
             return
         self.model = loaded
         self._log_loaded(loaded)
+        settle_heap()
         self._ready.set()
         if self.serving.shadow_tag:
             self.start_shadow(self.serving.shadow_tag, self.serving.shadow_rows)
@@ -424,6 +426,7 @@ class Runtime:
             return result(ReloadOutcome.REFUSED, detail)
         self.model = loaded  # one attribute: atomic for every request that reads it after
         self._log_loaded(loaded)
+        settle_heap()
         log.warning("reload (%s): now serving %s (was %s)", trigger, found.tag, current.bundle.tag)
         return result(ReloadOutcome.SWAPPED, f"{current.bundle.tag} -> {found.tag}", found.version)
 
@@ -728,6 +731,18 @@ class Runtime:
         self._stop.set()
         if self.writer is not None:
             self.writer.close()
+
+
+def settle_heap() -> None:
+    """Collect garbage once, then move every object alive (the loaded model, the libraries)
+    into the collector's permanent generation (`gc.freeze`). A full collection of a loaded
+    worker walks ~200k objects (about 350 ms on a busy machine, a request's answer waiting
+    behind it); once frozen they are never walked again and a full collection costs little.
+    Called after a model loads and after a swap (an old model's objects left frozen cost
+    memory only if they hold reference cycles)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def new_ids(count: int) -> list[str]:

@@ -13,6 +13,7 @@ read timeout, and its request metrics label each request with its raw path (404s
 - `RouteMetricsMiddleware`: BentoML's request metrics middleware, fed the route template of
   each request (`/predict`, `/feedback`, `/model`, ...) and `other` for every path the
   service does not serve, so the series on /metrics are bounded.
+- BentoML's OpenTelemetry middleware only when tracing samples (`tracing_enabled`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import uvicorn.config
 from _bentoml_impl.server.app import ServiceAppFactory
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -179,8 +181,21 @@ class RouteMetricsMiddleware(RunnerTrafficMetricsMiddleware):
         await super().__call__(labelled, receive, send)
 
 
+def tracing_enabled() -> bool:
+    """Whether BentoML's tracing is on: `tracing.sample_rate` above 0 in BentoML's config
+    (e.g. `BENTOML_CONFIG_OPTIONS="services.occam.tracing.sample_rate=1.0
+    services.occam.tracing.exporter_type=otlp ..."`). BentoML's default is 0: no trace is
+    kept, yet its OpenTelemetry middleware still made and ended a span for every request, a
+    third of a single-row request's CPU (bench/results/serving_profile.md)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    rate = BentoMLContainer.config.tracing.sample_rate.get()
+    return rate is not None and float(rate) > 0
+
+
 class OccamAppFactory(ServiceAppFactory):
-    """BentoML's app factory with `RouteMetricsMiddleware` in place of its own."""
+    """BentoML's app factory with `RouteMetricsMiddleware` in place of its own, and without
+    the OpenTelemetry middleware unless tracing samples (`tracing_enabled`)."""
 
     @property
     def middlewares(self) -> list[Middleware]:
@@ -192,7 +207,10 @@ class OccamAppFactory(ServiceAppFactory):
             elif isinstance(route, Mount) and route.path not in ("", "/"):
                 prefixes.add(route.path)
         out = []
+        tracing = tracing_enabled()
         for middleware in super().middlewares:
+            if middleware.cls is OpenTelemetryMiddleware and not tracing:
+                continue  # it would make a span nobody records for every request
             if middleware.cls is RunnerTrafficMetricsMiddleware:
                 factory: Any = RouteMetricsMiddleware
                 middleware = Middleware(
