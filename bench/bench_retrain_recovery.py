@@ -274,7 +274,11 @@ def render(r: dict[str, Any]) -> str:
             f"| {c['metric']} | {c['threshold']} | {c['champion']:.4f} | {c['challenger']:.4f} "
             f"| {c['difference']:+.4f} [{c['difference_low']:+.4f}, {c['difference_high']:+.4f}] |"
         )
-    lines += ["", "#### The champion on the served period (what the monitor's live metric saw)", ""]
+    lines += [
+        "",
+        "#### The champion on every served row (the live metric sees the share with feedback)",
+        "",
+    ]
     lines += table(r["served_scores"], ["champion"])
     lines += [
         "",
