@@ -66,6 +66,8 @@ MAX_MISSING_SHARE: float = DataConfig.model_fields["max_missing_share"].default
 LEAKAGE_AUC: float = DataConfig.model_fields["leakage_auc"].default
 
 _ID_NAMES = {"id", "idcode", "uuid", "guid", "rownames", "rowname", "index", "unnamed: 0"}
+#: A name whose last word is one of these names an identifier (`row_id`, `uid`, `caseUUID`).
+_ID_TOKENS = {"id", "uid", "uuid", "guid"}
 _YEAR_TOKENS = {"year", "yr", "yyyy", "season"}
 _UNIX_TOKENS = {"time", "timestamp", "ts", "epoch", "date", "datetime", "created", "updated", "at"}
 _PERIOD_TOKENS = {"period", "step", "tick", "timestep", "t", "time"}
@@ -168,7 +170,7 @@ def classify_column(
         return Column(name, "excluded", f"constant: every row holds {shown}")
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     whole = numeric and _is_whole(values)
-    id_name = str(name).lower() in _ID_NAMES or "id" in name_tokens(name)[-1:]
+    id_name = str(name).lower() in _ID_NAMES or bool(_ID_TOKENS & set(name_tokens(name)[-1:]))
     if id_name and distinct >= 20:
         return Column(name, "excluded", f"id-like: an id name with {distinct} values")
     if (whole or not numeric) and distinct >= 50 and distinct >= ID_DISTINCT_SHARE * len(values):

@@ -79,6 +79,16 @@ def test_whole_numbers_are_codes_up_to_the_limit_and_numbers_beyond() -> None:
     assert classify_column(with_missing, 0.25).role == "categorical"
 
 
+@pytest.mark.parametrize("name", ["uid", "respondent_uid", "caseUUID"])
+def test_an_identifier_name_excludes_a_column_whose_values_repeat(name: str) -> None:
+    """ANES' `uid` (year x 10,000 + n) is 87% distinct, under the share rule, and numbered in
+    time order: kept as a feature it acts as a clock. Its name says what it is."""
+    values = pd.Series(np.repeat(np.arange(300) + 19_920_000, 2))  # 50% distinct
+    decided = classify_column(values.rename(name), 0.0)
+    assert (decided.role, decided.name) == ("excluded", name)
+    assert "id-like" in decided.reason
+
+
 def test_distinct_measurements_are_not_id_like() -> None:
     measured = pd.Series(np.random.default_rng(1).normal(size=500), name="pressure")
     assert classify_column(measured, 0.0).role == "numeric"
