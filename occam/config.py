@@ -697,10 +697,11 @@ class RetrainConfig(_Strict):
     """
 
     original: Literal["all", "last_rows", "last_days", "none"] = Field(
-        default="last_days",
+        default="all",
         description="Which rows of the original data's training period (before "
-        "`data.split.production_start`) join the log rows: all, the last `original_rows` "
-        "rows, the last `original_days` days, or none",
+        "`data.split.production_start`) join the log rows: all (the default: older periods "
+        "the newest rows do not cover stay learnt, see bench/results/retrain_bound.md), the "
+        "last `original_rows` rows, the last `original_days` days, or none",
     )
     original_rows: int = Field(default=50_000, ge=1, description="Rows kept by 'last_rows'")
     original_days: float = Field(default=90, gt=0, description="Days kept by 'last_days'")

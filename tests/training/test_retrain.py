@@ -152,6 +152,25 @@ def test_retrain_set_joins_feedback_and_holds_out_the_newest_rows(
     assert found.summary()["gate_rows"] == len(found.gate)
 
 
+def test_by_default_every_original_row_joins_the_production_feedback(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    """`retrain.original` defaults to `all`: the challenger keeps every row of the original
+    training period (the upper-bound study, bench/results/retrain_bound.md, found no shorter
+    window better on any later month), and adds the labelled production rows at weight 1."""
+    config = make_config(tmp_path, champion, **{"retrain.min_gate_rows": 50})
+    assert config.retrain.original == "all" and config.retrain.log_weight == 1.0
+    served = production(flights, "2013-07-01", 300)
+    write_log(config.serving.log_dir, served, champion.schema.names, served["late"].tolist())
+    found = build_retrain_set(config, champion)
+    times = pd.to_datetime(flights["scheduled_departure"])
+    assert found.original_rows == int((times < pd.Timestamp("2013-07-01")).sum())
+    original = pd.to_datetime(found.train["scheduled_departure"].iloc[: found.original_rows])
+    assert original.min() == times.min() and original.max() < pd.Timestamp("2013-07-01")
+    assert found.log_train_rows == 300 - len(found.gate)
+    assert RecencyWeights.from_config(config, found).uniform
+
+
 def test_original_rule_last_days_keeps_only_recent_rows(
     tmp_path: Path, champion: Bundle, flights: pd.DataFrame
 ) -> None:
