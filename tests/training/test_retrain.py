@@ -255,7 +255,8 @@ def test_retrain_promotes_a_challenger_that_learned_the_new_concept(
     card = result.train.card_path.read_text()
     assert "## Champion vs challenger" in card and "**Promoted**" in card
     assert result.train.card_path.parent == config.output.reports_dir / "retrain"
-    assert result.train.metadata.challenge.passed is True
+    challenge = result.train.metadata.challenge
+    assert challenge is not None and challenge.passed is True
 
 
 def test_retrain_refuses_a_challenger_trained_on_noise(
