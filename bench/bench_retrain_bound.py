@@ -291,11 +291,10 @@ def findings(report: dict[str, Any]) -> list[str]:
             + "."
         )
     out += ["", "Mean over the months, per rule (each month weighs the same):", ""]
-    names = list(next(iter(report["months"].values())))
+    months = list(report["months"].values())
     for metric in goals:
-        months = report["months"].values()
         means = {
-            n: float(np.mean([r[n]["scores"][metric]["value"] for r in months])) for n in names
+            n: float(np.mean([r[n]["scores"][metric]["value"] for r in months])) for n in months[0]
         }
         ranked = sorted(means, key=lambda n: means[n], reverse=True)
         out.append(f"- {metric}: " + ", ".join(f"{n} {means[n]:.4f}" for n in ranked) + ".")
