@@ -328,10 +328,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.render is not None:
-        report = json.loads(args.render.read_text())
-        report["findings"] = findings(report)
-        args.render.write_text(json.dumps(report, indent=2, default=str))
-        (RESULTS / "retrain_bound.md").write_text(render(report))
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        saved["findings"] = findings(saved)
+        args.render.write_text(json.dumps(saved, indent=2, default=str))
+        (RESULTS / "retrain_bound.md").write_text(render(saved))
         return
     started = time.monotonic()
     load_start = os.getloadavg()[0]
