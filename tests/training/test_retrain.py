@@ -157,7 +157,8 @@ def test_by_default_every_original_row_joins_the_production_feedback(
 ) -> None:
     """`retrain.original` defaults to `all`: the challenger keeps every row of the original
     training period (the upper-bound study, bench/results/retrain_bound.md, found no shorter
-    window better on any later month), and adds the labelled production rows at weight 1."""
+    window better on roc_auc in any later month), and adds the labelled production rows at
+    weight 1."""
     config = make_config(tmp_path, champion, **{"retrain.min_gate_rows": 50})
     assert config.retrain.original == "all" and config.retrain.log_weight == 1.0
     served = production(flights, "2013-07-01", 300)
