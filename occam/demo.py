@@ -12,9 +12,11 @@ It closes the loop (`_Loop`): once the monitor recommends retraining in the prod
 champion; a challenger that passes runs in shadow for one window (POST /admin/shadow, compared
 by the monitor on live feedback), then `occam promote` swaps it in without a restart, and the
 windows after it show the new model's true metric beside what the old champion would have
-scored on the same rows. A refused challenger is narrated as such. At the end `occam rollback`
-restores the champion (so the next run starts from the same model) and `occam history` shows
-the audit log.
+scored on the same rows. A refused challenger is narrated as such, and scored on the windows
+after its refusal beside the champion that served them, so the story says whether the refusal
+was right; either way with the monitor's live metric and its interval at the decision and at
+the end. Finally `occam rollback` restores the champion (so the next run starts from the same
+model) and `occam history` shows the audit log.
 
 Nothing imports this module but the CLI. It imports no stage: the stages are reached through
 their commands and HTTP endpoints (`occam/loopback.py`).
