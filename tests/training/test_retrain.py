@@ -29,6 +29,7 @@ from training.retrain import (
     challenger_frame,
     read_log,
     retrain,
+    row_keys,
 )
 
 _names = itertools.count()
@@ -219,6 +220,30 @@ def test_rows_the_champion_may_have_trained_on_are_never_gate_rows(
     write_log(config.serving.log_dir, old, champion.schema.names, old["late"].tolist())
     with pytest.raises(RetrainError, match="0 of them newer than the champion"):
         build_retrain_set(config, champion)
+
+
+def test_original_rows_served_again_are_neither_gate_nor_extra_training_rows(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    """`occam demo` replays the original data's held-out end through the service: those log
+    rows are served after the champion's data, yet the challenger trains on them as original
+    rows (`retrain.original: all`). They must not be gate rows (a gate on rows one model
+    learnt is unfair) nor join the training rows twice."""
+    config = make_config(tmp_path, champion, **{"retrain.min_gate_rows": 50})
+    june = production(flights, "2013-06-20", 300)
+    served_later = pd.to_datetime(june["scheduled_departure"]) + pd.Timedelta(days=30)
+    replayed = june.assign(scheduled_departure=served_later.dt.strftime("%Y-%m-%dT%H:%M"))
+    july = production(flights, "2013-07-01", 300)
+    both = pd.concat([replayed, july], ignore_index=True)
+    write_log(config.serving.log_dir, both, champion.schema.names, both["late"].tolist())
+    found = build_retrain_set(config, champion)
+    assert found.log_train_rows + len(found.gate) == 300  # the July rows only
+    names = champion.schema.names
+    june_rows = set(row_keys(june, names))
+    assert june_rows.isdisjoint(row_keys(found.gate, names))
+    from_log = found.train.iloc[found.original_rows :]
+    assert june_rows.isdisjoint(row_keys(from_log, names))
+    assert june_rows <= set(row_keys(found.train.iloc[: found.original_rows], names))
 
 
 def test_read_log_keeps_the_newest_records_within_its_bound(
