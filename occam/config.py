@@ -712,7 +712,11 @@ class RetrainConfig(_Strict):
         description="Newest share of the labelled log rows held out for the gate",
     )
     min_gate_rows: int = Field(
-        default=200, ge=10, description="Fewer held-out labelled rows than this: no retrain"
+        default=1000,
+        ge=10,
+        description="Fewer held-out labelled rows than this: no retrain yet (exit 3, try again "
+        "as feedback arrives). The gate rows are the challenger's held-out set; the paired "
+        "interval of a roc_auc difference spanned 0.18 on 200 flights rows, 0.05 on 1,407",
     )
     max_log_rows: int = Field(
         default=2_000_000, ge=1, description="Most prediction records read from the log"
