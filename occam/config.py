@@ -712,7 +712,7 @@ class RetrainConfig(_Strict):
         description="Newest share of the labelled log rows held out for the gate",
     )
     min_gate_rows: int = Field(
-        default=1000,
+        default=200,
         ge=10,
         description="Fewer held-out labelled rows than this: no retrain yet (exit 3, try again "
         "as feedback arrives). The gate rows are the challenger's held-out set; the paired "
