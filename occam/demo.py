@@ -12,9 +12,11 @@ It closes the loop (`_Loop`): once the monitor recommends retraining in the prod
 champion; a challenger that passes runs in shadow for one window (POST /admin/shadow, compared
 by the monitor on live feedback), then `occam promote` swaps it in without a restart, and the
 windows after it show the new model's true metric beside what the old champion would have
-scored on the same rows. A refused challenger is narrated as such. At the end `occam rollback`
-restores the champion (so the next run starts from the same model) and `occam history` shows
-the audit log.
+scored on the same rows. A refused challenger is narrated as such, and scored on the windows
+after its refusal beside the champion that served them, so the story says whether the refusal
+was right; either way with the monitor's live metric and its interval at the decision and at
+the end. Finally `occam rollback` restores the champion (so the next run starts from the same
+model) and `occam history` shows the audit log.
 
 Nothing imports this module but the CLI. It imports no stage: the stages are reached through
 their commands and HTTP endpoints (`occam/loopback.py`).
@@ -378,6 +380,7 @@ def _replay_windows(
             firing = firing_alerts(stack.prometheus) if stack.prometheus else []
             say(_window_line(point, config, firing))
             if title == PRODUCTION:
+                loop.record_refused(point, chunk, stats, begin, config)
                 loop.step(stack, config, point, samples, rows, say)
     return windows, stats
 
@@ -443,7 +446,9 @@ def _window_point(
         at_risk=None if at_risk is None else at_risk == 1,
         reasons=tuple(sorted(r for r, v in reasons.items() if v == 1)),
         model=model,
-        champion_truth=loop.champion_on(chunk, stats, begin, config) if loop.promoted else {},
+        champion_truth=(
+            loop.truth_of(loop.champion, chunk, stats, begin, config) if loop.promoted else {}
+        ),
     )
 
 
@@ -754,7 +759,10 @@ class _Loop:
     """The retrain loop in a demo run: watching -> (retrain) -> shadow -> promoted, or refused.
 
     `champion` served when the demo started; `served` serves now; `events` are the steps taken
-    (after which window). `restored` once `occam rollback` put the champion back."""
+    (after which window). `restored` once `occam rollback` put the champion back. `decided`
+    is the window after which the challenger was promoted or refused; `refused_truth` what a
+    refused challenger scores on each later window (by index), beside the champion that
+    served it, so the narration says whether the refusal was right."""
 
     config_path: Path
     key: str
@@ -764,7 +772,9 @@ class _Loop:
     challenger: Bundle | None = None
     events: list[LoopEvent] = field(default_factory=list)
     restored: bool = False
-    _champion_model: object | None = None
+    decided: int | None = None
+    refused_truth: dict[int, dict[str, float]] = field(default_factory=dict)
+    _models: dict[str, Any] = field(default_factory=dict)
 
     @property
     def promoted(self) -> bool:
@@ -815,7 +825,7 @@ class _Loop:
         self.challenger = get_bundle(found.group(1))
         tag = self.challenger.tag
         if done.returncode != 0:
-            self.stage = "refused"
+            self.stage, self.decided = "refused", point.index
             self.events.append(LoopEvent("refused", point.index, f"gate refused {tag}"))
             say(f"the gate refused challenger {tag}: champion {self.served.tag} keeps serving")
             return
@@ -868,7 +878,7 @@ class _Loop:
                 worse.append(f"{goal.metric} {new:.3f} < {old:.3f}")
         tag = self.challenger.tag
         if worse:
-            self.stage = "refused"
+            self.stage, self.decided = "refused", point.index
             self.events.append(LoopEvent("refused", point.index, f"shadow: {tag} worse"))
             say(f"not promoted: in shadow the challenger did worse ({'; '.join(worse)})")
             return
@@ -884,56 +894,102 @@ class _Loop:
             f"`occam promote {tag}`: the service answers with it now, without a restart "
             f"(GET /model), and the monitor follows it from the log"
         )
-        self.served, self.stage = self.challenger, "promoted"
+        self.served, self.stage, self.decided = self.challenger, "promoted", point.index
 
-    def champion_on(
-        self, chunk: pd.DataFrame, stats: ReplayStats, begin: int, config: OccamConfig
+    def truth_of(
+        self,
+        bundle: Bundle,
+        chunk: pd.DataFrame,
+        stats: ReplayStats,
+        begin: int,
+        config: OccamConfig,
     ) -> dict[str, float]:
-        """Each goal metric the replaced champion scores on the rows of `chunk` (sent from row
-        `begin` of `stats`), answering by its own decision weights."""
-        champion = self.champion
-        if self._champion_model is None:
-            self._champion_model = champion.load_pipeline()
-        model: Any = self._champion_model
-        raw = model.predict_proba(champion.schema.coerce(chunk))
-        columns = [list(map(str, model.classes_)).index(c) for c in champion.classes]
+        """Each goal metric `bundle` (one that did not answer) scores on the rows of `chunk`
+        (sent from row `begin` of `stats`), answering by its own decision weights."""
+        model: Any = self._models.get(bundle.tag)
+        if model is None:
+            model = self._models[bundle.tag] = bundle.load_pipeline()
+        raw = model.predict_proba(bundle.schema.coerce(chunk))
+        columns = [list(map(str, model.classes_)).index(c) for c in bundle.classes]
         truth = np.asarray(stats.truth[begin:])
-        known = np.isin(truth, champion.classes)
+        known = np.isin(truth, bundle.classes)
         if not known.any():
             return {}
-        positive = config.goals_positive_label or champion.classes[-1]
+        positive = config.goals_positive_label or bundle.classes[-1]
         proba = raw[:, columns][known]
         return {
             g.metric: score(
-                g.metric, truth[known], proba, champion.classes, positive, champion.decision_weights
+                g.metric, truth[known], proba, bundle.classes, positive, bundle.decision_weights
             )
             for g in config.goals
         }
 
+    def record_refused(
+        self,
+        point: WindowPoint,
+        chunk: pd.DataFrame,
+        stats: ReplayStats,
+        begin: int,
+        config: OccamConfig,
+    ) -> None:
+        """After a refusal: what the refused challenger scores on window `point`'s rows."""
+        if self.stage == "refused" and self.challenger is not None:
+            self.refused_truth[point.index] = self.truth_of(
+                self.challenger, chunk, stats, begin, config
+            )
+
     def tell(
         self, windows: list[WindowPoint], config: OccamConfig, say: Callable[[str], None]
     ) -> None:
-        """The loop's outcome: what the promoted model scored after its promotion against what
-        the old champion would have scored on the same rows (pooled), or why nothing changed."""
+        """The loop's outcome, measured: after a promotion, what the new model scored on the
+        later windows against what the old champion scores on the same rows; after a refusal,
+        what the refused challenger would have scored there against the champion that served
+        them (so the refusal is shown right or wrong); in both, the monitor's live metric with
+        its interval when the decision was taken and at the end."""
         if self.stage == "watching":
             say("the loop: the monitor never recommended retraining in the production period")
             return
-        if not self.promoted:
+        if self.stage not in ("promoted", "refused") or self.decided is None:
             say(f"the loop: no promotion ({self.stage}); champion {self.champion.tag} served on")
             return
-        after = [w for w in windows if w.champion_truth]
+        later = [w for w in windows if w.index > self.decided]
+        if self.promoted:
+            new_name, old_name = "the new model", "the old champion"
+            pairs = [(w.truth, w.champion_truth) for w in later if w.champion_truth]
+            say(
+                f"the loop: after the promotion of {self.served.tag} (after window "
+                f"{self.decided + 1}):"
+            )
+        else:
+            new_name, old_name = "the refused challenger", "the champion"
+            pairs = [(self.refused_truth.get(w.index, {}), w.truth) for w in later]
+            pairs = [(new, old) for new, old in pairs if new]
+            say(
+                f"the loop: the challenger was refused after window {self.decided + 1}; "
+                f"champion {self.champion.tag} served on"
+            )
         for goal in config.goals:
-            new = [w.truth[goal.metric] for w in after if goal.metric in w.truth]
-            old = [w.champion_truth[goal.metric] for w in after if goal.metric in w.champion_truth]
-            if not new or not old:
+            m = goal.metric
+            new = [a[m] for a, b in pairs if m in a and m in b]
+            old = [b[m] for a, b in pairs if m in a and m in b]
+            if not new:
                 continue
             a, b = float(np.mean(new)), float(np.mean(old))
-            verdict = "recovered: it meets" if a >= goal.threshold else "still under"
+            wins = sum(x > y for x, y in zip(new, old, strict=True))
+            says = "meets" if a >= goal.threshold else "misses"
             say(
-                f"the loop: after the promotion ({len(after)} windows) the new model's true "
-                f"{goal.metric} averages {a:.3f} ({verdict} the goal {goal.threshold:.2f}); "
-                f"the old champion on the same rows {b:.3f} ({a - b:+.3f})"
+                f"  true {m} over the {len(new)} later windows (mean of windows): {new_name} "
+                f"{a:.3f} ({says} the goal {goal.threshold:.2f}), {old_name} on the same rows "
+                f"{b:.3f} ({a - b:+.3f}, better in {wins} of {len(new)} windows)"
             )
+            before = windows[self.decided].live.get(m) if self.decided < len(windows) else None
+            after = later[-1].live.get(m) if later else None
+            if before is not None and after is not None:
+                say(
+                    f"  live {m} (the monitor, on feedback): {_band_text(before)} when the "
+                    f"decision was taken, {_band_text(after)} at the end"
+                    + (f" ({self.served.tag} serving)" if self.promoted else "")
+                )
 
     def restore(self, stack: _Stack, after: int, say: Callable[[str], None]) -> None:
         """`occam rollback` to the champion (the next run starts from it), then the audit log."""

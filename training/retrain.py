@@ -31,7 +31,7 @@ from occam.bundle import Bundle, latest_production
 from occam.config import OccamConfig
 from occam.logread import read_all
 from occam.records import FeedbackRecord, PredictionRecord, record_of
-from occam.schema import FeatureSchema
+from occam.schema import FeatureSchema, category_key
 from training.challenger import (
     ChallengerGate,
     compare,
@@ -177,11 +177,26 @@ class RetrainSet:
         }
 
 
+def row_keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One text per row of `frame`: its values in `columns`, each as the category it is to a
+    model (`occam.schema.category_key`: 1, 1.0 and "1" alike), so a row served from the log and
+    the same row read from the data file have the same key."""
+    if not len(frame):
+        return pd.Series([], index=frame.index, dtype=object)
+    blank = pd.Series("", index=frame.index)
+    parts = [frame[c].map(category_key) if c in frame else blank for c in columns]
+    return pd.Series(["\x1f".join(values) for values in zip(*parts, strict=True)], frame.index)
+
+
 def build_retrain_set(config: OccamConfig, champion: Bundle | None) -> RetrainSet:
     """Read `serving.log_dir`, join feedback, hold out the gate rows, add the original rows.
 
+    A labelled log row with the very features of a kept original row (the original data's
+    rows sent again, as `occam demo` replays its held-out period) is left out of both the gate
+    (the challenger trained on it) and the log's training rows (it is there already).
+
     Raises `RetrainError` when fewer than `retrain.min_gate_rows` labelled rows are newer
-    than the champion's training data.
+    than the champion's training data and not among the original rows.
     """
     rule = config.retrain
     contents = read_log(config.serving.log_dir, rule.max_log_rows)
@@ -189,23 +204,29 @@ def build_retrain_set(config: OccamConfig, champion: Bundle | None) -> RetrainSe
     time_column = config.data.time_column or SERVED_AT
     newest_seen = trained_until(champion) if champion is not None else None
     times = pd.to_datetime(labelled[time_column])
+    original = original_rows(config)
+    features = [*(config.data.numeric or []), *(config.data.categorical or [])]
+    if not features and champion is not None:
+        features = list(champion.schema.names)
+    fresh = ~row_keys(labelled, features).isin(set(row_keys(original, features)))
     # Gate rows: known labels only ("I don't know" feedback scores nobody), newer than anything
-    # the champion saw.
+    # the champion saw, and none the challenger trains on.
     known = ~labelled[config.data.target].astype(str).isin(config.labels.unknown_values)
+    known = known & fresh
     candidates = known & (times > newest_seen) if newest_seen is not None else known
     eligible = int(candidates.sum())
     n_gate = min(eligible, max(rule.min_gate_rows, math.ceil(rule.gate_share * int(known.sum()))))
     if n_gate < rule.min_gate_rows:
         raise RetrainError(
             f"{config.serving.log_dir}: {len(labelled)} logged prediction(s) have feedback, "
-            f"{eligible} of them newer than the champion's training data; the gate needs at "
+            f"{eligible} of them newer than the champion's training data and not rows of the "
+            f"original data; the gate needs at "
             f"least retrain.min_gate_rows={rule.min_gate_rows}: send more feedback "
             "(POST /feedback) or lower `retrain.min_gate_rows`"
         )
     first = int(np.flatnonzero(candidates.to_numpy())[-n_gate])
     gate = labelled.iloc[first:][candidates.iloc[first:]].reset_index(drop=True)
-    from_log = labelled.iloc[:first]
-    original = original_rows(config)
+    from_log = labelled.iloc[:first][fresh.iloc[:first]]
     if config.data.time_column is None:
         original = original.assign(**{SERVED_AT: pd.NaT})
     train = pd.concat([original, from_log], ignore_index=True)

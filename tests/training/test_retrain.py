@@ -29,6 +29,7 @@ from training.retrain import (
     challenger_frame,
     read_log,
     retrain,
+    row_keys,
 )
 
 _names = itertools.count()
@@ -152,6 +153,26 @@ def test_retrain_set_joins_feedback_and_holds_out_the_newest_rows(
     assert found.summary()["gate_rows"] == len(found.gate)
 
 
+def test_by_default_every_original_row_joins_the_production_feedback(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    """`retrain.original` defaults to `all`: the challenger keeps every row of the original
+    training period (the upper-bound study, bench/results/retrain_bound.md, found no shorter
+    window better on roc_auc in any later month), and adds the labelled production rows at
+    weight 1."""
+    config = make_config(tmp_path, champion, **{"retrain.min_gate_rows": 50})
+    assert config.retrain.original == "all" and config.retrain.log_weight == 1.0
+    served = production(flights, "2013-07-01", 300)
+    write_log(config.serving.log_dir, served, champion.schema.names, served["late"].tolist())
+    found = build_retrain_set(config, champion)
+    times = pd.to_datetime(flights["scheduled_departure"])
+    assert found.original_rows == int((times < pd.Timestamp("2013-07-01")).sum())
+    original = pd.to_datetime(found.train["scheduled_departure"].iloc[: found.original_rows])
+    assert original.min() == times.min() and original.max() < pd.Timestamp("2013-07-01")
+    assert found.log_train_rows == 300 - len(found.gate)
+    assert RecencyWeights.from_config(config, found).uniform
+
+
 def test_original_rule_last_days_keeps_only_recent_rows(
     tmp_path: Path, champion: Bundle, flights: pd.DataFrame
 ) -> None:
@@ -201,6 +222,30 @@ def test_rows_the_champion_may_have_trained_on_are_never_gate_rows(
         build_retrain_set(config, champion)
 
 
+def test_original_rows_served_again_are_neither_gate_nor_extra_training_rows(
+    tmp_path: Path, champion: Bundle, flights: pd.DataFrame
+) -> None:
+    """`occam demo` replays the original data's held-out end through the service: those log
+    rows are served after the champion's data, yet the challenger trains on them as original
+    rows (`retrain.original: all`). They must not be gate rows (a gate on rows one model
+    learnt is unfair) nor join the training rows twice."""
+    config = make_config(tmp_path, champion, **{"retrain.min_gate_rows": 50})
+    june = production(flights, "2013-06-20", 300)
+    served_later = pd.to_datetime(june["scheduled_departure"]) + pd.Timedelta(days=30)
+    replayed = june.assign(scheduled_departure=served_later.dt.strftime("%Y-%m-%dT%H:%M"))
+    july = production(flights, "2013-07-01", 300)
+    both = pd.concat([replayed, july], ignore_index=True)
+    write_log(config.serving.log_dir, both, champion.schema.names, both["late"].tolist())
+    found = build_retrain_set(config, champion)
+    assert found.log_train_rows + len(found.gate) == 300  # the July rows only
+    names = champion.schema.names
+    june_rows = set(row_keys(june, names))
+    assert june_rows.isdisjoint(row_keys(found.gate, names))
+    from_log = found.train.iloc[found.original_rows :]
+    assert june_rows.isdisjoint(row_keys(from_log, names))
+    assert june_rows <= set(row_keys(found.train.iloc[: found.original_rows], names))
+
+
 def test_read_log_keeps_the_newest_records_within_its_bound(
     tmp_path: Path, champion: Bundle, flights: pd.DataFrame
 ) -> None:
@@ -236,7 +281,8 @@ def test_retrain_promotes_a_challenger_that_learned_the_new_concept(
     card = result.train.card_path.read_text()
     assert "## Champion vs challenger" in card and "**Promoted**" in card
     assert result.train.card_path.parent == config.output.reports_dir / "retrain"
-    assert result.train.metadata.challenge.passed is True
+    challenge = result.train.metadata.challenge
+    assert challenge is not None and challenge.passed is True
 
 
 def test_retrain_refuses_a_challenger_trained_on_noise(
