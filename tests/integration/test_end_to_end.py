@@ -39,6 +39,7 @@ from occam.loopback import (
     wait_http,
 )
 from occam.metrics import score
+from occam.records import PROBABILITY_DIGITS
 from tests.browser import count_kind, rendered_dom
 from tests.conftest import ROOT, small_config, write_config
 from tests.ops.promtools import (
@@ -243,7 +244,10 @@ def test_drift_is_caught_alerted_measured_and_survives_a_crash(stack: Stack) -> 
     assert value(samples, "occam_live_labels") == len(stats.labelled)
     classes = sorted(stats.labelled[0][2])
     truth = np.array([label for _, label, _ in stats.labelled])
-    proba = np.array([[p[c] for c in classes] for _, _, p in stats.labelled])
+    # the monitor reads the probabilities as logged: to `PROBABILITY_DIGITS` decimals
+    proba = np.array(
+        [[round(p[c], PROBABILITY_DIGITS) for c in classes] for _, _, p in stats.labelled]
+    )
     positive = config.goals_positive_label or classes[-1]
     weights = get_bundle(config.output.model_name).decision_weights  # the served labels' rule
     for goal in config.goals:
