@@ -102,6 +102,10 @@ def _roc_auc(
         return float("nan")
     if len(classes) == 2:
         return float(_skm().roc_auc_score(y == classes[pos], proba[:, pos]))
+    # scikit-learn wants rows that sum to 1 within 1e-5; probabilities read back from the log are
+    # rounded (`occam.records.PROBABILITY_DIGITS`), so four classes may sum to 1 +- 2e-4
+    total = proba.sum(axis=1, keepdims=True)
+    proba = np.divide(proba, total, out=np.full_like(proba, 1 / len(classes)), where=total > 0)
     return float(_skm().roc_auc_score(y, proba, multi_class="ovr", labels=classes))
 
 
