@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class Load:
                 status, body = http(
                     "POST", f"{self.url}/predict", {"instances": self.rows[start : start + 5]}
                 )
-            except OSError:  # the worker died mid-request: not answered
+            except (OSError, HTTPException):  # the worker died mid-request or mid-answer
                 self.failures += 1
                 continue
             if status != 200:
@@ -67,7 +68,7 @@ class Load:
             labels = {"labels": [{"id": ident, "label": self.label} for ident in ids[:2]]}
             try:
                 status, _ = http("POST", f"{self.url}/feedback", labels)
-            except OSError:
+            except (OSError, HTTPException):
                 continue
             if status == 202:
                 with self._lock:
