@@ -817,7 +817,7 @@ join's bookkeeping (`extend`, `add_predictions`) per replayed window, not the lo
 #: Written by hand after the run of 2 Dec 2026 20:47 UTC (the window kept as columns built at
 #: ingest); keep it true when the figures change.
 READING = """
-### Reading it against the issue's targets (written by hand after the run of 2 Dec 2026 20:47 UTC)
+### Reading it against the issue's targets (written by hand after the run of 2 Dec 2026 21:34 UTC)
 
 - **Harmless windows flagged: 0 of 15** (target <= 10%), **stable control 0 of 4** (target
   <= 5%), while alibi-detect's TabularDrift with defaults flagged all 28 windows.
@@ -846,21 +846,22 @@ READING = """
   shows. Only labels tell there: the anchored estimate the policy judges is within 2.2 points of
   the truth except window 4 (4.8 points: the bias measured on window 3's labels lags a window),
   and inside its own band on all 8 windows, so no false alarm followed.
-- **Check time at 2,000 rows: 11-19 ms CPU with the scipy backend, 16-32 ms with alibi**
-  (medians per dataset, 2-17 features; 27-82 ms before this change; the load average was 5.6-6.7
-  during the run, other developers' tests on the same 2 cores; earlier runs of this code at load
-  3.6-6.5 gave 10-20 and 14-34 ms). Target <= 20 ms at 15 features: met with the scipy backend on
-  every dataset; with alibi on gss (16 ms), anes (19) and storms (20), not on countymurders (22)
-  and nlswork (17 features, 32 ms). The window now keeps columns built when records arrive (each
-  row encoded once, into preallocated arrays), so the check slices arrays instead of reading
-  2,000 records' dicts (that was about 40% of a check). What remains with alibi is
-  alibi-detect's own KS test: `ks_2samp` computes the p-value of every column that may drift
-  with `kstwo.sf`, an O(rows) sum (about 40% of nlswork's check in a cProfile of the replay, 10
-  of its 17 columns per window may drift). The rest: the screen (one vectorised pass over the
-  columns), the estimate's 64 label draws on the window and on the labelled rows, the live
-  intervals. Repeated runs move these medians by a few ms.
-- **Check time at 50,000 rows: 59 ms (scipy) / 139 ms (alibi)** on nlswork, 17 features, against
-  514 / 678 ms before; target 100 ms: met with scipy (54-65 ms over four runs), not with alibi,
+- **Check time at 2,000 rows: 11-19 ms CPU with the scipy backend, 15-29 ms with alibi**
+  (medians per dataset over the replay, 2-17 features; 27-82 ms before this change). This run
+  had the machine almost to itself (load average 0.5-1.7); at load 5.6-6.7 the same code gave
+  11-19 and 16-32 ms. Target <= 20 ms at 15 features: met with the scipy backend on every
+  dataset; with alibi (the default) on storms (20), anes (18), gss (15) and countymurders (20),
+  not on nlswork (17 features, 29 ms; 15 ms in the one-window table below, a window of its
+  production rows measured apart from the replay). The window now keeps columns built
+  when records arrive (each row encoded once, into preallocated arrays), so the check slices
+  arrays instead of reading 2,000 records' dicts (that was about 40% of a check). What remains
+  with alibi is alibi-detect's own KS test: `ks_2samp` computes the p-value of every column that
+  may drift with `kstwo.sf`, an O(rows) sum (about 40% of nlswork's check in a cProfile of the
+  replay, 10 of its 17 columns per window may drift). The rest: the screen (one vectorised
+  pass over the columns), the estimate's 64 label draws on the window and on the labelled
+  rows, the live intervals. Repeated runs move these medians by a few ms.
+- **Check time at 50,000 rows: 55 ms (scipy) / 132 ms (alibi)** on nlswork, 17 features, against
+  514 / 678 ms before; target 100 ms: met with scipy (54-65 ms over five runs), not with alibi,
   whose KS p-values are O(rows) per column that may drift. The window's columns cost nothing at
   check time (views of the arrays); in the scipy check, sorting the window's columns and
   locating them in the reference's (`searchsorted`) for the KS statistics are now the largest
@@ -869,8 +870,8 @@ READING = """
   runs at 218k-451k records per CPU second per dataset, with the collector paused as the sidecar
   pauses it (without the pause, the cyclic garbage collector ran during large batches and cut
   anes to 73k). On a backlog read from log files with a 50,000-row window (the table "The
-  sidecar on a backlog" below), the sidecar took 75k records per CPU second, checks included,
-  against 103k for the reader and state alone (45k-77k against 101k-123k in earlier runs).
+  sidecar on a backlog" below), the sidecar took 73k records per CPU second, checks included,
+  against 109k for the reader and state alone (45k-77k against 101k-123k in earlier runs).
   Target 500k: not met, bounded first by the log reader (lines parsed into record dicts,
   occam/logread.py: `read_new` is about 40% of the sidecar's ingest in a cProfile, `from_json`
   alone a quarter), then by this encoding (about 4 microseconds a record read from the log:
@@ -879,14 +880,15 @@ READING = """
   window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
   Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
   the SciPy backend are the Kolmogorov limit's (within a few per cent of alibi-detect's).
-- **Memory**: 243 MiB with the scipy backend, which imports no alibi-detect, tensorflow or torch,
-  against 358 MiB with alibi-detect (fresh process, nlswork replayed in 2,000-row windows); 395
+- **Memory**: 215 MiB with the scipy backend, which imports no alibi-detect, tensorflow or torch,
+  against 326 MiB with alibi-detect (fresh process, nlswork replayed in 2,000-row windows); 322
   MiB after the 50,000-row backlog run (its feedback join remembers 100,000 predictions'
   probabilities, and the reader's 16 MB batches of parsed records leave their heap behind).
-  Target 150 MiB: not met. The imports alone take 237 MiB: Python with numpy 38, pandas 100
-  (53 of it pyarrow, which pandas loads though the sidecar reads CSV), `scipy.stats` 59 (used by
-  the tests and also pulled in by `sklearn.metrics`), scikit-learn 20 (through `occam.metrics`,
-  the goal metric registry); the window's own arrays are about 15 MiB at 50,000 rows.
+  Target 150 MiB: not met. The imports take about 184 MiB (`import monitoring.sidecar`): numpy
+  38, pandas 100 (53 of it pyarrow, which pandas loads though the sidecar reads CSV),
+  `scipy.stats` 59 (the KS and Chi-squared distributions); scikit-learn (20 more) is now
+  imported only when a goal metric needs it; the window's own arrays are about 15 MiB at
+  50,000 rows.
 """
 
 
