@@ -67,6 +67,18 @@ def http_json(
     headers = {} if data is None else {"Content-Type": "application/json"}
     if api_key is not None:
         headers["Authorization"] = f"Bearer {api_key}"
+    return http_bytes(url, data, headers, timeout=timeout, method=method)
+
+
+def http_bytes(
+    url: str,
+    data: bytes | None,
+    headers: dict[str, str],
+    timeout: float = 30.0,
+    method: str | None = None,
+) -> tuple[int, Any]:
+    """Send raw `data` (POST when there is some, else GET) with `headers`; return (status,
+    parsed JSON or text). 4xx/5xx are answers, not errors."""
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from occam.loopback import http_bytes
 from occam.records import PredictionRecord, RejectedRecord
 from tests.service.conftest import (
     HeldOut,
@@ -31,16 +32,7 @@ from tests.service.conftest import (
 
 def send(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
     """POST raw `body` bytes; (status, parsed JSON or text)."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+    return http_bytes(url, body, {"Content-Type": content_type})
 
 
 def without_ids(body: Any) -> Any:
