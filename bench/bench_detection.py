@@ -590,11 +590,20 @@ def rss(backend: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def write_ingest_log(name: str, folder: Path, records: int = 200_000) -> None:
+def write_ingest_log(
+    name: str, folder: Path, records: int = 200_000, log_format: str = "compact"
+) -> None:
     """`records` predictions of `name`'s production rows (repeated; a feedback line per 5)
-    written as the service writes them, in 2 worker segments under `folder`."""
+    written as the service writes them (`log_format`: its default ``compact`` or ``json``
+    segments), in 2 worker segments under `folder`."""
     from bench.monitor_replay import log_bytes
-    from occam.records import segment_name
+    from occam.records import (
+        MARK_KINDS,
+        CompactEncoder,
+        FeedbackRecord,
+        PredictionRecord,
+        segment_name,
+    )
 
     prep = pd.read_pickle(CACHE / f"{name}.pkl")
     base = _records(prep["production"], prep["production_proba"], prep["classes"], 0)
@@ -605,7 +614,18 @@ def write_ingest_log(name: str, folder: Path, records: int = 200_000) -> None:
             base[i % len(base)] | {"id": f"w{worker}-{i}", "ts": T0 + i} for i in range(per_worker)
         ]
         path = folder / segment_name(worker, 100 + worker, 0)
-        path.write_bytes(log_bytes(copies, feedback_every=5))
+        if log_format == "json":
+            path.write_bytes(log_bytes(copies, feedback_every=5))
+            continue
+        encoder = CompactEncoder(int(T0))
+        lines = []
+        for i, r in enumerate(copies):
+            marks = {kind: r["marks"].get(kind, []) for kind in MARK_KINDS}  # the contract's
+            lines.append(encoder.encode(PredictionRecord(**(r | {"marks": marks}))))
+            if i % 5 == 0:
+                lines.append(encoder.encode(FeedbackRecord(r["id"], r["ts"], "late")))
+        header, _ = encoder.header(f"{worker:016x}", 100 + worker, worker)
+        path.write_bytes(header.line() + b"".join(lines))
 
 
 def sidecar_ingest(name: str, logs: Path, rows: int = 50_000) -> dict[str, Any]:
@@ -704,11 +724,11 @@ def _memory_mib() -> dict[str, float]:
     return {"rss_mib": kib["VmRSS"] / 1024, "peak_mib": kib["VmHWM"] / 1024}
 
 
-def ingest_in_fresh_process(name: str) -> dict[str, Any]:
+def ingest_in_fresh_process(name: str, log_format: str = "compact") -> dict[str, Any]:
     """`sidecar_ingest` in a fresh process (its memory is the sidecar's, not this run's), on a
-    log written by this one."""
+    log written by this one in `log_format` (the service's default: ``compact``)."""
     folder = Path(tempfile.mkdtemp(prefix="occam-bench-ingest-"))
-    write_ingest_log(name, folder / "logs")
+    write_ingest_log(name, folder / "logs", log_format=log_format)
     code = (
         f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
         "import bench.bench_detection as b; "
@@ -720,7 +740,7 @@ def ingest_in_fresh_process(name: str) -> dict[str, Any]:
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1]) | {"log_format": log_format}
 
 
 def large_check_cost(name: str, prep: dict[str, Any], rows: int, backend: str) -> dict[str, Any]:
@@ -939,7 +959,8 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
         parts.append(
             f"A fresh process reads {m['records']:,} records of {m['dataset']} (predictions "
             "repeated from its production rows, one feedback line per 5, 2 worker segments "
-            "written as the service writes them) with `Sidecar.step` until none is left: window "
+            f"written as the service writes them, {m.get('log_format', 'json')} format) with "
+            "`Sidecar.step` until none is left: window "
             f"{m['window_rows']:,} rows, scipy backend, {m['checks']} checks on the way "
             "(`bench_detection.sidecar_ingest`).\n\n"
             "| figure | value |\n|---|---|\n"

@@ -211,9 +211,11 @@ class Sidecar:
             if self.reference is None and self.state.model_version is not None:
                 self._load(None)
         with gc_paused():  # parse, apply and drop the batch before the collector looks
-            batch = read_new(self.config.serving.log_dir, self.state.segments)
-            if batch.predictions:
+            batch = read_new(self.config.serving.log_dir, self.state.segments, columnar=True)
+            if batch.predictions or batch.rows is not None:
                 versions = {r["model_version"] for r in batch.predictions}
+                if batch.rows is not None:
+                    versions.add(batch.rows.shape.version)
                 if versions - {self.state.model_version}:
                     self._follow(versions)
             self.shadow.add(batch.predictions, batch.shadow, batch.feedback)

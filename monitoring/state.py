@@ -31,10 +31,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic_core import from_json, to_json
 
 from monitoring.reader import SEGMENT_EVENTS, Batch, SegmentMark
 from monitoring.windows import FeedbackJoin, PredictionWindow
+from occam.records import CompactRows
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,49 @@ class MonitorState:
 
     def apply(self, batch: Batch) -> None:
         """Count the batch's records and segment events, feed the windows, adopt its marks."""
+        if batch.rows is not None:
+            self._apply_rows(batch, batch.rows)
+        else:
+            self._apply_predictions(batch)
+        feedback = batch.feedback
+        several = len(batch.segments) > 1
+        if several and feedback:
+            feedback.sort(key=itemgetter("ts"))  # the first label (in time) wins
+        unmatched, duplicates = self.join.add_feedback(feedback)
+        self.feedback_unmatched += unmatched
+        self.feedback_duplicates += duplicates
+        self.records["feedback"] += len(batch.feedback)
+        self.records["rejected"] += len(batch.rejected)
+        self.malformed += batch.malformed
+        newest = [float(kind[-1]["ts"]) for kind in (batch.feedback, batch.rejected) if kind]
+        if batch.rows is not None and len(batch.rows):
+            newest.append(float(batch.rows.ts[-1]))
+        elif batch.predictions:
+            newest.append(float(batch.predictions[-1]["ts"]))
+        if newest:
+            self.last_record_ts = max([*newest, self.last_record_ts or 0.0])
+        self.count_events(batch.events, batch.lost_bytes)
+        self.segments = batch.segments
+        self.unread_bytes = batch.unread_bytes
+        self.log_bytes = sum(m.size for m in batch.segments.values())
+        self.log_segments = len(batch.segments)
+
+    def _apply_rows(self, batch: Batch, rows: CompactRows) -> None:
+        """`apply` of served predictions kept as compact rows (one model shape)."""
+        if len(batch.segments) > 1 and len(rows):  # several writers: restore time order
+            order = np.argsort(np.asarray(rows.ts, float), kind="stable")
+            rows = batch.rows = rows.take(order.tolist())
+        self.records["prediction"] += len(rows)
+        if rows.shape.version in self.skipped_versions or not len(rows):
+            return
+        if not self.confirmed:
+            self.confirmed = rows.shape.version == self.model_version
+        self.window.extend_rows(rows)
+        self.join.add_rows(rows)
+        self.rows_total += len(rows)
+
+    def _apply_predictions(self, batch: Batch) -> None:
+        """`apply` of served predictions as record dicts."""
         predictions = batch.predictions
         several = len(batch.segments) > 1
         if several and predictions:
@@ -143,28 +188,7 @@ class MonitorState:
         self.window.extend(predictions)
         self.join.add_predictions(predictions)
         self.rows_total += len(predictions)
-        feedback = batch.feedback
-        if several and feedback:
-            feedback.sort(key=itemgetter("ts"))  # the first label (in time) wins
-        unmatched, duplicates = self.join.add_feedback(feedback)
-        self.feedback_unmatched += unmatched
-        self.feedback_duplicates += duplicates
         self.records["prediction"] += len(batch.predictions)
-        self.records["feedback"] += len(batch.feedback)
-        self.records["rejected"] += len(batch.rejected)
-        self.malformed += batch.malformed
-        newest = [
-            float(kind[-1]["ts"])
-            for kind in (batch.predictions, batch.feedback, batch.rejected)
-            if kind
-        ]
-        if newest:
-            self.last_record_ts = max([*newest, self.last_record_ts or 0.0])
-        self.count_events(batch.events, batch.lost_bytes)
-        self.segments = batch.segments
-        self.unread_bytes = batch.unread_bytes
-        self.log_bytes = sum(m.size for m in batch.segments.values())
-        self.log_segments = len(batch.segments)
 
     def count_events(self, events: Counter[str] | dict[str, int], lost_bytes: int) -> None:
         account = self.account

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.drift import MISSING_NUMBER, DriftDetector
-from occam.records import MARK_KINDS
+from occam.records import ABSTAINED_BIT, MARK_KINDS, CompactRows
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,46 @@ class WindowEncoding:
             if n
             else np.zeros((0, len(MARK_KINDS)), bool),
             "ts": np.fromiter(map(float, map(operator.itemgetter("ts"), records)), float, n),
+        }
+
+    def encode_rows(self, rows: CompactRows, labels: LabelCodes) -> dict[str, np.ndarray]:
+        """`encode` of served predictions kept as compact rows: the same columns, read from
+        the parsed lines by position (one transposition) instead of from record dicts."""
+        n = len(rows)
+        shape = rows.shape
+        k, width = len(self.classes), len(shape.classes)
+        start = 6 + width
+        cols: list[Sequence[Any]] = (
+            list(zip(*rows.lines, strict=True)) if n else [()] * (start + len(shape.features))
+        )
+        position = {c: 6 + i for i, c in enumerate(shape.classes)}
+        proba = np.zeros((n, k))
+        for j, c in enumerate(self.classes):  # a class the rows lack is 0, as in `encode`
+            if c in position:
+                proba[:, j] = np.fromiter(cols[position[c]], float, n)
+        if width == k:  # as `encode`: the top of the model's classes (a lacking one is 0)
+            confidence = proba.max(axis=1) if k else np.full(n, np.nan)
+        elif width:  # other classes than the model's: as logged
+            logged = np.column_stack([np.fromiter(cols[6 + i], float, n) for i in range(width)])
+            confidence = logged.max(axis=1)
+        else:
+            confidence = np.full(n, np.nan)
+        index = {f: start + i for i, f in enumerate(shape.features)}
+        names = self.inputs.names_
+        missing = [None] * n
+        columns = [cols[index[name]] if name in index else missing for name in names]
+        x = self.inputs.encode_columns(columns) if names else np.empty((n, 0))
+        code = np.fromiter(cols[0], np.int64, n)
+        return {
+            "x": x,
+            "proba": proba,
+            "predicted": labels.codes(rows.predicted),
+            "confidence": confidence,
+            "abstained": (code & ABSTAINED_BIT) != 0,
+            "marks": np.column_stack([_flags(rows.marks, kind) for kind in MARK_KINDS])
+            if n
+            else np.zeros((0, len(MARK_KINDS)), bool),
+            "ts": np.fromiter(rows.ts, float, n),
         }
 
 
@@ -334,6 +374,15 @@ class PredictionWindow:
             assert self._store is not None and self._labels is not None
             self._store.append(self.encoding.encode(records, self._labels))
 
+    def extend_rows(self, rows: CompactRows) -> None:
+        """`extend` with served predictions kept as compact rows (oldest first)."""
+        rows = rows.tail(self.size)
+        if self.encoding is None or not len(rows):
+            self.extend(rows.records())
+            return
+        assert self._store is not None and self._labels is not None
+        self._store.append(self.encoding.encode_rows(rows, self._labels))
+
     def clear(self) -> None:
         self._pending.clear()
         if self._store is not None:
@@ -517,8 +566,39 @@ class FeedbackJoin:
                 continue
             ids.append((ident, float(record["ts"])))
             pending[ident] = record["probabilities"]
-        while len(ids) > self.capacity:
-            self._forget_oldest()
+        self._trim()
+
+    def add_rows(self, rows: CompactRows) -> None:
+        """`add_predictions` of served predictions kept as compact rows."""
+        ids, pending = self.ids, self.pending
+        rows = rows.tail(self.capacity)
+        classes = rows.shape.classes
+        idents = list(map(operator.itemgetter(1), rows.lines))
+        cut = operator.itemgetter(slice(6, 6 + len(classes)))
+        probabilities = map(dict, map(zip, itertools.repeat(classes), map(cut, rows.lines)))
+        if len(set(idents)) == len(idents) and pending.keys().isdisjoint(idents):
+            ids.extend(zip(idents, map(float, rows.ts), strict=True))  # no repeated id: at once
+            pending.update(zip(idents, probabilities, strict=True))
+        else:
+            for ident, ts, p in zip(idents, rows.ts, probabilities, strict=True):
+                if ident in pending:  # a repeated id: keep the first prediction
+                    continue
+                ids.append((ident, float(ts)))
+                pending[ident] = p
+        self._trim()
+
+    def _trim(self) -> None:
+        """Forget the oldest predictions beyond `capacity` (one loop, no call per row)."""
+        excess = len(self.ids) - self.capacity
+        if excess <= 0:
+            return
+        popleft, pop = self.ids.popleft, self.pending.pop
+        labelled = 0
+        for _ in range(excess):
+            ident, _ts = popleft()
+            if pop(ident, 0) is None:
+                labelled += 1
+        self.matched -= labelled
 
     def _forget_oldest(self) -> None:
         ident, _ = self.ids.popleft()

@@ -48,6 +48,7 @@ from pydantic_core import from_json
 from occam.records import (
     HEADER_PREFIX,
     CompactDecoder,
+    CompactRows,
     MalformedRecord,
     SegmentHeader,
     segment_key,
@@ -68,6 +69,11 @@ class Batch:
     budget stopped the read before the end of some file. `events` counts what happened to
     segments (see `SEGMENT_EVENTS`) and `lost_bytes` the bytes seen in a segment but gone
     before they were read.
+
+    `rows` (only when read with ``columnar=True``): when every served prediction of the batch
+    is a compact line of one model shape, they are all here, kept as parsed, and `predictions`
+    is empty; otherwise it is None and they are all in `predictions`. `prediction_records()`
+    gives the dicts either way.
     """
 
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -82,11 +88,27 @@ class Batch:
     more: bool = False
     events: Counter[str] = field(default_factory=Counter)
     lost_bytes: int = 0
+    rows: CompactRows | None = None
+    #: Whether served compact predictions may be kept in `rows`.
+    columnar: bool = False
 
     @property
     def records(self) -> int:
         """Valid records in the batch (all kinds)."""
-        return len(self.predictions) + len(self.feedback) + len(self.rejected)
+        served = len(self.predictions) + (len(self.rows) if self.rows is not None else 0)
+        return served + len(self.feedback) + len(self.rejected)
+
+    def prediction_records(self) -> list[dict[str, Any]]:
+        """The served predictions as record dicts, in file order (moves `rows` into
+        `predictions`)."""
+        self.materialize()
+        return self.predictions
+
+    def materialize(self) -> None:
+        """Turn `rows` into record dicts at the front of `predictions` (file order kept)."""
+        if self.rows is not None:
+            self.predictions[:0] = self.rows.records()
+            self.rows = None
 
     def event(self, name: str) -> None:
         self.events[name] += 1
@@ -196,7 +218,7 @@ def _parse_chunk(
         except ValueError:
             values = None
         if type(values) is list and len(values) == lines:
-            sorted_ = _sort(values, decoder, strict=True)
+            sorted_ = _sort(values, decoder, strict=True, batch=batch)
             if sorted_ is not None:
                 return _apply(sorted_, batch)
     cache: Literal["keys", True] = "keys" if compact else True
@@ -218,12 +240,26 @@ _Sorted = tuple[
     list[dict[str, Any]],
     int,
     "CompactDecoder | None",
+    "CompactRows | None",
 ]
 
 
 def _apply(sorted_: _Sorted, batch: Batch) -> CompactDecoder | None:
-    predictions, feedback, rejected, shadow, malformed, decoder = sorted_
-    batch.predictions += predictions
+    """Add a chunk's records to `batch`, keeping `Batch.rows`'s rule: served predictions are
+    all in `rows` (one model shape) or all in `predictions`, in file order."""
+    predictions, feedback, rejected, shadow, malformed, decoder, rows = sorted_
+    if rows is not None and len(rows):  # the chunk's served predictions are all `rows`
+        kept = batch.rows
+        if kept is None and not batch.predictions:
+            batch.rows = rows
+        elif kept is not None and kept.shape == rows.shape:
+            kept.extend(rows)
+        else:
+            batch.materialize()
+            batch.predictions += rows.records()
+    elif predictions:
+        batch.materialize()
+        batch.predictions += predictions
     batch.feedback += feedback
     batch.rejected += rejected
     batch.shadow += shadow
@@ -231,9 +267,13 @@ def _apply(sorted_: _Sorted, batch: Batch) -> CompactDecoder | None:
     return decoder
 
 
-def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _Sorted | None:
-    """The records of parsed lines by kind, the malformed count and the decoder after them;
-    None when `strict` and some line is not a valid record or header."""
+def _sort(
+    values: list[Any], decoder: CompactDecoder | None, strict: bool, batch: Batch | None = None
+) -> _Sorted | None:
+    """The records of parsed lines by kind, the malformed count, the decoder after them and
+    the served compact predictions kept as rows (see `Batch.rows`; only for a `batch` read
+    ``columnar``, and only when the chunk's served predictions are all such rows); None when
+    `strict` and some line is not a valid record or header."""
     predictions: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -247,8 +287,20 @@ def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _S
         malformed += decoder is None
         start = 1
     rest = values[start:] if start else values
+    rows = None
     if decoder is not None and all(type(v) is list for v in rest):  # a compact chunk
-        malformed += decoder.decode_all(rest, *lists)
+        rows = _rows_sink(rest, decoder, batch) if batch is not None and batch.columnar else None
+        others = decoder.take_rows(rest, rows) if rows is not None else None
+        if others is not None:  # the served predictions taken as rows at once
+            bad = decoder.decode_all(others, *lists)
+        else:
+            bad = decoder.decode_all(rest, *lists, rows=rows)
+        if rows is not None and len(rows) and predictions:  # mixed: decode again as dicts
+            for sink in lists:
+                sink.clear()
+            rows = None
+            bad = decoder.decode_all(rest, *lists)
+        malformed += bad
     else:
         for value in rest:
             if type(value) is list:
@@ -268,7 +320,25 @@ def _sort(values: list[Any], decoder: CompactDecoder | None, strict: bool) -> _S
                     sinks[kind].append(value)
     if strict and malformed:
         return None
-    return predictions, feedback, rejected, shadow, malformed, decoder
+    return predictions, feedback, rejected, shadow, malformed, decoder, rows
+
+
+def _rows_sink(lines: list[list[Any]], decoder: CompactDecoder, batch: Batch) -> CompactRows | None:
+    """Where a compact chunk's served predictions go as rows: the model shape of the batch's
+    rows when this segment's header lists it, else that of the chunk's first prediction line;
+    None when there is none, or its shape names a class or feature twice."""
+    models = decoder.header.models
+    if batch.rows is not None and batch.rows.shape in models:
+        model = models.index(batch.rows.shape)
+    else:
+        first = next((e for e in lines if e and type(e[0]) is int and e[0] & 3 == 1), None)
+        if first is None or len(first) < 4:
+            return None
+        model = first[3]
+        if type(model) is not int or not 0 <= model < len(models):
+            return None
+    rows = CompactRows(models[model], model)
+    return rows if rows.unique else None
 
 
 def _header_decoder(raw: dict[str, Any]) -> CompactDecoder | None:
@@ -446,15 +516,19 @@ def _identify(
 
 
 def read_new(
-    folder: Path, marks: dict[str, SegmentMark], max_bytes: int = DEFAULT_MAX_BYTES
+    folder: Path,
+    marks: dict[str, SegmentMark],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    columnar: bool = False,
 ) -> Batch:
     """Read complete lines past `marks` from every segment in `folder`, up to `max_bytes`.
 
     Files are identified by inode and first bytes (see `_identify`), so truncation, rewriting,
     replacement, renaming and deletion are counted in `batch.events` and what disappeared
-    unread in `batch.lost_bytes`; nothing is read twice.
+    unread in `batch.lost_bytes`; nothing is read twice. `columnar`: served compact
+    predictions may come as `Batch.rows` (a batch with shadow rows never has them).
     """
-    batch = Batch()
+    batch = Batch(columnar=columnar)
     budget = max_bytes
     files = segment_files(folder)
     present = {name for name, _, _ in files}
@@ -490,6 +564,8 @@ def read_new(
         if unread > 0:
             batch.lost(unread)
             log.warning("log segment %s was deleted with %d bytes unread", name, unread)
+    if batch.shadow:  # the shadow comparison pairs shadow rows with served dicts
+        batch.materialize()
     return batch
 
 

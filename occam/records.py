@@ -62,8 +62,10 @@ Record kinds (field ``kind``), all with ``ts`` (Unix time in seconds, float):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import re
 import threading
 from dataclasses import dataclass
@@ -411,14 +413,27 @@ class CompactDecoder:
         shadow: list[dict[str, Any]],
         feedback: list[dict[str, Any]],
         rejected: list[dict[str, Any]],
+        rows: CompactRows | None = None,
     ) -> int:
         """Append the record dicts of parsed compact lines to the list of their kind (a shadow
         challenger's rows to `shadow`); return how many values were not valid compact lines.
+
+        With `rows`, a valid served prediction of `rows.model` (an index in this segment's
+        header) is appended to `rows` as parsed, without building its dict (see
+        `CompactRows`); any other prediction still goes to `predictions`.
 
         Written for speed (it runs once per record): a prediction's fields are checked by type
         and count, and any other fault surfaces as an exception."""
         models, ts0, no_marks = self._models, self.ts0, NO_MARKS
         served, shadows = predictions.append, shadow.append
+        keep = rows.model if rows is not None else -1
+        if rows is not None:  # bound appends: this runs once per record
+            kept, kept_ts = rows.lines.append, rows.ts.append
+            kept_predicted, kept_label, kept_marks = (
+                rows.predicted.append,
+                rows.label.append,
+                rows.marks.append,
+            )
         bad = 0
         for e in values:
             try:
@@ -463,6 +478,13 @@ class CompactDecoder:
                             "out_of_range": [features[i] for i in out],
                             "missing": [features[i] for i in missing],
                         }
+                    if m == keep and not code & SHADOW_BIT:
+                        kept(e)
+                        kept_ts(ts0 + dt / 1000)
+                        kept_predicted(predicted)
+                        kept_label(label)
+                        kept_marks(marks)
+                        continue
                     raw = {
                         "id": ident,
                         "ts": ts0 + dt / 1000,
@@ -507,6 +529,151 @@ class CompactDecoder:
             except (IndexError, KeyError, TypeError, ValueError):
                 bad += 1
         return bad
+
+    def take_rows(self, values: list[Any], rows: CompactRows) -> list[Any] | None:
+        """The fast path of `decode_all` with `rows` for a chunk: when every served prediction
+        line among `values` (all lists) is a valid line of `rows.model`, append them all to
+        `rows` (checked column by column, not line by line) and return the other values, in
+        order, for `decode_all`; else return None and leave `rows` as it was (the caller then
+        decodes the chunk with `decode_all`, which finds and counts the bad lines)."""
+        try:
+            return self._take_rows(values, rows)
+        except (IndexError, KeyError, TypeError, ValueError):
+            return None
+
+    def _take_rows(self, values: list[Any], rows: CompactRows) -> list[Any] | None:
+        codes = list(map(operator.itemgetter(0), values))
+        if set(map(type, codes)) - {int}:
+            return None
+        served = [(c & 3) == PREDICTION_CODE and not c & SHADOW_BIT for c in codes]
+        lines = list(itertools.compress(values, served))
+        others = [v for v, s in zip(values, served, strict=True) if not s]
+        if not lines:
+            return others
+        _, classes, features, _, width = self._models[rows.model]
+        if set(map(len, lines)) != {width}:
+            return None
+        _, idents, dts, models, answers, marks = itertools.islice(zip(*lines, strict=True), 6)
+        if (
+            set(map(type, idents)) != {str}
+            or set(map(type, dts)) != {int}
+            or set(map(type, models)) != {int}
+            or set(models) != {rows.model}
+        ):
+            return None
+        predicted: list[Any] = list(answers)
+        labels: list[Any] = list(answers)
+        for i, answer in enumerate(answers):
+            if type(answer) is int and answer >= 0:
+                predicted[i] = labels[i] = classes[answer]  # IndexError: not a class
+            else:
+                top, said = answer
+                predicted[i] = classes[top] if type(top) is int and top >= 0 else top
+                labels[i] = classes[said] if type(said) is int and said >= 0 else said
+                if type(predicted[i]) is not str or type(labels[i]) is not str:
+                    return None
+        named: list[Any] = list(marks)
+        for i, mark in enumerate(marks):
+            if type(mark) is int:
+                if mark != 0:
+                    return None
+                named[i] = NO_MARKS
+            else:
+                unseen, out, missing = mark
+                if min((*unseen, *out, *missing)) < 0:
+                    return None
+                named[i] = {
+                    "unseen_category": [features[j] for j in unseen],
+                    "out_of_range": [features[j] for j in out],
+                    "missing": [features[j] for j in missing],
+                }
+        ts0 = self.ts0
+        rows.lines += lines
+        rows.ts += [ts0 + dt / 1000 for dt in dts]
+        rows.predicted += predicted
+        rows.label += labels
+        rows.marks += named
+        return others
+
+
+class CompactRows:
+    """Served prediction lines of one model shape, kept as parsed (lists) rather than as record
+    dicts: the monitor turns them into columns directly (`monitoring.windows`), which costs a
+    fraction of building a dict per record and reading it back.
+
+    `model` is the index of `shape` in the header of the segment being decoded (set by the
+    reader per segment). Per row: `lines` the parsed line (``[code, id, dt, m, answer, marks,
+    p_1..p_k, x_1..x_n]``, checked by `CompactDecoder.decode_all`), `ts` Unix seconds,
+    `predicted` and `label` as text, `marks` as in the record dict. `records()` gives the very
+    dicts `decode_all` would have given, in the same order.
+    """
+
+    def __init__(self, shape: ModelShape, model: int = -1) -> None:
+        self.shape = shape
+        self.model = model
+        self.lines: list[list[Any]] = []
+        self.ts: list[float] = []
+        self.predicted: list[str] = []
+        self.label: list[str] = []
+        self.marks: list[dict[str, list[str]]] = []
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def extend(self, other: CompactRows) -> None:
+        """Append `other`'s rows (of the same shape)."""
+        self.lines += other.lines
+        self.ts += other.ts
+        self.predicted += other.predicted
+        self.label += other.label
+        self.marks += other.marks
+
+    @property
+    def unique(self) -> bool:
+        """Whether the shape names each class and feature once (a record dict would merge a
+        repeated name; such rows are only read as dicts)."""
+        shape = self.shape
+        return len(set(shape.classes)) == len(shape.classes) and len(set(shape.features)) == len(
+            shape.features
+        )
+
+    def take(self, order: Any) -> CompactRows:
+        """The rows at the positions `order` (any iterable of indices), in that order."""
+        out = CompactRows(self.shape, self.model)
+        positions = list(order)
+        if not positions:
+            return out
+        pick = operator.itemgetter(*positions)
+        for name in ("lines", "ts", "predicted", "label", "marks"):
+            picked = pick(getattr(self, name))
+            setattr(out, name, list(picked) if len(positions) > 1 else [picked])
+        return out
+
+    def tail(self, count: int) -> CompactRows:
+        """The last `count` rows (all when fewer)."""
+        return self if len(self) <= count else self.take(range(len(self) - count, len(self)))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The record dicts of the rows, as `CompactDecoder.decode_all` builds them."""
+        version, classes, features = self.shape.version, self.shape.classes, self.shape.features
+        start = 6 + len(classes)
+        return [
+            {
+                "id": e[1],
+                "ts": ts,
+                "model_version": version,
+                "features": dict(zip(features, e[start:])),  # noqa: B905 (width checked)
+                "label": label,
+                "predicted": predicted,
+                "probabilities": dict(zip(classes, e[6:start])),  # noqa: B905
+                "abstained": e[0] & ABSTAINED_BIT != 0,
+                "marks": marks,
+                "kind": "prediction",
+            }
+            for e, ts, predicted, label, marks in zip(
+                self.lines, self.ts, self.predicted, self.label, self.marks, strict=True
+            )
+        ]
 
 
 def segment_records(data: bytes) -> list[Record]:
