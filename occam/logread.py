@@ -288,7 +288,7 @@ def _sort(
         start = 1
     rest = values[start:] if start else values
     rows = None
-    if decoder is not None and all(type(v) is list for v in rest):  # a compact chunk
+    if decoder is not None and set(map(type, rest)) <= {list}:  # a compact chunk
         rows = _rows_sink(rest, decoder, batch) if batch is not None and batch.columnar else None
         others = decoder.take_rows(rest, rows) if rows is not None else None
         if others is not None:  # the served predictions taken as rows at once

@@ -68,6 +68,7 @@ import math
 import operator
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -561,7 +562,10 @@ class CompactDecoder:
             or set(models) != {rows.model}
         ):
             return None
-        predicted: list[Any] = list(answers)
+        if set(map(type, answers)) == {int} and min(answers) >= 0:  # label = predicted class
+            predicted: list[Any] = list(map(classes.__getitem__, answers))  # IndexError: no class
+            return self._take(rows, lines, others, dts, predicted, predicted, marks, features)
+        predicted = list(answers)
         labels: list[Any] = list(answers)
         for i, answer in enumerate(answers):
             if type(answer) is int and answer >= 0:
@@ -572,6 +576,20 @@ class CompactDecoder:
                 labels[i] = classes[said] if type(said) is int and said >= 0 else said
                 if type(predicted[i]) is not str or type(labels[i]) is not str:
                     return None
+        return self._take(rows, lines, others, dts, predicted, labels, marks, features)
+
+    def _take(
+        self,
+        rows: CompactRows,
+        lines: list[Any],
+        others: list[Any],
+        dts: Sequence[int],
+        predicted: list[Any],
+        labels: list[Any],
+        marks: Sequence[Any],
+        features: tuple[str, ...],
+    ) -> list[Any] | None:
+        """The end of `_take_rows`: check the marks, then append the rows."""
         named: list[Any] = list(marks)
         for i, mark in enumerate(marks):
             if type(mark) is int:
