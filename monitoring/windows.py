@@ -137,11 +137,21 @@ class WindowEncoding:
             "predicted": labels.codes(rows.predicted),
             "confidence": confidence,
             "abstained": (code & ABSTAINED_BIT) != 0,
-            "marks": np.column_stack([_flags(rows.marks, kind) for kind in MARK_KINDS])
-            if n
-            else np.zeros((0, len(MARK_KINDS)), bool),
+            "marks": _mark_flags(rows.marks),
             "ts": np.fromiter(rows.ts, float, n),
         }
+
+
+def _mark_flags(marks: list[Any]) -> np.ndarray:
+    """Whether each row carries each mark kind (columns in `MARK_KINDS` order), from compact
+    marks as logged (0, or one list of feature indices per kind; see `CompactRows`)."""
+    flags = np.zeros((len(marks), len(MARK_KINDS)), bool)
+    marked = np.fromiter(map(list.__instancecheck__, marks), bool, len(marks))
+    if marked.any():
+        lists = itertools.chain.from_iterable(itertools.compress(marks, marked))
+        sizes = np.fromiter(map(len, lists), np.int64).reshape(-1, len(MARK_KINDS))
+        flags[marked] = sizes > 0
+    return flags
 
 
 def _columns(records: Sequence[dict[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:

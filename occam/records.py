@@ -484,7 +484,7 @@ class CompactDecoder:
                         kept_ts(ts0 + dt / 1000)
                         kept_predicted(predicted)
                         kept_label(label)
-                        kept_marks(marks)
+                        kept_marks(e[5])  # checked above; names only when asked
                         continue
                     raw = {
                         "id": ident,
@@ -589,28 +589,32 @@ class CompactDecoder:
         marks: Sequence[Any],
         features: tuple[str, ...],
     ) -> list[Any] | None:
-        """The end of `_take_rows`: check the marks, then append the rows."""
-        named: list[Any] = list(marks)
-        for i, mark in enumerate(marks):
-            if type(mark) is int:
-                if mark != 0:
-                    return None
-                named[i] = NO_MARKS
-            else:
-                unseen, out, missing = mark
-                if min((*unseen, *out, *missing)) < 0:
-                    return None
-                named[i] = {
-                    "unseen_category": [features[j] for j in unseen],
-                    "out_of_range": [features[j] for j in out],
-                    "missing": [features[j] for j in missing],
-                }
+        """The end of `_take_rows`: check the marks (all at once: 0, or three lists of feature
+        indices, not all empty), then append the rows."""
+        kinds = set(map(type, marks))
+        if not kinds <= {int, list}:
+            return None
+        if int in kinds and {m for m in marks if type(m) is int} != {0}:
+            return None
+        if list in kinds:
+            marked = [m for m in marks if type(m) is list]
+            if set(map(len, marked)) != {3}:
+                return None
+            parts = list(itertools.chain.from_iterable(marked))
+            if set(map(type, parts)) != {list}:
+                return None
+            sizes = list(map(len, parts))
+            if 0 in map(sum, zip(*[iter(sizes)] * 3, strict=True)):  # decode_all: min() of none
+                return None
+            flat = list(itertools.chain.from_iterable(parts))
+            if set(map(type, flat)) != {int} or min(flat) < 0 or max(flat) >= len(features):
+                return None
         ts0 = self.ts0
         rows.lines += lines
         rows.ts += [ts0 + dt / 1000 for dt in dts]
         rows.predicted += predicted
         rows.label += labels
-        rows.marks += named
+        rows.marks += marks
         return others
 
 
@@ -622,8 +626,9 @@ class CompactRows:
     `model` is the index of `shape` in the header of the segment being decoded (set by the
     reader per segment). Per row: `lines` the parsed line (``[code, id, dt, m, answer, marks,
     p_1..p_k, x_1..x_n]``, checked by `CompactDecoder.decode_all`), `ts` Unix seconds,
-    `predicted` and `label` as text, `marks` as in the record dict. `records()` gives the very
-    dicts `decode_all` would have given, in the same order.
+    `predicted` and `label` as text, `marks` as logged (0, or the three lists of feature
+    indices in `MARK_KINDS` order, checked). `records()` gives the very dicts `decode_all`
+    would have given, in the same order.
     """
 
     def __init__(self, shape: ModelShape, model: int = -1) -> None:
@@ -633,7 +638,7 @@ class CompactRows:
         self.ts: list[float] = []
         self.predicted: list[str] = []
         self.label: list[str] = []
-        self.marks: list[dict[str, list[str]]] = []
+        self.marks: list[Any] = []
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -685,13 +690,23 @@ class CompactRows:
                 "predicted": predicted,
                 "probabilities": dict(zip(classes, e[6:start])),  # noqa: B905
                 "abstained": e[0] & ABSTAINED_BIT != 0,
-                "marks": marks,
+                "marks": NO_MARKS if type(marks) is int else _named(marks, features),
                 "kind": "prediction",
             }
             for e, ts, predicted, label, marks in zip(
                 self.lines, self.ts, self.predicted, self.label, self.marks, strict=True
             )
         ]
+
+
+def _named(marks: list[list[int]], features: tuple[str, ...]) -> dict[str, list[str]]:
+    """A compact line's marks (feature indices per kind) as the record dict gives them."""
+    unseen, out, missing = marks
+    return {
+        "unseen_category": [features[j] for j in unseen],
+        "out_of_range": [features[j] for j in out],
+        "missing": [features[j] for j in missing],
+    }
 
 
 def segment_records(data: bytes) -> list[Record]:

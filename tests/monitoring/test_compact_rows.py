@@ -14,7 +14,14 @@ from monitoring.reference import Reference
 from monitoring.state import MonitorState
 from monitoring.windows import FeedbackJoin, PredictionWindow
 from occam.config import MonitoringConfig
-from occam.records import PredictionRecord, Record
+from occam.records import (
+    CompactDecoder,
+    CompactRows,
+    ModelShape,
+    PredictionRecord,
+    Record,
+    SegmentHeader,
+)
 from service.log import SegmentWriter
 from tests.monitoring import synthetic
 from tests.monitoring.logs import feedback, prediction, rejected
@@ -182,3 +189,51 @@ def test_join_from_rows_keeps_the_first_of_repeated_ids(tmp_path: Path) -> None:
     want = FeedbackJoin(capacity=4, label_capacity=10)
     want.add_predictions(records)
     assert join.to_state() == want.to_state()
+
+
+SHAPE = ModelShape("v1", ("no", "yes"), ("x", "c"))
+HEADER = SegmentHeader("0" * 16, 1_700_000_000, 1, 0, (SHAPE,))
+GOOD = [1, "a", 5, 0, 1, 0, 0.25, 0.75, 1.5, "u"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        GOOD,
+        [5, "b", 6, 0, [1, "unsure"], [[1], [0], []], 0.5, 0.5, None, "v"],  # abstained, marks
+        [1, "b", 6, 0, ["maybe", 0], [[True], [], []], 0.5, 0.5, 1, "v"],  # a bool index
+        [1, "b", 6, 0, 0, [[1], [], {}], 0.5, 0.5, 1, "v"],  # a mapping read as no index
+        [1, "b", 6, 0, 0, [[], [], []], 0.5, 0.5, 1, "v"],  # bad: marks without an index
+        [1, "b", 6, 0, 0, [[-1], [], []], 0.5, 0.5, 1, "v"],  # bad: negative index
+        [1, "b", 6, 0, 0, [[2], [], []], 0.5, 0.5, 1, "v"],  # bad: no such feature
+        [1, "b", 6, 0, 0, 3, 0.5, 0.5, 1, "v"],  # bad: marks not 0
+        [1, "b", 6, 0, [0.5, 1], 0, 0.5, 0.5, 1, "v"],  # bad: answer
+        [1, "b", 6, 0, 7, 0, 0.5, 0.5, 1, "v"],  # bad: no such class
+        [1, "b", 6.5, 0, 0, 0, 0.5, 0.5, 1, "v"],  # bad: time not whole
+        [1, 7, 6, 0, 0, 0, 0.5, 0.5, 1, "v"],  # bad: id
+        [1, "b", 6, 1, 0, 0, 0.5, 0.5, 1, "v"],  # bad: no such model
+        [1, "b", 6, 0, 0, 0, 0.5, 0.5, 1],  # bad: width
+        [True, "b", 6, 0, 0, 0, 0.5, 0.5, 1, "v"],  # bad: code
+        [9, "b", 6, 0, 0, 0, 0.5, 0.5, 1, "v"],  # a shadow row
+        [2, "a", 7, "no"],  # feedback
+    ],
+)
+def test_rows_taken_at_once_are_what_decode_all_gives(odd: list[Any]) -> None:
+    """`take_rows` (the fast path) either takes a chunk exactly as `decode_all` reads it, or
+    declines it; `decode_all` with a rows sink gives the same records too."""
+    decoder = CompactDecoder(HEADER)
+    chunk = [GOOD, odd, [1, "c", 9, 0, [0, 1], [[1], [], [0]], 0.9, 0.1, 2.5, "w"]]
+    want: tuple[list[dict[str, Any]], ...] = ([], [], [], [])
+    want_bad = decoder.decode_all(chunk, *want)
+    fast = CompactRows(HEADER.models[0], 0)
+    others = decoder.take_rows(chunk, fast)
+    if others is not None:
+        got: tuple[list[dict[str, Any]], ...] = ([], [], [], [])
+        assert decoder.decode_all(others, *got) == want_bad
+        assert (fast.records(), *got[1:]) == want
+    else:
+        assert len(fast) == 0
+    sink = CompactRows(HEADER.models[0], 0)
+    got = ([], [], [], [])
+    assert decoder.decode_all(chunk, *got, rows=sink) == want_bad
+    assert (sink.records() + got[0], *got[1:]) == want
