@@ -304,8 +304,12 @@ def _records(
     return out
 
 
-def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict[str, Any]:
-    """Replay the production windows through the sidecar; one row per window."""
+def replay(
+    name: str, prep: dict[str, Any], backend: str, compare: bool, truth: bool = True
+) -> dict[str, Any]:
+    """Replay the production windows through the sidecar; one row per window. `truth`: score
+    each window's true metrics (the benchmark's own figures, with scikit-learn; `rss` leaves
+    them out so that the memory measured is the monitor's)."""
     classes = prep["classes"]
     held = prep["held_out"]
     goals = [{"metric": m, "threshold": round(held[m] - GOAL_MARGIN, 4)} for m in METRICS]
@@ -369,14 +373,14 @@ def replay(name: str, prep: dict[str, Any], backend: str, compare: bool) -> dict
         result = sidecar.last_counted
         assert result is not None and result.counted
         previous = records
-        truth = {m: _score(m, labels[part], proba[part], classes) for m in METRICS}
-        drop = {m: held[m] - truth[m] for m in METRICS}
+        scores = {m: _score(m, labels[part], proba[part], classes) for m in METRICS if truth}
+        drop = {m: held[m] - scores[m] for m in scores}
         harmful = any(d >= HARMFUL for d in drop.values())
         harmless = all(d <= HARMLESS for d in drop.values())
         estimate = result.estimate.metrics if result.estimate else {}
         row = {
             "window": w,
-            "truth": truth,
+            "truth": scores,
             "harmful": harmful,
             "harmless": harmless,
             "at_risk": bool(result.model_at_risk),
@@ -573,14 +577,16 @@ def _fmt(values: dict[str, float]) -> str:
 
 def rss(backend: str) -> dict[str, Any]:
     """Resident memory after replaying nlswork through the monitor with `backend`, in a fresh
-    process that reads the samples from the cache (no training, no dataset package), and the
-    heavy modules it imported."""
+    process that reads the samples from the cache (no training, no dataset package, no true
+    metrics scored: scikit-learn is the benchmark's, not the monitor's), and the heavy modules
+    it imported."""
     code = (
         "import sys, json, re; import pandas as pd; "
         f"sys.path.insert(0, {str(ROOT)!r}); import bench.bench_detection as b; "
         "prep = pd.read_pickle(b.CACHE / 'nlswork.pkl'); "
-        f"b.replay('nlswork', prep, {backend!r}, False); "
-        "mods = [m for m in ('alibi_detect', 'tensorflow', 'torch') if m in sys.modules]; "
+        f"b.replay('nlswork', prep, {backend!r}, False, truth=False); "
+        "mods = [m for m in ('alibi_detect', 'tensorflow', 'torch', 'sklearn', 'scipy.stats') "
+        "if m in sys.modules]; "
         "status = open('/proc/self/status').read(); "
         "rss = int(re.search('VmRSS:[^0-9]*([0-9]+)', status).group(1)); "
         "peak = int(re.search('VmHWM:[^0-9]*([0-9]+)', status).group(1)); "

@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from monitoring.stats import chi2_contingency, chi2_sf, kolmogorov_sf, ks_isf, ks_sf
+
 Backend = Literal["alibi", "scipy"]
 
 #: A column gets the exact test when its screening p-value is under this many times the
@@ -90,8 +92,6 @@ class Screen:
 
     def screen(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Effect sizes, statistics and screening p-values of every column of window `x`."""
-        from scipy.stats import chi2
-
         n = len(self.n_codes)
         effects, statistics, p_values = np.zeros(n), np.zeros(n), np.ones(n)
         rows = len(x)
@@ -111,15 +111,13 @@ class Screen:
             statistics[j], dof = _chi2(ref, new)
             dofs.append(dof)
         if self.categorical:
-            p_values[self.categorical] = chi2.sf(statistics[self.categorical], dofs)
+            p_values[self.categorical] = chi2_sf(statistics[self.categorical], dofs)
         return effects, statistics, p_values
 
     @staticmethod
     def screen_p(d: Any, effective: int) -> Any:
         """The screening p-value of KS distance(s) `d` at effective size `effective`."""
-        from scipy.stats import kstwobign
-
-        return kstwobign.sf(np.asarray(d) * math.sqrt(effective))
+        return kolmogorov_sf(np.asarray(d) * math.sqrt(effective))
 
     def threshold(self, p_values: np.ndarray) -> float:
         """The corrected per-column level: Bonferroni, or the highest rung of the FDR ladder
@@ -161,14 +159,14 @@ def _chi2(ref: np.ndarray, new: np.ndarray) -> tuple[float, int]:
 def ks_critical(n: int, level: float) -> float:
     """The KS distance whose asymptotic p-value (`kstwo.sf(d, n)`, what `ks_2samp` and
     alibi-detect compute) equals `level`: a distance above it is significant at `level`. Found
-    once per effective size and level (an exact p-value costs O(n), a millisecond at n = 1,400)."""
-    from scipy.stats import kstwo
+    once per effective size and level (an exact p-value costs O(n), a millisecond at n = 1,400;
+    in the tail drift tests meet, `monitoring.stats` computes both without `scipy.stats`)."""
+    return ks_isf(level, n)
 
-    return float(kstwo.isf(level, n))
 
-
-#: Distances this close to the critical one get their exact p-value: `kstwo.isf` is exact to
-#: about 1e-7 in distance only (its p-value to about 1e-5 relative), far inside this margin.
+#: Distances this close to the critical one get their exact p-value: the critical distance is
+#: exact to about 1e-12 in the `smirnov` tail (`stats.ks_isf`) and to about 1e-7 elsewhere
+#: (`kstwo.isf`), far inside this margin.
 CRITICAL_TOLERANCE = 1e-4
 
 
@@ -178,9 +176,7 @@ def ks_significant(d: float, n: int, level: float) -> tuple[bool, float | None]:
     when it had to be computed (near the critical distance), else None."""
     critical = ks_critical(n, level)
     if abs(d - critical) < CRITICAL_TOLERANCE:
-        from scipy.stats import kstwo
-
-        p = float(np.clip(kstwo.sf(d, n), 0, 1))
+        p = float(np.clip(ks_sf(d, n), 0, 1))
         return bool(np.float32(p) < level), p
     return d > critical, None
 
@@ -198,8 +194,6 @@ class ScipyTests(Screen):
 
     def exact(self, x: np.ndarray, columns: np.ndarray, effects: np.ndarray) -> tuple:
         """(p-values, statistics, significant) of `columns` of window `x`."""
-        from scipy.stats import chi2_contingency, kstwo
-
         p_values: list[float] = []
         statistics: list[float] = []
         significant: list[bool] = []
@@ -211,7 +205,7 @@ class ScipyTests(Screen):
             if self.n_codes[j] is None:
                 d = float(effects[j])
                 if self.correction == "fdr":  # the ladder needs every exact p-value
-                    p = float(np.clip(kstwo.sf(d, effective), 0, 1))
+                    p = float(np.clip(ks_sf(d, effective), 0, 1))
                     significant.append(bool(np.float32(p) < cut))
                 else:
                     decided, exact_p = ks_significant(d, effective, cut)
@@ -228,7 +222,7 @@ class ScipyTests(Screen):
                 [np.pad(ref, (0, size - len(ref))), np.pad(new, (0, size - len(new)))]
             )
             table = table[:, table.sum(axis=0) > 0]
-            statistic, p, _, _ = chi2_contingency(table)
+            statistic, p = chi2_contingency(table)
             statistics.append(statistic)
             p_values.append(p)
             significant.append(bool(np.float32(p) < cut))

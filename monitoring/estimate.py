@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import rankdata
 
+from monitoring.stats import rankdata, t_ppf
 from occam.metrics import GOAL_METRICS
 
 #: Metrics this module knows how to estimate; a goal is estimated when the registry
@@ -107,11 +107,9 @@ def prediction_inflation(independent: int, level: float) -> float:
     degrees of freedom over the normal one at the band's `level`, times sqrt(1 + 1/independent)
     (the error of the next window, not of the chunks' mean). 1.0 with many chunks; about 1.6 for
     the 4 non-overlapping chunks of a short holdout at level 0.9."""
-    from scipy.stats import t
-
     n = max(int(independent), 2)
     q = (1 + level) / 2
-    return float(t.ppf(q, n - 1) / z_score(q) * math.sqrt(1 + 1 / n))
+    return float(t_ppf(q, n - 1) / z_score(q) * math.sqrt(1 + 1 / n))
 
 
 # -- metrics from confusion matrices (vectorised over leading axes) ---------------------------

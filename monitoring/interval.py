@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from monitoring.estimate import Uncertain, auc_classes, confusion_metric, decided, z_score
+from monitoring.stats import rankdata
 from occam.metrics import score
 
 DRAWS = 100
