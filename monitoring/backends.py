@@ -164,9 +164,9 @@ def ks_critical(n: int, level: float) -> float:
     return ks_isf(level, n)
 
 
-#: Distances this close to the critical one get their exact p-value: the critical distance is
-#: exact to about 1e-12 in the `smirnov` tail (`stats.ks_isf`) and to about 1e-7 elsewhere
-#: (`kstwo.isf`), far inside this margin.
+#: Distances this close to the critical one get their exact p-value: `kstwo.isf` (and
+#: `stats.ks_isf`, the same root) is exact to about 1e-7 in distance only (its p-value to about
+#: 1e-5 relative), far inside this margin.
 CRITICAL_TOLERANCE = 1e-4
 
 

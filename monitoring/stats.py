@@ -3,14 +3,15 @@
 `scipy.stats` costs about 57 MiB of resident memory to import (`scipy.special` about 11): the
 monitor's own code needs only what is here, computed by the very functions `scipy.stats` calls
 for these distributions (`chi2.sf` is `chdtrc`, `t.ppf` is `stdtrit`, `kstwobign.sf` is
-`kolmogorov`), so values are the same to the last bit (tests/monitoring/test_stats.py compares
-them with `scipy.stats`). `scipy.stats` is still imported for the exact two-sample KS
-distribution (`kstwo`, `monitoring.backends`), only when a numeric column is a drift candidate,
-and by the ``alibi`` backend.
+`kolmogorov`; the exact KS distribution `kstwo` is `smirnov` or SciPy's Pelz-Good series where
+drift tests meet it), so values are the same (tests/monitoring/test_stats.py compares them with
+`scipy.stats`). Outside that range `kstwo` itself is imported, and the ``alibi`` backend
+imports `scipy.stats` with alibi-detect.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -167,20 +168,22 @@ def _pelz_good_cdf(n: int, x: float) -> Any:
 
 
 def ks_isf(level: float, n: int) -> float:
-    """The distance d where `ks_sf(d, n)` falls to `level`: bisection where `ks_sf` needs no
-    `scipy.stats`, `scipy.stats.kstwo.isf` itself when the answer lies elsewhere. (`kstwo.isf`
-    solves its CDF, a different series in the tail, so it misses the survival function's root
-    by up to 5e-7 at the levels of drift tests, 1e-3 in far tails at small n: this is the
-    root.)"""
-    low = max((1.4 / n) ** (2 / 3), 1.0 / n) * (1 + 1e-9)
-    high = 0.5 * (1 - 1e-12)
-    inside = _ks_branch(low, n) is not None and _ks_branch(high, n) is not None
-    if inside and 0.0 < level < 1.0 and ks_sf(low, n) > level > ks_sf(high, n):
-        for _ in range(200):  # sf decreases in d
+    """`scipy.stats.kstwo.isf(level, n)`: SciPy finds the d where the CDF reaches 1 - `level`
+    (Brent's method to 1e-14); where that CDF is its Pelz-Good series (n > 140, n d^1.5 > 1.4,
+    n d^2 < 18, d < 0.5: the levels of drift tests) this bisects the same series to the last
+    bits, without importing `scipy.stats`; elsewhere `kstwo.isf` itself is asked. (The root
+    of the CDF, not of `ks_sf`, which is another series there: they differ by up to 5e-7 in
+    distance at drift-test levels, as in SciPy.)"""
+    target = 1.0 - level
+    low = max((1.4 / n) ** (2 / 3), 1.0 / n) * (1 + 1e-9) if n <= 100000 else 1.0 / n
+    high = min(math.sqrt(18.0 / n), 0.5) * (1 - 1e-9)
+    inside = n > 140 and low < high and n * high < n - 1
+    if inside and 0.0 < level < 1.0 and _pelz_good_cdf(n, low) < target < _pelz_good_cdf(n, high):
+        for _ in range(200):  # the CDF increases in d
             middle = 0.5 * (low + high)
             if middle in (low, high):
                 break
-            if ks_sf(middle, n) > level:
+            if _pelz_good_cdf(n, middle) < target:
                 low = middle
             else:
                 high = middle
