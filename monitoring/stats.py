@@ -178,16 +178,37 @@ def ks_isf(level: float, n: int) -> float:
     low = max((1.4 / n) ** (2 / 3), 1.0 / n) * (1 + 1e-9) if n <= 100000 else 1.0 / n
     high = min(math.sqrt(18.0 / n), 0.5) * (1 - 1e-9)
     inside = n > 140 and low < high and n * high < n - 1
-    if inside and 0.0 < level < 1.0 and _pelz_good_cdf(n, low) < target < _pelz_good_cdf(n, high):
-        for _ in range(200):  # the CDF increases in d
-            middle = 0.5 * (low + high)
-            if middle in (low, high):
-                break
-            if _pelz_good_cdf(n, middle) < target:
-                low = middle
+    if not (inside and 0.0 < level < 1.0):
+        from scipy.stats import kstwo
+
+        return float(kstwo.isf(level, n))
+    from scipy.special import kolmogi
+
+    guess = float(kolmogi(level)) / math.sqrt(n)  # the Kolmogorov limit's root: near this one
+    low, high = max(low, 0.8 * guess), min(high, 1.1 * guess)
+    f_low, f_high = _pelz_good_cdf(n, low) - target, _pelz_good_cdf(n, high) - target
+    if low < high and f_low < 0 < f_high:
+        side = 0
+        for _ in range(200):  # regula falsi, Illinois variant: the bracket shrinks on both sides
+            middle = (low * f_high - high * f_low) / (f_high - f_low)
+            if not low < middle < high:
+                middle = 0.5 * (low + high)
+                if middle in (low, high):
+                    break
+            f_middle = _pelz_good_cdf(n, middle) - target
+            if f_middle < 0:
+                low, f_low = middle, f_middle
+                f_high = f_high / 2 if side == -1 else f_high
+                side = -1
+            elif f_middle > 0:
+                high, f_high = middle, f_middle
+                f_low = f_low / 2 if side == 1 else f_low
+                side = 1
             else:
-                high = middle
-        return 0.5 * (low + high)
+                return float(middle)
+            if high - low <= 1e-15 * high:
+                break
+        return float(0.5 * (low + high))
     from scipy.stats import kstwo
 
     return float(kstwo.isf(level, n))
