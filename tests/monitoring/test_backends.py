@@ -91,3 +91,45 @@ def test_the_ks_decision_by_critical_distance_is_the_exact_p_value_decision() ->
         near = critical + np.array([-1e-6, -1e-7, 0.0, 1e-7, 1e-6])
         for d in [*np.linspace(0.5 * critical, 1.5 * critical, 41), *near]:
             assert ks_significant(float(d), n, level)[0] == (np.float32(kstwo.sf(d, n)) < level)
+
+
+def test_the_kolmogorov_limit_bounds_the_exact_p_value_from_above() -> None:
+    """The alibi backend skips alibi-detect's exact test for a column whose limit p-value is
+    already under the cut (monitoring.backends): that needs kstwo.sf(d, n) <= kstwobign.sf(d
+    sqrt(n)) at every window size and level a check can meet."""
+    from scipy.stats import kstwo, kstwobign
+
+    for n in (5, 20, 333, 1429, 4545, 20_000, 100_000):
+        for p in np.logspace(-250, np.log10(0.3), 60):
+            d = float(kstwobign.isf(p)) / np.sqrt(n)
+            if d < 1:
+                assert kstwo.sf(d, n) <= p
+
+
+def test_the_alibi_backend_decides_strong_drift_without_its_exact_test() -> None:
+    """A window where one column moved far: alibi-detect is asked only about the column near
+    its level, and every verdict is the one of its exact test on every column."""
+    from alibi_detect.cd import TabularDrift
+
+    from monitoring.backends import make_tests
+
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(4000, 3))
+    window = rng.normal(size=(2000, 3))
+    window[:, 0] += 1.0  # far: decided by the limit
+    window[:, 1] += 0.07  # near the level: exact test
+    tests = make_tests("alibi", reference, [None, None, None], 0.05, "bonferroni")
+    cut = 0.05 / 3
+    screened = tests.backend.screen(window)[2]
+    assert screened[0] < cut < screened[1] < 4 * cut  # the premise: one far, one near
+    asked: list[int] = []
+    for j, detector in enumerate(tests.backend.detectors):  # type: ignore[union-attr]
+        score = detector.feature_score
+        detector.feature_score = lambda r, x, j=j, score=score: asked.append(j) or score(r, x)
+    result = tests.run(window, np.zeros(3))
+    assert 0 not in asked and 1 in asked
+    whole = TabularDrift(reference, p_val=0.05).predict(window, drift_type="feature")["data"]
+    exact = whole["p_val"]  # its per-feature p-values, each to be under the corrected cut
+    assert list(result.significant) == [bool(np.float32(p) < cut) for p in exact]
+    assert list(result.significant) == [True, False, False]
+    assert result.p_values[0] >= exact[0]
