@@ -27,7 +27,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from occam.config import ConfigError, OccamConfig, load_config
+import monitoring
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the only global option is a flag)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+if _command(sys.argv[1:]) == "monitor":  # before the config's imports load pandas
+    monitoring.keep_pyarrow_out()
+
+from occam.config import ConfigError, OccamConfig, load_config  # noqa: E402
 
 if TYPE_CHECKING:
     from occam.metadata import BundleMetadata
