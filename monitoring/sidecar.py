@@ -4,8 +4,11 @@ work (the metrics endpoint answers from its own thread).
 Each turn: read new log lines (up to a byte budget), follow the model that wrote them, apply them
 to the state; run a check when `check_interval_seconds` passed or `check_every_rows` new
 predictions arrived; save the checkpoint every `checkpoint_interval_seconds`; sleep
-`poll_interval_seconds` when there was nothing to read. SIGTERM/SIGINT end the loop after the
-current turn and write a final checkpoint.
+`poll_interval_seconds` once it has caught up (the read reached the end of every segment; only a
+read cut short by the byte budget goes on at once). Under steady traffic the sidecar thus reads
+twice a second in batches, not a handful of records per turn in a busy loop that took 30% of a
+core from the service it watches. SIGTERM/SIGINT end the loop after the current turn and write
+a final checkpoint.
 
 The watched model follows the log: predictions carry `model_version`, and when a newer bundle of
 the configured model name writes them, the sidecar loads that bundle's reference and starts its
@@ -111,6 +114,7 @@ class Sidecar:
         self._stop = threading.Event()
         self._bundle_tried = self._registry_asked = -float("inf")
         self._checked_at = -float("inf")
+        self.behind = False  # the last read stopped at the byte budget: more is waiting
         self._checked_rows = self._last_rows = -1
         self._saved_at = clock()
 
@@ -221,6 +225,7 @@ class Sidecar:
             self.shadow.add(batch.predictions, batch.shadow, batch.feedback)
             self.state.apply(batch)
             read = batch.records + len(batch.shadow) + batch.malformed
+            self.behind = batch.more
             del batch
         due = now - self._checked_at >= self.mon.check_interval_seconds
         enough = self.state.rows_total - self._checked_rows >= every_rows(self.mon)
@@ -310,7 +315,7 @@ class Sidecar:
                     break
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     break
-                if read == 0:
+                if not self.behind:  # caught up: let the writers write a batch
                     self._stop.wait(self.mon.poll_interval_seconds)
         finally:
             self.save()
