@@ -10,11 +10,13 @@ Run: `.venv/bin/python bench/bench_serving.py` (about 7-8 minutes on 2 cores; a 
 `--workers 2 --concurrency 1 8 --rounds 3 --duration 1`, takes about 3). It trains a 100-tree
 model on the bundled data into a private model store (or uses `--bentoml-home` and
 `--model-tag`), starts each service with `bentoml serve` (the limit with `uvicorn --workers`)
-on a free loopback port, and drives it with a closed-loop aiohttp client (bench/loadgen.py) in
-this process, which shares the machine's cores with the server: compare ratios within one run,
-not absolute figures across machines. The 1-minute load average is sampled during the
-measurements and reported. Figures go to bench/results/serving.json and
-bench/results/serving.md.
+on a free loopback port, and drives it with `wrk` (one thread; `--client wrk`, the default when
+it is installed) or a closed-loop aiohttp client in this process (`--client aiohttp`, which
+costs a few hundred microseconds of Python per request on the cores the servers also use, and
+so flattens the ratios towards 1); see bench/loadgen.py. Client and servers share the
+machine's cores: compare ratios within one run, not absolute figures across machines. The
+1-minute load average is sampled during the measurements and reported. Figures go to
+bench/results/serving.json and bench/results/serving.md.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import LoadResult, run_load  # noqa: E402
+from bench.loadgen import LoadResult, run_load, run_wrk  # noqa: E402
 from bench.serving_report import limit_verdicts, markdown, verdicts  # noqa: E402
 from occam.loopback import free_port  # noqa: E402
 
@@ -148,16 +150,21 @@ def serve(
             process.wait()
 
 
+#: The load client, `--client`: "wrk" or "aiohttp" (bench/loadgen.py).
+CLIENT = {"name": "wrk" if shutil.which("wrk") else "aiohttp"}
+
+
 def interleaved(
     urls: dict[str, str], payloads: list[Any], concurrency: int, rounds: int, duration: float
 ) -> dict[str, LoadResult]:
     """Measure every URL `rounds` times, one after the other in each round, and pool the runs:
     a background load that comes and goes on a shared machine then hits all cells alike."""
     runs: dict[str, list[LoadResult]] = {name: [] for name in urls}
+    load = run_wrk if CLIENT["name"] == "wrk" else run_load
     for _ in range(rounds):
         for name, url in urls.items():
             runs[name].append(
-                run_load(url, payloads, concurrency=concurrency, duration=duration, warmup=0.3)
+                load(url, payloads, concurrency=concurrency, duration=duration, warmup=0.3)
             )
     return {name: LoadResult.pool(results) for name, results in runs.items()}
 
@@ -316,7 +323,14 @@ def main() -> None:
         "--batch-concurrency", type=int, default=2, help="clients sending 1,000-row requests"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, store)")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "aiohttp"],
+        default=CLIENT["name"],
+        help="load generator (default: wrk when installed)",
+    )
     args = parser.parse_args()
+    CLIENT["name"] = args.client
     work = Path(tempfile.mkdtemp(prefix="occam-bench-serving-"))
     home = args.bentoml_home or work / "bentoml"
     os.environ["BENTOML_HOME"] = str(home)  # before anything imports bentoml
@@ -364,6 +378,7 @@ def main() -> None:
             "workers": args.workers,
             "concurrency": args.concurrency,
             "batch_concurrency": args.batch_concurrency,
+            "client": args.client,
         },
         **results,
         "verdicts": targets(results, args.workers),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_serving import free_port, serve, train_model  # noqa: E402
-from bench.loadgen import LoadResult, run_load  # noqa: E402
+from bench.loadgen import LoadResult, run_load, run_wrk  # noqa: E402
 from occam.loopback import rows_as_instances, scrape, wait_http  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -62,7 +63,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "aiohttp"],
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="load generator (bench/loadgen.py; default: wrk when installed)",
+    )
     args = parser.parse_args()
+    load = run_wrk if args.client == "wrk" else run_load
     with tempfile.TemporaryDirectory(prefix="occam-sidecar-bench-") as tmp:
         work = Path(tmp)
         os.environ["BENTOML_HOME"] = str(work / "store")
@@ -84,12 +92,12 @@ def main() -> None:
             rss: list[float] = []
             for _ in range(args.rounds):
                 monitor.send_signal(signal.SIGSTOP)
-                runs["without"].append(run_load(
+                runs["without"].append(load(
                     f"{url}/predict", bodies, concurrency=args.concurrency,
                     duration=args.seconds, warmup=0.3))  # fmt: skip
                 monitor.send_signal(signal.SIGCONT)
                 process.cpu_percent(None)
-                runs["with"].append(run_load(
+                runs["with"].append(load(
                     f"{url}/predict", bodies, concurrency=args.concurrency,
                     duration=args.seconds, warmup=0.3))  # fmt: skip
                 cpu.append(process.cpu_percent(None))
@@ -106,6 +114,7 @@ def main() -> None:
         "command": "python bench/bench_sidecar_cost.py",
         "workers": 2,
         "concurrency": args.concurrency,
+        "client": args.client,
         "rounds": args.rounds,
         "seconds_per_cell": args.seconds,
         "rps_without_sidecar": without.rps,
@@ -125,8 +134,8 @@ def main() -> None:
         "# Sidecar cost to the service", "",
         f"Command: `{result['command']}`; Occam as shipped, 2 workers, logging on, single-row "
         f"/predict at concurrency {args.concurrency}; {args.rounds} interleaved rounds of "
-        f"{args.seconds:.0f} s per cell on {os.cpu_count()} cores (service, load generator and "
-        "sidecar share them).", "",
+        f"{args.seconds:.0f} s per cell on {os.cpu_count()} cores (service, load generator "
+        f"`{args.client}` and sidecar share them).", "",
         "| | req/s | p99 ms |", "|---|---:|---:|",
         f"| sidecar paused | {without.rps:.0f} | {without.p99_ms:.1f} |",
         f"| sidecar running | {with_.rps:.0f} | {with_.p99_ms:.1f} |", "",

@@ -245,9 +245,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {report['created_at']} on {report['machine']['cpus']} CPUs "
         f"({report['machine']['platform']}); model {report['model']['tag']} "
         f"({report['model']['trees']} trees, {report['model']['inference']}). Closed-loop "
-        "client in the same machine; each cell "
-        f"{report['settings']['rounds']} interleaved runs of {report['settings']['duration_s']} s "
-        "(after 0.3 s warm-up each), pooled.",
+        + (
+            "client `wrk` (one thread) in the same machine; each cell "
+            f"{report['settings']['rounds']} interleaved runs of "
+            f"{report['settings']['duration_s']} s (after 1 s of warm-up each), pooled (rates: "
+            "requests over seconds; percentiles: wrk's, request-weighted mean over the runs)."
+            if report["settings"].get("client") == "wrk"
+            else "aiohttp client in the benchmark's process on the same machine (a few hundred "
+            "microseconds of Python per request on the servers' cores); each cell "
+            f"{report['settings']['rounds']} interleaved runs of "
+            f"{report['settings']['duration_s']} s (after 0.3 s warm-up each), pooled."
+        ),
         "",
         f"Load average (1 min) during the measurements: mean {during.get('mean', '?')}, "
         f"{during.get('min', '?')} to {during.get('max', '?')} ({during.get('samples', 0)} "
