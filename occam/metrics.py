@@ -37,15 +37,29 @@ def _skm() -> Any:
 _Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray, list[str], int], float]
 
 
+class LabelDecider:
+    """`predicted_labels` for fixed classes and weights, with both prepared once (the service
+    decides every request's labels with one)."""
+
+    def __init__(self, classes: list[str], weights: Mapping[str, float] | None = None) -> None:
+        self.names = np.asarray([str(c) for c in classes])
+        self.scale = (
+            np.asarray([float(weights.get(str(c), 1.0)) for c in classes]) if weights else None
+        )
+
+    def __call__(self, proba: np.ndarray) -> np.ndarray:
+        proba = np.asarray(proba, dtype=float)
+        if self.scale is not None:
+            proba = proba * self.scale
+        return self.names[np.argmax(proba, axis=1)]
+
+
 def predicted_labels(
     proba: np.ndarray, classes: list[str], weights: Mapping[str, float] | None = None
 ) -> np.ndarray:
     """The decided label of each row: argmax over classes of probability x decision weight
     (a missing weight counts 1; None: the most likely class)."""
-    proba = np.asarray(proba, dtype=float)
-    if weights:
-        proba = proba * np.asarray([float(weights.get(str(c), 1.0)) for c in classes])
-    return np.asarray([str(c) for c in classes])[np.argmax(proba, axis=1)]
+    return LabelDecider(classes, weights)(proba)
 
 
 @dataclass(frozen=True)
