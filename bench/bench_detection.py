@@ -943,7 +943,8 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
     totals = _totals(data["summaries"])
     parts.append(
         "\nAll datasets together: harmful windows flagged "
-        f"{totals['harmful_flagged']}, harmless windows flagged {totals['harmless_flagged']} "
+        f"{totals['harmful_flagged']} at their own check, {totals['harmful_within_one']} within "
+        f"one window; harmless windows flagged {totals['harmless_flagged']} "
         f"(control alone: {totals['control_flagged']}); TabularDrift flagged "
         f"{totals['tabular_all']} of all windows. Estimate within its band (window x "
         f"estimable goal): {totals['in_band']} of all, {totals['in_band_in_distribution']} of "
@@ -1022,6 +1023,9 @@ def _totals(summaries: list[dict[str, Any]]) -> dict[str, str]:
     return {
         "harmful_flagged": ratio(
             sum((s["harmful_flagged"] or 0) * s["harmful"] for s in summaries), harmful
+        ),
+        "harmful_within_one": ratio(
+            sum((s["harmful_flagged_within_one"] or 0) * s["harmful"] for s in summaries), harmful
         ),
         "harmless_flagged": ratio(
             sum((s["harmless_flagged"] or 0) * s["harmless"] for s in summaries), harmless
