@@ -133,3 +133,33 @@ def test_the_alibi_backend_decides_strong_drift_without_its_exact_test() -> None
     assert list(result.significant) == [bool(np.float32(p) < cut) for p in exact]
     assert list(result.significant) == [True, False, False]
     assert result.p_values[0] >= exact[0]
+
+
+def test_the_monitor_process_keeps_pyarrow_out_and_scikit_learn_working() -> None:
+    """`occam monitor` keeps pandas from loading pyarrow (monitoring.keep_pyarrow_out); pandas
+    and scikit-learn's metrics (which look for pyarrow in sys.modules) must work as without
+    it, and pyarrow must look absent, not broken."""
+    code = """
+import sys
+import monitoring
+assert monitoring.keep_pyarrow_out()
+import numpy as np, pandas as pd
+from sklearn.metrics import roc_auc_score
+frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+assert frame.b.str.upper().tolist() == ["X", "Y"]
+y = np.array(["0", "1", "0", "1"])
+proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.4, 0.6]])
+assert roc_auc_score(y == "1", proba[:, 1]) == 1.0
+try:
+    import pyarrow
+except ImportError:
+    pass
+else:
+    raise AssertionError("pyarrow was imported")
+print("pyarrow" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
