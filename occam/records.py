@@ -106,6 +106,39 @@ class PredictionRecord:
     #: A shadow challenger's row (`serving.shadow_tag`): logged, never answered.
     shadow: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        id: str,
+        ts: float,
+        model_version: str,
+        features: dict[str, Any],
+        label: str,
+        predicted: str,
+        probabilities: dict[str, float],
+        abstained: bool,
+        marks: dict[str, list[str]],
+    ) -> PredictionRecord:
+        """`cls(...)` with these fields (a served, not shadow, prediction), built without the
+        frozen dataclass's `object.__setattr__` per field: a third of the time, and a 1,000-row
+        request builds 1,000 of them. Equal to the constructor's record, and as frozen
+        (tests/test_records.py)."""
+        record = object.__new__(cls)
+        record.__dict__.update(
+            id=id,
+            ts=ts,
+            model_version=model_version,
+            features=features,
+            label=label,
+            predicted=predicted,
+            probabilities=probabilities,
+            abstained=abstained,
+            marks=marks,
+            kind="prediction",
+            shadow=False,
+        )
+        return record
+
 
 @dataclass(frozen=True)
 class FeedbackRecord:

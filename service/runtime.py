@@ -496,16 +496,8 @@ class Runtime:
         records: list[Record] = []
         if log_rows:
             records = [
-                PredictionRecord(
-                    id=ident,
-                    ts=now,
-                    model_version=version,
-                    features=features,
-                    label=answer,
-                    predicted=top,
-                    probabilities=probs,
-                    abstained=abstained,
-                    marks=marks,
+                PredictionRecord.of(
+                    ident, now, version, features, answer, top, probs, abstained, marks
                 )
                 for ident, features, answer, top, probs, abstained, marks in zip(
                     ids,

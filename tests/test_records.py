@@ -48,3 +48,24 @@ def test_malformed_lines_are_named(line: bytes) -> None:
 def test_segment_names_round_trip() -> None:
     assert segment_key(segment_name(2, 4321, 7)) == (2, 4321, 7)
     assert segment_key("occam-w2-p4321-000007.jsonl.tmp") is None
+
+
+def test_the_fast_constructor_builds_the_constructors_record_and_keeps_it_frozen() -> None:
+    import dataclasses
+
+    fields = {
+        "id": "0" * 32,
+        "ts": 1_790_000_000.25,
+        "model_version": "occam-flights:abc",
+        "features": {"distance": 2475, "carrier": "VX"},
+        "label": "late",
+        "predicted": "on_time",
+        "probabilities": {"late": 0.4, "on_time": 0.6},
+        "abstained": True,
+        "marks": {"missing": [], "unseen_category": ["carrier"], "out_of_range": []},
+    }
+    fast, slow = PredictionRecord.of(**fields), PredictionRecord(**fields)
+    assert fast == slow and fast.__dict__ == slow.__dict__
+    assert dumps(fast) == dumps(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.label = "x"  # type: ignore[misc]
