@@ -3,6 +3,7 @@ inputs and outputs with the training reference, joins feedback, and exports drif
 retrain signals to Prometheus. See docs/metrics.md for what it exports and why."""
 
 import importlib.abc
+import os
 import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
@@ -35,4 +36,25 @@ def keep_pyarrow_out() -> bool:
         return False
     if not any(isinstance(finder, _NoPyarrow) for finder in sys.meta_path):
         sys.meta_path.insert(0, _NoPyarrow())
+    return True
+
+
+#: The thread-pool sizes of the math libraries (OpenBLAS, OpenMP, MKL) that `one_math_thread`
+#: sets to 1 for the monitor's process, unless the environment already sets them.
+MATH_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_math_thread() -> bool:
+    """Run the math libraries single-threaded in this process. The monitor's arrays are small
+    (a window, a reference sample) and its one thread of work never waits on them in parallel,
+    but numpy's OpenBLAS starts a thread per core whose spin-wait (`sched_yield`, about 9,000
+    calls a second under load) took more CPU than everything else the monitor did: 2.6 s of
+    system time in 22 s of steady load, 77 us per record read, against 11 us with one thread
+    (bench/bench_sidecar_cost.py). `occam monitor` calls this before numpy is imported (the
+    libraries read these variables when they load; True: it took effect). Child processes
+    (notification commands) inherit the variables."""
+    if "numpy" in sys.modules:
+        return False
+    for name in MATH_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
     return True

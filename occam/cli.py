@@ -35,8 +35,9 @@ def _command(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-if _command(sys.argv[1:]) == "monitor":  # before the config's imports load pandas
+if _command(sys.argv[1:]) == "monitor":  # before the config's imports load numpy and pandas
     monitoring.keep_pyarrow_out()
+    monitoring.one_math_thread()
 
 from occam.config import ConfigError, OccamConfig, load_config  # noqa: E402
 

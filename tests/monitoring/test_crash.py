@@ -92,6 +92,10 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> None:
     process, url = start(config, env)
     # `occam monitor` reads JSON and CSV only and keeps pandas' pyarrow out (55 MiB resident)
     assert "libarrow" not in Path(f"/proc/{process.pid}/maps").read_text()
+    # and runs its math single-threaded: its own thread and the metrics endpoint's, no
+    # OpenBLAS threads spinning beside them (monitoring.one_math_thread)
+    threads = len(list(Path(f"/proc/{process.pid}/task").iterdir()))
+    assert threads == 2, f"{threads} threads"
     writer.done.set()
     writer.join(60)
     c = writer.counts
