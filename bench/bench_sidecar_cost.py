@@ -3,8 +3,9 @@ workers, logging on, concurrency 8) with the sidecar running and with it paused,
 one run; plus the sidecar's CPU and memory while the service is under that load.
 
 "Paused" is SIGSTOP on the real `occam monitor` process (SIGCONT resumes it), so both cells hit
-the same service and log; on resuming, the sidecar also catches up on what was written while it
-was paused, which makes the "with" cells pessimistic.
+the same service and log. On resuming, the sidecar first catches up on what was written while
+it was paused, with no load running (`caught_up`); the "with" cell then measures its steady
+work on the records served during that cell.
 
 Run: `.venv/bin/python bench/bench_sidecar_cost.py` (about 2 minutes). Figures go to
 bench/results/sidecar_cost.json and .md.
@@ -58,6 +59,18 @@ def payloads(n: int) -> list[dict[str, Any]]:
     return [{"instances": [row]} for row in rows_as_instances(rows, features)]
 
 
+def caught_up(url: str, timeout: float = 60.0) -> None:
+    """Wait until the resumed sidecar has read the log to its end (`occam_unread_log_bytes`
+    0; no load runs meanwhile), so that the next "with" cell measures its steady work on the
+    records served in that cell, not also the backlog of the paused cell."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scrape(url).get(("occam_unread_log_bytes", ()), 1.0) == 0.0:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the sidecar did not catch up within {timeout} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -96,6 +109,7 @@ def main() -> None:
                     f"{url}/predict", bodies, concurrency=args.concurrency,
                     duration=args.seconds, warmup=0.3))  # fmt: skip
                 monitor.send_signal(signal.SIGCONT)
+                caught_up(f"http://127.0.0.1:{monitor_port}/metrics")
                 process.cpu_percent(None)
                 runs["with"].append(load(
                     f"{url}/predict", bodies, concurrency=args.concurrency,
