@@ -44,11 +44,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import monitoring  # noqa: E402
+
+monitoring.one_math_thread()  # the monitor's math runs as `occam monitor` runs it
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from monitoring.reader import gc_paused  # noqa: E402
 from monitoring.reference import reference_from_frames  # noqa: E402
@@ -865,9 +869,9 @@ join's bookkeeping (`extend`, `add_predictions`) per replayed window, not the lo
 """
 
 
-#: Written by hand after the run of 3 Dec 2026 06:07 UTC; keep it true when the figures change.
+#: Written by hand after the run of 3 Dec 2026 07:39 UTC; keep it true when the figures change.
 READING = """
-### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 06:07 UTC)
+### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 07:39 UTC)
 
 - **Harmless windows flagged: 0 of 15** (target <= 10%), **stable control 0 of 4** (target
   <= 5%), while alibi-detect's TabularDrift with defaults flagged all 28 windows.
@@ -911,28 +915,31 @@ READING = """
   Kolmogorov limit) is already under the corrected level is significant by alibi-detect's exact
   test too (the limit's tail bounds the exact one from above), so alibi-detect's O(rows)
   `kstwo.sf` is paid only by columns near their level (`monitoring.backends`); and
-  `monitoring.stats` replaces `scipy.stats`. Load average 0.6 at the end of the run.
-- **Check time at 50,000 rows: 52 ms (alibi) / 50 ms (scipy)** on nlswork, 17 features (132 /
+  `monitoring.stats` replaces `scipy.stats`. Load average 0.5 at the end of the run. The
+  benchmark runs the math single-threaded, as `occam monitor` does (`monitoring.one_math_thread`).
+- **Check time at 50,000 rows: 54 ms (alibi) / 51 ms (scipy)** on nlswork, 17 features (132 /
   55 ms on 2 Dec); target 100 ms: met with both.
 - **Ingest**: encoding the replayed records into columns (and the feedback join's bookkeeping)
-  runs at 251k-462k records per CPU second per dataset. On a backlog read from compact log
+  runs at 243k-425k records per CPU second per dataset. On a backlog read from compact log
   files with a 50,000-row window (the table "The sidecar on a backlog" below), the sidecar
-  takes 158k records per CPU second, checks included (73k with JSON lines on 2 Dec). Target
-  500k: not met. Bound, measured in cProfile of this backlog run: parsing the 240,000 lines
-  (`orjson`) takes about 0.25 s of CPU and the run's 5 whole checks of the 50,000-row window
-  about 0.26 s; those two alone cap it near 470k records per CPU second before any window,
-  join or accounting work.
+  takes 151k records per CPU second, checks included (73k with JSON lines on 2 Dec). Target
+  500k: not met. Where the 1.78 s of a profiled run of this backlog go (cProfile of
+  `Sidecar.step`, 240,000 records): parsing the lines (`pydantic_core.from_json`) 0.28 s,
+  turning compact lines into columnar rows (`CompactDecoder.take_rows`) 0.28 s, encoding them
+  into the window's columns 0.29 s, the feedback join 0.38 s (a dict of probabilities per
+  remembered prediction, kept for the checkpoint's format), the checks on the way 0.11 s. No
+  single part is the bound: 500k would need each of them at about a third of its cost.
 - **Backends agree**: identical verdicts, reasons, named features and weighted drift on every
   window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
   Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
   the SciPy backend, and of the alibi backend for columns decided by the limit, are the
   Kolmogorov limit's (within a few per cent of alibi-detect's exact ones, and never under them).
-- **Memory**: 122 MiB with the scipy backend (target 150 MiB: met), 292 MiB with alibi-detect
+- **Memory**: 123 MiB with the scipy backend (target 150 MiB: met), 292 MiB with alibi-detect
   (fresh process, nlswork replayed in 2,000-row windows, pyarrow kept out as `occam monitor`
   keeps it out). alibi-detect's own import is about 170 MiB (it loads transformers, tokenizers,
   scikit-learn, numba and PIL), so 150 MiB is out of reach with it; the README names the scipy
   backend for users who need the memory or cannot accept alibi-detect's licence. After the
-  50,000-row backlog run: 326 MiB (a 50,000-row window, its feedback join remembering 100,000
+  50,000-row backlog run: 325 MiB (a 50,000-row window, its feedback join remembering 100,000
   predictions' probabilities, and the reader's 16 MB batches).
 """
 
