@@ -44,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import LoadResult, run_load, run_wrk  # noqa: E402
+from bench.loadgen import CLIENTS, LoadResult, default_client, load_function  # noqa: E402
 from bench.serving_report import limit_verdicts, markdown, verdicts  # noqa: E402
 from occam.loopback import free_port  # noqa: E402
 
@@ -150,17 +150,19 @@ def serve(
             process.wait()
 
 
-#: The load client, `--client`: "wrk" or "aiohttp" (bench/loadgen.py).
-CLIENT = {"name": "wrk" if shutil.which("wrk") else "aiohttp"}
-
-
 def interleaved(
-    urls: dict[str, str], payloads: list[Any], concurrency: int, rounds: int, duration: float
+    urls: dict[str, str],
+    payloads: list[Any],
+    concurrency: int,
+    rounds: int,
+    duration: float,
+    client: str,
 ) -> dict[str, LoadResult]:
-    """Measure every URL `rounds` times, one after the other in each round, and pool the runs:
-    a background load that comes and goes on a shared machine then hits all cells alike."""
+    """Measure every URL `rounds` times with `client` (bench/loadgen.py), one after the other in
+    each round, and pool the runs: a background load that comes and goes on a shared machine
+    then hits all cells alike."""
     runs: dict[str, list[LoadResult]] = {name: [] for name in urls}
-    load = run_wrk if CLIENT["name"] == "wrk" else run_load
+    load = load_function(client)
     for _ in range(rounds):
         for name, url in urls.items():
             runs[name].append(
@@ -248,7 +250,9 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
                 url = stack.enter_context(serve(target, workers, env, single[0], log, extra))
                 urls[name] = f"{url}/predict"
             for concurrency in args.concurrency:
-                cells = interleaved(urls, single, concurrency, args.rounds, args.duration)
+                cells = interleaved(
+                    urls, single, concurrency, args.rounds, args.duration, args.client
+                )
                 for name, result in cells.items():
                     row = {"target": name, "workers": workers, "concurrency": concurrency}
                     results["single_row"].append({**row, **result.to_dict()})
@@ -257,7 +261,7 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
                     )
             del urls["noop"], urls["occam_accesslog"], urls["occam_bentoml_path"]
             concurrency = args.batch_concurrency
-            cells = interleaved(urls, batch, concurrency, args.rounds, args.duration)
+            cells = interleaved(urls, batch, concurrency, args.rounds, args.duration, args.client)
             for name, result in cells.items():
                 figures = {**result.to_dict(), "rows_per_s": round(result.rps * len(rows))}
                 row = {"target": name, "workers": workers, "concurrency": concurrency}
@@ -268,7 +272,7 @@ def measure(args: argparse.Namespace, tag: str, work: Path) -> dict[str, Any]:
     with serve(probe, workers, {"BENCH_MODEL_TAG": tag}, single[0], log) as url:
         urls = {endpoint: f"{url}/{endpoint}" for endpoint in ("predict", "predict_batched")}
         for concurrency in (8, 32):
-            cells = interleaved(urls, single, concurrency, args.rounds, args.duration)
+            cells = interleaved(urls, single, concurrency, args.rounds, args.duration, args.client)
             for endpoint, result in cells.items():
                 row = {"endpoint": endpoint, "workers": workers, "concurrency": concurrency}
                 results["batching"].append({**row, **result.to_dict()})
@@ -325,12 +329,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, store)")
     parser.add_argument(
         "--client",
-        choices=["wrk", "aiohttp"],
-        default=CLIENT["name"],
+        choices=CLIENTS,
+        default=default_client(),
         help="load generator (default: wrk when installed)",
     )
     args = parser.parse_args()
-    CLIENT["name"] = args.client
     work = Path(tempfile.mkdtemp(prefix="occam-bench-serving-"))
     home = args.bentoml_home or work / "bentoml"
     os.environ["BENTOML_HOME"] = str(home)  # before anything imports bentoml

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_serving import free_port, serve, train_model  # noqa: E402
-from bench.loadgen import LoadResult, run_load, run_wrk  # noqa: E402
+from bench.loadgen import CLIENTS, LoadResult, default_client, load_function  # noqa: E402
 from occam.loopback import rows_as_instances, scrape, wait_http  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -80,12 +79,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--client",
-        choices=["wrk", "aiohttp"],
-        default="wrk" if shutil.which("wrk") else "aiohttp",
+        choices=CLIENTS,
+        default=default_client(),
         help="load generator (bench/loadgen.py; default: wrk when installed)",
     )
     args = parser.parse_args()
-    load = run_wrk if args.client == "wrk" else run_load
+    load = load_function(args.client)
     with tempfile.TemporaryDirectory(prefix="occam-sidecar-bench-") as tmp:
         work = Path(tmp)
         os.environ["BENTOML_HOME"] = str(work / "store")

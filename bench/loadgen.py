@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,25 @@ class LoadResult:
         }
 
 
+#: The load clients the benchmarks offer (`--client`).
+CLIENTS = ("wrk", "aiohttp")
+
+
+def default_client() -> str:
+    """wrk when it is installed, else the aiohttp client."""
+    return "wrk" if shutil.which("wrk") else "aiohttp"
+
+
+def load_function(client: str) -> Callable[..., LoadResult]:
+    """The function that drives a URL with `client` (`run_wrk` or `run_load`, same arguments)."""
+    return run_wrk if client == "wrk" else run_load
+
+
+def _loopback_only(url: str) -> None:
+    if not url.startswith(("http://127.0.0.1", "http://localhost")):
+        raise ValueError(f"loopback only, got {url}")
+
+
 async def _run(
     url: str,
     bodies: Sequence[bytes],
@@ -93,8 +112,7 @@ async def _run(
     warmup: float,
     max_requests: int,
 ) -> LoadResult:
-    if not url.startswith(("http://127.0.0.1", "http://localhost")):
-        raise ValueError(f"loopback only, got {url}")
+    _loopback_only(url)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
@@ -175,8 +193,7 @@ def run_wrk(
     per thread) for `duration` seconds (whole seconds, at least 1: wrk's unit) after a warm-up
     run of `warmup` seconds (rounded up; none for 0). Errors: non-2xx/3xx answers and socket
     errors (connect, read, write, timeout). Percentiles from wrk's latency histogram."""
-    if not url.startswith(("http://127.0.0.1", "http://localhost")):
-        raise ValueError(f"loopback only, got {url}")
+    _loopback_only(url)
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk (or --client aiohttp)")
