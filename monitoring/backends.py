@@ -112,9 +112,7 @@ class Screen:
             for i, j in enumerate(self.numeric):
                 effects[j] = _ks(window[:, i], self.sorted[:, i])
             statistics[self.numeric] = effects[self.numeric]
-            big, small = max(self.rows, rows), min(self.rows, rows)
-            effective = round(big * small / (big + small))
-            p_values[self.numeric] = self.screen_p(effects[self.numeric], effective)
+            p_values[self.numeric] = self.screen_p(effects[self.numeric], self.effective(rows))
         dofs = []
         for j in self.categorical:
             ref = self.counts[j]
@@ -125,6 +123,12 @@ class Screen:
         if self.categorical:
             p_values[self.categorical] = chi2_sf(statistics[self.categorical], dofs)
         return effects, statistics, p_values
+
+    def effective(self, rows: int) -> int:
+        """The KS test's effective size of the reference against a window of `rows` rows,
+        `round(n m / (n + m))` as `ks_2samp` takes it."""
+        big, small = max(self.rows, rows), min(self.rows, rows)
+        return round(big * small / (big + small))
 
     @staticmethod
     def screen_p(d: Any, effective: int) -> Any:
@@ -209,9 +213,7 @@ class ScipyTests(Screen):
         p_values: list[float] = []
         statistics: list[float] = []
         significant: list[bool] = []
-        rows = len(x)
-        big, small = max(self.rows, rows), min(self.rows, rows)
-        effective = int(np.round(big * small / (big + small)))
+        effective = self.effective(len(x))
         cut = self.threshold(np.ones(len(self.n_codes)))
         for j in columns:
             if self.n_codes[j] is None:
@@ -275,9 +277,7 @@ class AlibiTests(Screen):
         statistics: list[float] = []
         significant: list[bool] = []
         cut = self.threshold(np.ones(len(self.n_codes)))
-        rows = len(x)
-        big, small = max(self.rows, rows), min(self.rows, rows)
-        effective = int(np.round(big * small / (big + small)))
+        effective = self.effective(len(x))
         for j in columns:
             if self.n_codes[j] is None and self.correction == "bonferroni":
                 # the Kolmogorov limit bounds the exact p-value from above (see the module
