@@ -49,10 +49,11 @@ def one_math_thread() -> bool:
     (a window, a reference sample) and its one thread of work never waits on them in parallel,
     but numpy's OpenBLAS starts a thread per core whose spin-wait (`sched_yield`, about 9,000
     calls a second under load) took more CPU than everything else the monitor did: 2.6 s of
-    system time in 22 s of steady load, 77 us per record read, against 11 us with one thread
-    (bench/bench_sidecar_cost.py). `occam monitor` calls this before numpy is imported (the
-    libraries read these variables when they load; True: it took effect). Child processes
-    (notification commands) inherit the variables."""
+    system time in 22 s of steady load, 77 us of CPU per record read, against 11-14 us with one
+    thread (measured once with psutil and `strace -c` on a monitor beside the loaded service;
+    bench/bench_sidecar_cost.py gives the cost that remains). `occam monitor` calls this before
+    numpy is imported (the libraries read these variables when they load; True: it took
+    effect). Child processes (notification commands) inherit the variables."""
     if "numpy" in sys.modules:
         return False
     for name in MATH_THREAD_VARIABLES:

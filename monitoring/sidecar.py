@@ -6,9 +6,8 @@ to the state; run a check when `check_interval_seconds` passed or `check_every_r
 predictions arrived; save the checkpoint every `checkpoint_interval_seconds`; sleep
 `poll_interval_seconds` once it has caught up (the read reached the end of every segment; only a
 read cut short by the byte budget goes on at once). Under steady traffic the sidecar thus reads
-twice a second in batches, not a handful of records per turn in a busy loop that took 30% of a
-core from the service it watches. SIGTERM/SIGINT end the loop after the current turn and write
-a final checkpoint.
+in batches every `poll_interval_seconds`, not a handful of records per turn in a loop that never
+waits. SIGTERM/SIGINT end the loop after the current turn and write a final checkpoint.
 
 The watched model follows the log: predictions carry `model_version`, and when a newer bundle of
 the configured model name writes them, the sidecar loads that bundle's reference and starts its
