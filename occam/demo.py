@@ -45,7 +45,9 @@ import yaml
 from occam.bundle import Bundle, get_bundle, latest_production
 from occam.config import OccamConfig, load_config
 from occam.loopback import (
+    MONITOR_JOB,
     ROOT,
+    SERVICE_JOB,
     Processes,
     ReplayStats,
     Samples,
@@ -63,6 +65,7 @@ from occam.loopback import (
     scrape,
     start_prometheus,
     wait_http,
+    wait_scraped,
     write_prometheus_config,
 )
 from occam.metrics import score
@@ -80,6 +83,11 @@ log = logging.getLogger(__name__)
 
 #: The demo's rules wait this long before firing (the shipped rules wait 10 minutes or more).
 ALERT_FOR_SECONDS = 5
+#: ... except the scrape-health rules (on `up`: OccamServiceDown, OccamSidecarDown), which wait
+#: this long: the demo scrapes every second with a one-second timeout, and on a loaded machine a
+#: few scrapes in a row can time out while nothing is down (with 5 s they fired, briefly, in
+#: runs beside a test suite). A process that really stops is still reported within it.
+SCRAPE_HEALTH_FOR_SECONDS = 30
 #: Prometheus scrapes and evaluates rules this often during the demo, in seconds.
 PROMETHEUS_INTERVAL_SECONDS = 1
 #: The demo's monitor checks at least this often, so that each window is judged at once.
@@ -273,13 +281,12 @@ def _start(
     wait_http(f"{base}/readyz", 180, service)
     wait_http(monitor_url, 120, monitor)
     rules = run_dir / "alerts.yml"
+    shipped = ROOT / "prometheus" / "alerts.yml"
+    health_rules = scrape_health(shipped)
+    health = [f"--for-alert={name}={SCRAPE_HEALTH_FOR_SECONDS}s" for name in health_rules]
     subprocess.run(
         occam_script(
-            "render_rules.py",
-            str(ROOT / "prometheus" / "alerts.yml"),
-            str(rules),
-            "--for",
-            f"{ALERT_FOR_SECONDS}s",
+            "render_rules.py", str(shipped), str(rules), f"--for={ALERT_FOR_SECONDS}s", *health
         ),
         check=True,
     )
@@ -292,15 +299,32 @@ def _start(
         scrape_interval=interval,
     )
     prometheus = start_prometheus(processes, run_dir, port_or_free(9090), prom_config)
+    if prometheus is not None:  # the replay starts once both are watched
+        wait_scraped(prometheus, [SERVICE_JOB, MONITOR_JOB], 60)
     say(f"service    {base}  (POST /predict, POST /feedback, GET /model, /metrics)")
     say(f"monitor    {monitor_url}")
     say(
-        f"prometheus {prometheus}/alerts  (rules with for: {ALERT_FOR_SECONDS}s)"
+        f"prometheus {prometheus}/alerts  (rules with for: {ALERT_FOR_SECONDS}s; "
+        f"{SCRAPE_HEALTH_FOR_SECONDS}s for {', '.join(health_rules)})"
         if prometheus
         else "prometheus not installed (apt-get install prometheus): alerts are not evaluated"
     )
     say(f"logs       {run_dir / 'logs'}")
     return _Stack(base, monitor_url, prometheus, time.time())
+
+
+_SCRAPE_FAILED = re.compile(r"\babsent\(\s*up\b|\bup\s*(\{[^}]*\})?\s*==\s*0\b")
+
+
+def scrape_health(rules: Path) -> list[str]:
+    """The alert rules of `rules` that fire when scrapes fail (`up == 0`, `absent(up)`)."""
+    groups = yaml.safe_load(rules.read_text())["groups"]
+    return [
+        rule["alert"]
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule and _SCRAPE_FAILED.search(rule["expr"])
+    ]
 
 
 def occam_script(name: str, *args: str) -> list[str]:
@@ -550,7 +574,7 @@ def _settle_alerts(stack: _Stack, say: Callable[[str], None]) -> list[str]:
 
 def _prometheus_saw(prometheus: str, checked: float) -> bool:
     """Prometheus holds a scrape of the monitor showing the check at `checked` or later."""
-    expr = 'occam_last_check_timestamp_seconds{job="occam-monitor"}'
+    expr = f'occam_last_check_timestamp_seconds{{job="{MONITOR_JOB}"}}'
     query = urllib.parse.urlencode({"query": expr})
     _, answer = http_json(f"{prometheus}/api/v1/query?{query}")
     result = answer.get("data", {}).get("result", []) if isinstance(answer, dict) else []

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,11 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
 # --- a real Prometheus -----------------------------------------------------------------------
 
 
+#: Prometheus job names of the service and of the monitor (the shipped rules select on them).
+SERVICE_JOB = "occam-service"
+MONITOR_JOB = "occam-monitor"
+
+
 def write_prometheus_config(
     path: str | Path,
     service_target: str | None,
@@ -225,7 +230,7 @@ def write_prometheus_config(
     """
     import yaml
 
-    jobs = {"occam-service": service_target, "occam-monitor": monitor_target}
+    jobs = {SERVICE_JOB: service_target, MONITOR_JOB: monitor_target}
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -263,6 +268,25 @@ def start_prometheus(processes: Processes, workdir: Path, port: int, config: Pat
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/-/ready", 60, process)
     return url
+
+
+def wait_scraped(prometheus_url: str, jobs: Sequence[str], timeout: float) -> None:
+    """Wait until Prometheus has scraped every job in `jobs` successfully (`up` is 1), so that
+    what follows is watched from its start. Raises TimeoutError naming the jobs still down."""
+    params = urllib.parse.urlencode({"query": "up"})
+    deadline = time.monotonic() + timeout
+    waiting = set(jobs)
+    while True:
+        status, answer = http_json(f"{prometheus_url}/api/v1/query?{params}")
+        if status == 200 and isinstance(answer, dict):
+            for found in answer.get("data", {}).get("result", []):
+                if found["value"][1] == "1":
+                    waiting.discard(found["metric"].get("job"))
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Prometheus has not scraped {sorted(waiting)} in {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def prometheus_alerts(prometheus_url: str) -> list[dict[str, Any]]:

@@ -1,11 +1,16 @@
 """Render prometheus/alerts.yml with other `for:` durations and/or another runbook base URL.
 
-The shipped rules wait minutes to hours before firing; an integration test wants seconds. The
-runbook links point at https://github.com/occam/occam/blob/main/docs/runbooks.md; a fork or an
-internal wiki wants its own base. Rendering edits only those two things, line by line, so the
+The shipped rules wait minutes to hours before firing; an integration test wants seconds. Some
+rules may need their own `for:` there: `--for-alert NAME=DURATION` sets one rule's (it wins over
+`--for`), e.g. the scrape-health rules of a demo that scrapes every second with a one-second
+timeout on a loaded machine. The runbook links point at
+https://github.com/occam/occam/blob/main/docs/runbooks.md; a fork or an internal wiki wants its
+own base. Rendering edits only those two things, line by line, so the
 output keeps the comments and layout of the source.
 
     python scripts/render_rules.py prometheus/alerts.yml /tmp/alerts.yml --for 5s
+    python scripts/render_rules.py prometheus/alerts.yml /tmp/a.yml --for 5s \
+        --for-alert OccamServiceDown=30s
     python scripts/render_rules.py prometheus/alerts.yml out.yml --runbook-base https://wiki/x.md
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,8 @@ import yaml
 
 DEFAULT_RUNBOOK_BASE = "https://github.com/occam/occam/blob/main/docs/runbooks.md"
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
-_FOR_LINE = re.compile(r"^(?P<indent>\s+)for:\s*\S+(?P<rest>.*)$", re.MULTILINE)
+_FOR_LINE = re.compile(r"^(?P<indent>\s+)for:\s*\S+(?P<rest>.*)$")
+_ALERT_LINE = re.compile(r"^\s*-?\s*alert:\s*(?P<name>\S+)")
 
 
 def render_rules(
@@ -28,19 +35,27 @@ def render_rules(
     dst: str | Path,
     for_override: str | None = None,
     runbook_base: str | None = None,
+    for_alerts: Mapping[str, str] | None = None,
 ) -> Path:
     """Write `src` to `dst` with every rule's `for:` set to `for_override` (a Prometheus
-    duration such as "5s"; None keeps the shipped ones) and runbook links rebased onto
-    `runbook_base` (None keeps the default). Returns `dst`. Raises ValueError on a bad duration.
+    duration such as "5s"; None keeps the shipped ones), the rules named in `for_alerts` (alert
+    name -> duration) set to theirs instead, and runbook links rebased onto `runbook_base` (None
+    keeps the default). Returns `dst`. Raises ValueError on a bad duration or an alert name
+    that is not in `src`.
     """
-    source = text = Path(src).read_text()
-    if for_override is not None:
-        if not _DURATION.match(for_override):
-            raise ValueError(f"for_override={for_override!r} is not a Prometheus duration like 5s")
-        text = _FOR_LINE.sub(lambda m: f"{m['indent']}for: {for_override}{m['rest']}", text)
+    source = Path(src).read_text()
+    wanted = dict(for_alerts or {})
+    for name, duration in [("--for", for_override), *wanted.items()]:
+        if duration is not None and not _DURATION.match(duration):
+            raise ValueError(f"{name}={duration!r} is not a Prometheus duration like 5s")
+    names = {rule.get("alert") for rule in _rules(source)}
+    unknown = sorted(set(wanted) - names)
+    if unknown:
+        raise ValueError(f"no alert named {', '.join(unknown)} in {src}")
+    text = _set_for(source, for_override, wanted)
     if runbook_base is not None:
         text = text.replace(DEFAULT_RUNBOOK_BASE + "#", runbook_base.rstrip("#") + "#")
-    _check(source, text, for_override, runbook_base)
+    _check(source, text, for_override, runbook_base, wanted)
     out = Path(dst)
     partial = out.with_name(out.name + ".partial")  # a reader never sees a half-written file
     partial.write_text(text)
@@ -48,13 +63,37 @@ def render_rules(
     return out
 
 
-def _check(source: str, text: str, for_override: str | None, runbook_base: str | None) -> None:
+def _set_for(source: str, for_override: str | None, for_alerts: Mapping[str, str]) -> str:
+    """`source` with the `for:` line of each rule replaced, line by line (comments and layout
+    kept): the rule's own entry of `for_alerts`, else `for_override`, else unchanged."""
+    lines, alert = [], None
+    for line in source.splitlines(keepends=True):
+        found = _ALERT_LINE.match(line)
+        if found:
+            alert = found["name"].strip("\"'")
+        duration = for_override if alert is None else for_alerts.get(alert, for_override)
+        body = line.rstrip("\r\n")
+        match = _FOR_LINE.match(body)
+        if match and duration is not None:
+            line = f"{match['indent']}for: {duration}{match['rest']}{line[len(body) :]}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _check(
+    source: str,
+    text: str,
+    for_override: str | None,
+    runbook_base: str | None,
+    for_alerts: Mapping[str, str],
+) -> None:
     """The rendered rules are the source rules with only `for:` and runbook links changed."""
     before, after = _rules(source), _rules(text)
     for old, new in zip(before, after, strict=True):
         expected = dict(old)
-        if for_override is not None and "for" in old:
-            expected["for"] = for_override
+        duration = for_alerts.get(str(old.get("alert")), for_override)
+        if duration is not None and "for" in old:
+            expected["for"] = duration
         url = new.get("annotations", {}).get("runbook_url")
         if runbook_base is not None and url is not None:
             expected["annotations"] = {**old["annotations"], "runbook_url": url}
@@ -62,7 +101,7 @@ def _check(source: str, text: str, for_override: str | None, runbook_base: str |
                 raise ValueError(f"{old.get('alert')}: runbook_url {url!r} was not rebased")
         if new != expected:
             raise ValueError(f"{old.get('alert')}: rendering changed more than for/runbook_url")
-        if for_override is not None and new.get("for") != for_override:
+        if duration is not None and new.get("for") != duration:
             raise ValueError(f"{old.get('alert')}: has no `for:` to override")
 
 
@@ -75,10 +114,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("src", type=Path, help="the rule file, e.g. prometheus/alerts.yml")
     parser.add_argument("dst", type=Path, help="where to write the rendered rules")
     parser.add_argument("--for", dest="for_override", help="every rule's `for:`, e.g. 5s")
+    parser.add_argument(
+        "--for-alert",
+        action="append",
+        default=[],
+        metavar="NAME=DURATION",
+        help="one rule's `for:` (wins over --for), e.g. OccamServiceDown=30s; repeatable",
+    )
     parser.add_argument("--runbook-base", help=f"replaces {DEFAULT_RUNBOOK_BASE}")
     args = parser.parse_args(argv)
+    for_alerts = {}
+    for item in args.for_alert:
+        name, sep, duration = item.partition("=")
+        if not sep or not name or not duration:
+            parser.error(f"--for-alert {item!r}: expected NAME=DURATION, e.g. OccamServiceDown=30s")
+        for_alerts[name] = duration
     try:
-        render_rules(args.src, args.dst, args.for_override, args.runbook_base)
+        render_rules(args.src, args.dst, args.for_override, args.runbook_base, for_alerts)
     except (OSError, ValueError) as err:
         parser.error(str(err))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,31 @@ def test_render_rules_sets_every_for_and_keeps_the_file_valid(
     assert out.read_text().startswith("# Occam alert rules")  # comments kept
     result = run(promtool, "check", "rules", out)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_rules_sets_one_rules_for_over_the_common_one(tmp_path: Path, promtool: str) -> None:
+    out = render_rules(
+        RULES, tmp_path / "alerts.yml", for_override="5s", for_alerts={"OccamServiceDown": "30s"}
+    )
+    durations = {rule["alert"]: rule["for"] for rule in alert_rules(out)}
+    assert durations.pop("OccamServiceDown") == "30s"
+    assert set(durations.values()) == {"5s"}
+    # without a common override the others keep the shipped durations
+    out = render_rules(RULES, tmp_path / "kept.yml", for_alerts={"OccamSidecarDown": "30s"})
+    for rule, source in zip(alert_rules(out), alert_rules(), strict=True):
+        assert rule["for"] == ("30s" if rule["alert"] == "OccamSidecarDown" else source["for"])
+    result = run(promtool, "check", "rules", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_rules_refuses_an_unknown_alert_or_a_bad_duration_for_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no alert named OccamNope"):
+        render_rules(RULES, tmp_path / "a.yml", for_alerts={"OccamNope": "30s"})
+    with pytest.raises(ValueError, match="OccamServiceDown='half a minute'"):
+        render_rules(RULES, tmp_path / "a.yml", for_alerts={"OccamServiceDown": "half a minute"})
+    result = run(sys.executable, ROOT / "scripts" / "render_rules.py", RULES, tmp_path / "a.yml",
+                 "--for-alert", "OccamServiceDown")  # fmt: skip
+    assert result.returncode == 2 and "expected NAME=DURATION" in result.stderr
 
 
 def test_render_rules_rebases_runbook_links(tmp_path: Path) -> None:
