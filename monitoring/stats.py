@@ -24,6 +24,14 @@ def chi2_sf(x: Any, df: Any) -> Any:
     return chdtrc(df, x)
 
 
+def chi2_isf(p: float, df: float) -> float:
+    """Inverse survival function of the Chi-squared distribution (`scipy.stats.chi2.isf`: the x
+    exceeded with probability `p`)."""
+    from scipy.special import chdtri
+
+    return float(chdtri(df, p))
+
+
 def t_ppf(q: float, df: float) -> float:
     """Quantile of Student's t distribution (`scipy.stats.t.ppf` for q in (0, 1))."""
     from scipy.special import stdtrit

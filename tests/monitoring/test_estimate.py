@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -158,12 +159,19 @@ def test_estimate_tracks_held_out_windows_of_the_bundled_data(trained: Any) -> N
     assert total >= 10 and inside >= 0.8 * total, (inside, total)
 
 
-def test_the_band_is_a_prediction_band_wider_with_fewer_chunks() -> None:
-    from monitoring.estimate import prediction_inflation
+def test_the_systematic_part_is_an_upper_bound_wider_with_fewer_chunks() -> None:
+    from monitoring.estimate import systematic_bound
 
-    widths = [prediction_inflation(n, 0.9) for n in (2, 4, 8, 50, 10_000)]
-    assert widths == sorted(widths, reverse=True)
-    assert widths[1] == pytest.approx(1.6, abs=0.05) and widths[-1] == pytest.approx(1, abs=0.01)
+    # errors of 0.1 with no noise: the bound shrinks to 0.1 as the chunks grow in number
+    bounds = [systematic_bound([0.1, -0.1], [0.0, 0.0], n, 0.9) for n in (2, 4, 8, 50, 10_000)]
+    assert bounds == sorted(bounds, reverse=True)
+    assert bounds[1] == pytest.approx(0.1 * math.sqrt(4 / 1.0636), rel=1e-3)  # chi2(4) 10%: 1.0636
+    assert bounds[-1] == pytest.approx(0.1, rel=0.02)
+    # chunks that err by their noise alone: 4 of them cannot show the systematic part is 0
+    noise_only = systematic_bound([0.02, -0.02, 0.02, -0.02], [0.02] * 4, 4, 0.9)
+    assert 0.02 < noise_only < 0.04
+    # ... many can: the bound shrinks towards 0 (as the fourth root of the chunks)
+    assert systematic_bound([0.02, -0.02] * 5000, [0.02] * 10_000, 10_000, 0.9) < 0.003
 
 
 def test_sampling_noise_of_a_large_window_scales_from_a_subsample() -> None:

@@ -17,6 +17,7 @@ def test_distributions_equal_scipy_stats() -> None:
     for df in (1, 2, 3, 9, 200):
         for q in (0.5, 0.75, 0.9, 0.95, 0.975, 0.999):
             assert stats.t_ppf(q, df) == scipy_stats.t.ppf(q, df)
+            assert stats.chi2_isf(q, df) == pytest.approx(scipy_stats.chi2.isf(q, df), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))
