@@ -304,7 +304,10 @@ class PerformanceEstimator:
             noisy = proba[np.sort(rng.choice(len(proba), NOISE_ROWS, replace=False))]
             shrink = math.sqrt(NOISE_ROWS / len(proba))
         cumulative = np.cumsum(noisy, axis=1)[:, :-1]
-        draws = (rng.random((self.draws, len(noisy)))[:, :, None] > cumulative[None]).sum(-1)
+        uniform = rng.random((self.draws, len(noisy)))
+        draws = np.zeros(uniform.shape, dtype=np.intp)  # class code: thresholds passed
+        for threshold in cumulative.T:  # a loop over classes: no (draws, rows, k) array
+            draws += uniform > threshold
         sampled = self._score(noisy, draws)
         out = {}
         for m in self.metrics_:
