@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,7 @@ from occam.loopback import (
     occam_command,
     port_or_free,
     prometheus_alerts,
+    query,
     query_range,
     replay,
     sample,
@@ -575,10 +575,7 @@ def _settle_alerts(stack: _Stack, say: Callable[[str], None]) -> list[str]:
 def _prometheus_saw(prometheus: str, checked: float) -> bool:
     """Prometheus holds a scrape of the monitor showing the check at `checked` or later."""
     expr = f'occam_last_check_timestamp_seconds{{job="{MONITOR_JOB}"}}'
-    query = urllib.parse.urlencode({"query": expr})
-    _, answer = http_json(f"{prometheus}/api/v1/query?{query}")
-    result = answer.get("data", {}).get("result", []) if isinstance(answer, dict) else []
-    return any(float(r["value"][1]) >= checked for r in result)
+    return any(float(r["value"][1]) >= checked for r in query(prometheus, expr))
 
 
 def _rules_evaluated_since(prometheus: str, since: float) -> bool:

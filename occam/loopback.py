@@ -270,18 +270,24 @@ def start_prometheus(processes: Processes, workdir: Path, port: int, config: Pat
     return url
 
 
+def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
+    """The `result` of a Prometheus instant query (vector: each {"metric": labels, "value":
+    [unix seconds, "value"]}); empty when Prometheus does not answer with success (e.g. while
+    it starts), so that a caller polling for a result simply polls again."""
+    params = urllib.parse.urlencode({"query": expr})
+    status, answer = http_json(f"{prometheus_url}/api/v1/query?{params}")
+    if status != 200 or not isinstance(answer, dict) or answer.get("status") != "success":
+        return []
+    return list(answer["data"]["result"])
+
+
 def wait_scraped(prometheus_url: str, jobs: Sequence[str], timeout: float) -> None:
     """Wait until Prometheus has scraped every job in `jobs` successfully (`up` is 1), so that
     what follows is watched from its start. Raises TimeoutError naming the jobs still down."""
-    params = urllib.parse.urlencode({"query": "up"})
     deadline = time.monotonic() + timeout
     waiting = set(jobs)
     while True:
-        status, answer = http_json(f"{prometheus_url}/api/v1/query?{params}")
-        if status == 200 and isinstance(answer, dict):
-            for found in answer.get("data", {}).get("result", []):
-                if found["value"][1] == "1":
-                    waiting.discard(found["metric"].get("job"))
+        waiting -= {r["metric"].get("job") for r in query(prometheus_url, "up == 1")}
         if not waiting:
             return
         if time.monotonic() > deadline:

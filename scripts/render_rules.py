@@ -63,6 +63,14 @@ def render_rules(
     return out
 
 
+def _duration(
+    alert: str | None, for_override: str | None, for_alerts: Mapping[str, str]
+) -> str | None:
+    """The `for:` a rule gets: its own entry of `for_alerts`, else `for_override` (None: keep
+    the shipped one)."""
+    return for_alerts.get(alert, for_override) if alert is not None else for_override
+
+
 def _set_for(source: str, for_override: str | None, for_alerts: Mapping[str, str]) -> str:
     """`source` with the `for:` line of each rule replaced, line by line (comments and layout
     kept): the rule's own entry of `for_alerts`, else `for_override`, else unchanged."""
@@ -71,7 +79,7 @@ def _set_for(source: str, for_override: str | None, for_alerts: Mapping[str, str
         found = _ALERT_LINE.match(line)
         if found:
             alert = found["name"].strip("\"'")
-        duration = for_override if alert is None else for_alerts.get(alert, for_override)
+        duration = _duration(alert, for_override, for_alerts)
         body = line.rstrip("\r\n")
         match = _FOR_LINE.match(body)
         if match and duration is not None:
@@ -91,7 +99,7 @@ def _check(
     before, after = _rules(source), _rules(text)
     for old, new in zip(before, after, strict=True):
         expected = dict(old)
-        duration = for_alerts.get(str(old.get("alert")), for_override)
+        duration = _duration(old.get("alert"), for_override, for_alerts)
         if duration is not None and "for" in old:
             expected["for"] = duration
         url = new.get("annotations", {}).get("runbook_url")
