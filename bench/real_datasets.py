@@ -45,7 +45,6 @@ class Dataset:
     numeric: list[str]
     categorical: list[str]
     time: str
-    control: bool = False
 
 
 def _storms() -> Dataset:
@@ -103,7 +102,7 @@ def _nlswork() -> Dataset:
     categorical = ["race", "msp", "nev_mar", "collgrad", "not_smsa", "c_city", "south"]
     for c in categorical:
         d[c] = d[c].astype("Int64").astype(str)
-    return Dataset("nlswork", d, numeric, categorical, "year", control=True)
+    return Dataset("nlswork", d, numeric, categorical, "year")
 
 
 def _cat(d: pd.DataFrame, cols: list[str]) -> None:
