@@ -99,6 +99,10 @@ GAUGES: dict[str, str] = {
     "occam_live_metric_lower": "Lower end of the live metric's interval",
     "occam_live_metric_upper": "Upper end of the live metric's interval",
     "occam_live_labels": "Labelled predictions in the live window",
+    "occam_live_labels_served_oldest_timestamp_seconds": "When the oldest prediction the live "
+    "metrics score was served (labels come late: the live verdict judges this traffic)",
+    "occam_live_labels_served_newest_timestamp_seconds": "When the newest prediction the live "
+    "metrics score was served",
     "occam_feedback_coverage_ratio": "Share of remembered predictions that received feedback",
     "occam_retrain_recommended": "1 if retraining is recommended (any reason is 1)",
     "occam_retrain_reason": "1 if this reason recommends retraining, 0 if not",

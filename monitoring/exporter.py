@@ -195,6 +195,9 @@ def _latest(out: _Families, c: CheckResult) -> None:
     """Figures that follow every check, counted or not."""
     out.gauge("occam_last_check_timestamp_seconds", c.timestamp)
     out.gauge("occam_live_labels", c.live.labels)
+    if c.live.served is not None:
+        out.gauge("occam_live_labels_served_oldest_timestamp_seconds", c.live.served[0])
+        out.gauge("occam_live_labels_served_newest_timestamp_seconds", c.live.served[1])
     out.gauge("occam_feedback_coverage_ratio", c.coverage)
     # measurements on the labelled rows, which feedback updates between windows; the verdict
     # drawn from them (occam_model_at_risk_reason{reason="live_metric"}) is the counted window's

@@ -73,7 +73,9 @@ class LiveQuality:
     `metrics` is empty until `labels >= min_labels` (too few labels to judge); `intervals`
     holds each value with its uncertainty (band at the configured level), `estimated` the
     label-free estimate of the same rows (to measure the estimator's bias); `below` lists the
-    goals whose live value is under their threshold.
+    goals whose live value is under their threshold. `served` is when the scored predictions
+    were served (oldest, newest; Unix seconds; None when unknown): labels come back late, so
+    the live metrics judge older traffic than the window's, and this says which.
     """
 
     labels: int
@@ -82,6 +84,7 @@ class LiveQuality:
     thresholds: dict[str, float]
     intervals: dict[str, Uncertain]
     estimated: WindowEstimate | None = None
+    served: tuple[float, float] | None = None
 
     @property
     def judged(self) -> bool:
@@ -108,6 +111,9 @@ def live_quality(
     labels, proba = join.labelled_arrays(classes)
     known = np.isin(labels.astype(str), list(classes))
     labels, proba = labels[known], proba[known]
+    times = join.served_times()[known]
+    times = times[~np.isnan(times)]
+    served = (float(times.min()), float(times.max())) if len(times) else None
     metrics: dict[str, float] = {}
     codes = class_codes(labels, classes)
     if len(labels) >= min_labels:
@@ -143,4 +149,5 @@ def live_quality(
         thresholds=dict(goals),
         intervals=intervals,
         estimated=estimator.estimate(proba) if estimator is not None and metrics else None,
+        served=served,
     )

@@ -548,17 +548,22 @@ class FeedbackJoin:
     """Joins feedback to predictions by id; see the module docstring.
 
     `ids` holds (id, ts) of the remembered predictions, oldest first; `pending` maps each id to
-    its probabilities until it is labelled (then None). `matched` counts remembered predictions
-    that received feedback, `coverage` is their share. `labelled` holds (probabilities, true
-    label, feedback ts) of the last labelled rows.
+    its (probabilities, prediction ts) until it is labelled (then None). `matched` counts
+    remembered predictions that received feedback, `coverage` is their share. `labelled` holds
+    (probabilities, true label, feedback ts, prediction ts) of the last labelled rows: the
+    prediction ts says which served rows the live metrics judge (labels arrive late, so the
+    live evidence is about older traffic than the window's); NaN when a checkpoint of an older
+    version did not keep it.
     """
 
     def __init__(self, capacity: int, label_capacity: int) -> None:
         self.capacity = capacity
         self.ids: deque[tuple[str, float]] = deque()
-        self.pending: dict[str, dict[str, float] | None] = {}
+        self.pending: dict[str, tuple[dict[str, float], float] | None] = {}
         self.matched = 0
-        self.labelled: deque[tuple[dict[str, float], str, float]] = deque(maxlen=label_capacity)
+        self.labelled: deque[tuple[dict[str, float], str, float, float]] = deque(
+            maxlen=label_capacity
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -574,8 +579,9 @@ class FeedbackJoin:
             ident = record["id"]
             if ident in pending:  # a repeated id: keep the first prediction
                 continue
-            ids.append((ident, float(record["ts"])))
-            pending[ident] = record["probabilities"]
+            ts = float(record["ts"])
+            ids.append((ident, ts))
+            pending[ident] = (record["probabilities"], ts)
         self._trim()
 
     def add_rows(self, rows: CompactRows) -> None:
@@ -586,15 +592,16 @@ class FeedbackJoin:
         idents = list(map(operator.itemgetter(1), rows.lines))
         cut = operator.itemgetter(slice(6, 6 + len(classes)))
         probabilities = map(dict, map(zip, itertools.repeat(classes), map(cut, rows.lines)))
+        times = list(map(float, rows.ts))
         if len(set(idents)) == len(idents) and pending.keys().isdisjoint(idents):
-            ids.extend(zip(idents, map(float, rows.ts), strict=True))  # no repeated id: at once
-            pending.update(zip(idents, probabilities, strict=True))
+            ids.extend(zip(idents, times, strict=True))  # no repeated id: at once
+            pending.update(zip(idents, zip(probabilities, times, strict=True), strict=True))
         else:
-            for ident, ts, p in zip(idents, rows.ts, probabilities, strict=True):
+            for ident, ts, p in zip(idents, times, probabilities, strict=True):
                 if ident in pending:  # a repeated id: keep the first prediction
                     continue
-                ids.append((ident, float(ts)))
-                pending[ident] = p
+                ids.append((ident, ts))
+                pending[ident] = (p, ts)
         self._trim()
 
     def _trim(self) -> None:
@@ -625,13 +632,13 @@ class FeedbackJoin:
             if ident not in pending:  # unknown or forgotten
                 unmatched += 1
                 continue
-            probabilities = pending[ident]
-            if probabilities is None:  # already labelled: the first label stays
+            served = pending[ident]
+            if served is None:  # already labelled: the first label stays
                 duplicates += 1
                 continue
             pending[ident] = None
             self.matched += 1
-            self.labelled.append((probabilities, record["label"], float(record["ts"])))
+            self.labelled.append((served[0], record["label"], float(record["ts"]), served[1]))
         return unmatched, duplicates
 
     def forget_before(self, cutoff: float) -> int:
@@ -664,6 +671,11 @@ class FeedbackJoin:
         labels = np.asarray(list(map(operator.itemgetter(1), rows)), dtype=object)
         return labels, proba.reshape(len(rows), len(classes))
 
+    def served_times(self) -> np.ndarray:
+        """When each labelled row's prediction was served (Unix seconds, in `labelled_arrays`
+        order; NaN where an older checkpoint did not keep it)."""
+        return np.fromiter(map(operator.itemgetter(3), self.labelled), float, len(self.labelled))
+
     def label_shift(self, min_labels: int) -> float | None:
         """Total variation distance between the label mix of the labelled rows and the mix
         their predictions expected (mean probability per class; the probabilities are
@@ -674,7 +686,7 @@ class FeedbackJoin:
             return None
         expected: dict[str, float] = {}
         observed: dict[str, float] = {}
-        for probabilities, label, _ in rows:
+        for probabilities, label, *_ in rows:
             for cls, p in probabilities.items():
                 expected[cls] = expected.get(cls, 0.0) + p
             observed[label] = observed.get(label, 0.0) + 1.0
@@ -702,14 +714,36 @@ class FeedbackJoin:
         pending = raw["pending"]
         if not isinstance(pending, dict):
             raise TypeError("join.pending is not a mapping")
-        join.pending = {str(k): _probabilities(v) for k, v in pending.items()}
+        served = dict(join.ids)
+        join.pending = {str(k): _pending(v, served.get(str(k))) for k, v in pending.items()}
         join.matched = int(raw["matched"])
-        join.labelled = deque(
-            ((_probabilities(p) or {}, str(label), float(ts)) for p, label, ts in raw["labelled"]),
-            maxlen=label_capacity,
-        )
+        join.labelled = deque(map(_labelled, raw["labelled"]), maxlen=label_capacity)
         join.add_predictions([])  # apply a smaller capacity than the saved one
         return join
+
+
+def _pending(raw: Any, ts: float | None) -> tuple[dict[str, float], float] | None:
+    """A checkpointed `pending` value: None, [probabilities, ts], or (written before the
+    prediction ts was kept) the probabilities alone, whose ts comes from `ids`."""
+    if raw is None:
+        return None
+    if isinstance(raw, list | tuple) and len(raw) == 2:
+        return _probabilities(raw[0]) or {}, float(raw[1])
+    return _probabilities(raw) or {}, float("nan") if ts is None else ts
+
+
+def _labelled(raw: Any) -> tuple[dict[str, float], str, float, float]:
+    """A checkpointed labelled row: [probabilities, label, feedback ts, prediction ts], or
+    (written before the prediction ts was kept) the first three, the prediction ts unknown."""
+    probabilities, label, ts, *served = raw
+    if len(served) > 1:
+        raise ValueError(f"a labelled row has {len(raw)} fields, not 3 or 4")
+    return (
+        _probabilities(probabilities) or {},
+        str(label),
+        float(ts),
+        float(served[0]) if served else float("nan"),
+    )
 
 
 def _probabilities(raw: Any) -> dict[str, float] | None:

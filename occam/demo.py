@@ -24,6 +24,7 @@ their commands and HTTP endpoints (`occam/loopback.py`).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
@@ -655,6 +656,21 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
     estimate = _bands(samples, "occam_goal_estimate")
     live = _bands(samples, "occam_live_metric")
     labels = sample(samples, "occam_live_labels")
+    served = [
+        sample(samples, f"occam_live_labels_served_{end}_timestamp_seconds")
+        for end in ("oldest", "newest")
+    ]
+    span = (
+        " (predictions served "
+        + "-".join(
+            dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
+            for t in served
+            if t is not None
+        )
+        + " UTC)"
+        if None not in served
+        else ""
+    )
     for metric, goal in goals.items():
         band = estimate.get(metric)
         if band is not None:
@@ -667,7 +683,7 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
         if band is not None:
             under = (band.upper if band.upper is not None else band.value) < goal
             lines.append(
-                f"live {metric} on {labels or 0:.0f} labels {_band_text(band)}: "
+                f"live {metric} on {labels or 0:.0f} labels{span} {_band_text(band)}: "
                 f"{'under' if under else 'not under'} the goal {goal:.2f}"
             )
     weighted = sample(samples, "occam_weighted_drift")

@@ -234,6 +234,10 @@ occam_live_metric_lower{metric="roc_auc"} 0.65
 occam_live_metric_upper{metric="roc_auc"} 0.73
 # TYPE occam_live_labels gauge
 occam_live_labels 600
+# TYPE occam_live_labels_served_oldest_timestamp_seconds gauge
+occam_live_labels_served_oldest_timestamp_seconds 1780000000
+# TYPE occam_live_labels_served_newest_timestamp_seconds gauge
+occam_live_labels_served_newest_timestamp_seconds 1780003600
 # TYPE occam_weighted_drift gauge
 occam_weighted_drift 0.12
 # TYPE occam_weighted_drift_threshold gauge
@@ -253,7 +257,10 @@ occam_feature_drift_effect_size{feature="origin"} 0.3
 def test_explain_names_the_goal_the_estimate_and_the_features() -> None:
     lines = explain(parse_metrics(EXPOSITION), {"roc_auc": 0.70})
     assert "estimated roc_auc (no labels) 0.640 [0.610, 0.670]: band under the goal 0.70" in lines
-    assert "live roc_auc on 600 labels 0.690 [0.650, 0.730]: not under the goal 0.70" in lines
+    assert (
+        "live roc_auc on 600 labels (predictions served 20:26:40-21:26:40 UTC) "
+        "0.690 [0.650, 0.730]: not under the goal 0.70"
+    ) in lines
     # temp moved less than origin but matters five times more: it is named first
     drift = next(line for line in lines if line.startswith("importance-weighted drift"))
     assert drift.index("temp 2.5x") < drift.index("origin 3.0x"), drift

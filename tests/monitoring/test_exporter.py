@@ -153,6 +153,9 @@ def test_exact_values_of_a_counted_window(ref: Reference) -> None:
     assert auc.lower < auc.value < auc.upper
     labels, proba = state.join.labelled_arrays(synthetic.CLASSES)
     assert value("occam_live_labels") == 150
+    served = state.join.served_times()
+    assert value("occam_live_labels_served_oldest_timestamp_seconds") == served.min()
+    assert value("occam_live_labels_served_newest_timestamp_seconds") == served.max()
     live = value("occam_live_metric", {"metric": "roc_auc"})
     assert live == pytest.approx(score("roc_auc", labels, proba, synthetic.CLASSES, "yes"))
     lower = value("occam_live_metric_lower", {"metric": "roc_auc"})
