@@ -43,6 +43,8 @@ def monitor_registry() -> CollectorRegistry:
         "occam_abstention_ratio": 0.05, "occam_missing_ratio": 0.01,
         "occam_unseen_category_ratio": 0.002, "occam_out_of_range_ratio": 0.03,
         "occam_live_labels": 300, "occam_live_min_labels": 200,
+        "occam_live_labels_served_oldest_timestamp_seconds": time.time() - 7200,
+        "occam_live_labels_served_newest_timestamp_seconds": time.time() - 600,
         "occam_feedback_coverage_ratio": 0.3, "occam_retrain_recommended": 1,
         "occam_model_created_timestamp_seconds": time.time() - 86400,
         "occam_model_age_seconds": 86400, "occam_max_model_age_seconds": 90 * 86400,

@@ -32,6 +32,7 @@ REQUIRED_METRICS = [
     "occam_prediction_drift",
     "occam_prediction_class_ratio",
     "occam_live_metric",
+    "occam_live_labels_served_newest_timestamp_seconds",
     "occam_goal_threshold",
     "occam_feedback_coverage_ratio",
     "occam_missing_ratio",
