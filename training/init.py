@@ -8,7 +8,11 @@ as a comment beside the key it sets, so the user can see why and change it:
   name is an id name such as `id`, `user_id`, `idcode`, `rownames` with 20 or more distinct
   values); a text column with more than `MAX_CATEGORIES` distinct values; a column never
   missing in the rows the model learns from but missing later (the service would refuse those
-  rows); a column missing in more than `data.max_missing_share` of the training period's rows.
+  rows); a column missing in more than `data.max_missing_share` of the training period's rows;
+  a number that follows the time column (`follows_time`: rank correlation with it of at least
+  `CLOCK_CORRELATION` over the labelled rows, such as a day count beside a date): a second
+  clock, whose production values all lie past the range training saw, so the forest cannot use
+  them and every production window would show it drifted.
 - **Categorical or numeric.** Strings and booleans are categorical; a numeric column whose
   values are all whole numbers and that has at most `MAX_CODE_VALUES` distinct values is a code
   (categorical); every other numeric column is numeric.
@@ -57,6 +61,8 @@ MAX_CODE_VALUES = 15
 MAX_CATEGORIES = 100
 #: Share of distinct non-missing values from which a string or integer column is id-like.
 ID_DISTINCT_SHARE = 0.95
+#: Rank correlation with the time column from which a number is a second clock (excluded).
+CLOCK_CORRELATION = 0.98
 #: Share of rows the proposed production period aims at.
 PRODUCTION_SHARE = 0.3
 #: Share of the training period held out as the test split.
@@ -205,6 +211,20 @@ def classify_column(
             name, "categorical", f"codes: {distinct} whole-number values (<= {MAX_CODE_VALUES})"
         )
     return Column(name, "numeric", f"{distinct} distinct values")
+
+
+def follows_time(column: pd.Series, order: Any) -> float | None:
+    """Spearman rank correlation of a numeric column with the time order (`time_order`) over
+    the rows holding both; None for a column that is not numeric or too short to tell."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return None
+    times = pd.Series(order, index=column.index)
+    if pd.api.types.is_datetime64_any_dtype(times):
+        times = (times - times.min()).dt.total_seconds()  # a missing time becomes NaN
+    both = pd.DataFrame({"x": column, "t": pd.to_numeric(times, errors="coerce")}).dropna()
+    if len(both) < 20 or both["x"].nunique() < 2 or both["t"].nunique() < 2:
+        return None
+    return float(both["x"].rank().corr(both["t"].rank()))
 
 
 def time_order(column: pd.Series, time: TimeColumn) -> pd.Series:
@@ -455,6 +475,9 @@ def propose(
         for name in labelled.columns
         if name != target and (time is None or name != time.name)
     ]
+    if time is not None:
+        order = time_order(labelled[time.name], time)
+        columns = [_unless_clock(c, labelled[c.name], order, time.name) for c in columns]
     numeric = [c.name for c in columns if c.role == "numeric"]
     categorical = [c.name for c in columns if c.role == "categorical"]
     if not numeric and not categorical:
@@ -477,6 +500,22 @@ def propose(
     )
     text = render(starter, config_dir, quick=quick, margin=margin, seed=seed)
     return Starter(**{**starter.__dict__, "text": text})
+
+
+def _unless_clock(column: Column, values: pd.Series, order: Any, time: str) -> Column:
+    """`column`, or excluded when its numbers follow the time column (a second clock)."""
+    if column.role == "excluded":
+        return column
+    rho = follows_time(values, order)
+    if rho is None or abs(rho) < CLOCK_CORRELATION:
+        return column
+    return Column(
+        column.name,
+        "excluded",
+        f"follows the time column {time} (rank correlation {rho:.3f}): a second clock, past "
+        "the training range in production, so the model cannot use it and it drifts in every "
+        "window",
+    )
 
 
 def write_starter(

@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from training.init import (
+    CLOCK_CORRELATION,
     MAX_CODE_VALUES,
     classify_column,
     detect_time,
+    follows_time,
     name_tokens,
     propose_split,
     write_starter,
@@ -279,3 +281,27 @@ def test_a_column_that_stops_being_recorded_is_excluded() -> None:
     assert decided.role == "excluded" and "refuses a missing value" in decided.reason
     kept = classify_column(column, missing_share=0.1, learned_missing=0.02, later_missing=0.5)
     assert kept.role == "categorical"
+
+
+def test_a_number_that_counts_time_beside_the_time_column_is_excluded(tmp_path: Path) -> None:
+    """A day count next to a date is a second clock: every production value lies past the
+    training range, so the forest cannot use it and it would drift in every window. A number
+    that merely trends with time (here a rank correlation near 0.8) stays a feature."""
+    data = frame()
+    rng = np.random.default_rng(1)
+    # days since 1970 at the hour of the record: a second clock (not whole, so not id-like)
+    data["day_number"] = np.arange(N) + 17_000 + rng.integers(0, 24, N) / 24
+    data["experience"] = np.arange(N) / 50 + rng.normal(scale=3, size=N)
+    trend = follows_time(data["experience"], pd.to_datetime(data["day"]).values)
+    assert trend is not None and 0.5 < trend < CLOCK_CORRELATION
+    assert follows_time(data["day_number"], pd.to_datetime(data["day"]).values) == pytest.approx(1)
+    assert follows_time(data["colour"], pd.to_datetime(data["day"]).values) is None
+    csv = tmp_path / "survey.csv"
+    data.to_csv(csv, index=False)
+    out = tmp_path / "occam.yaml"
+    write_starter(csv, "y", out, quick=True)
+    text = out.read_text()
+    raw = yaml.safe_load(text)
+    assert "day_number" in raw["data"]["exclude"]
+    assert "experience" in raw["data"]["numeric"]
+    assert "follows the time column day (rank correlation 1.000): a second clock" in text
