@@ -15,7 +15,10 @@ as a comment beside the key it sets, so the user can see why and change it:
   them and every production window would show it drifted.
 - **Categorical or numeric.** Strings and booleans are categorical; a numeric column whose
   values are all whole numbers and that has at most `MAX_CODE_VALUES` distinct values is a code
-  (categorical); every other numeric column is numeric.
+  (categorical), unless later rows (test and production periods) hold a value the rows the
+  model learns from never do, such as a count that grows (the service refuses a number that is
+  not a known code, so every such row would be refused): then it is numeric; every other
+  numeric column is numeric.
 - **Time column** (`detect_time`): ISO dates/datetimes in any column (`datetime`); in a
   numeric column named like a time (`year`, `date`, `time`, `ts`, `period`, `t`, ...) the units
   are read as training reads them (`occam.timecol.detect_format`: years, Unix seconds or
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -163,11 +167,13 @@ def classify_column(
     missing_share: float,
     learned_missing: float = 0.0,
     later_missing: float = 0.0,
+    later_new: Sequence[Any] = (),
 ) -> Column:
     """Role of one feature candidate (not the target, not the time column), by the rules in
     the module docstring. `missing_share` is its missing share in the training period;
     `learned_missing` in the rows the model learns from (the first 80% of that period),
-    `later_missing` in every later row (test and production periods)."""
+    `later_missing` in every later row (test and production periods); `later_new` the values
+    of later rows that the rows the model learns from never hold."""
     name = str(column.name)
     values = column.dropna()
     distinct = int(values.nunique())
@@ -206,9 +212,17 @@ def classify_column(
                 name, "excluded", f"{distinct} distinct texts: a name or free text, not a category"
             )
         return Column(name, "categorical", f"{distinct} values")
-    if whole and distinct <= MAX_CODE_VALUES:
+    if whole and distinct <= MAX_CODE_VALUES and not len(later_new):
         return Column(
             name, "categorical", f"codes: {distinct} whole-number values (<= {MAX_CODE_VALUES})"
+        )
+    if whole and distinct <= MAX_CODE_VALUES:
+        shown = ", ".join(f"{v:g}" for v in sorted(later_new)[:3])
+        return Column(
+            name,
+            "numeric",
+            f"{distinct} whole-number values, but later rows hold {shown} that the training "
+            "rows never do: as category codes the service would refuse those rows",
         )
     return Column(name, "numeric", f"{distinct} distinct values")
 
@@ -471,6 +485,7 @@ def propose(
             float(period[name].isna().mean()),
             float(learned[name].isna().mean()),
             float(later[name].isna().mean()) if len(later) else 0.0,
+            _new_numbers(learned[name], later[name]),
         )
         for name in labelled.columns
         if name != target and (time is None or name != time.name)
@@ -500,6 +515,15 @@ def propose(
     )
     text = render(starter, config_dir, quick=quick, margin=margin, seed=seed)
     return Starter(**{**starter.__dict__, "text": text})
+
+
+def _new_numbers(learned: pd.Series, later: pd.Series) -> list[float]:
+    """The numbers of `later` that `learned` never holds (none for a column of text)."""
+    if not pd.api.types.is_numeric_dtype(learned) or pd.api.types.is_bool_dtype(learned):
+        return []
+    if not pd.api.types.is_numeric_dtype(later) or pd.api.types.is_bool_dtype(later):
+        return []
+    return sorted(set(later.dropna().tolist()) - set(learned.dropna().tolist()))
 
 
 def _unless_clock(column: Column, values: pd.Series, order: Any, time: str) -> Column:

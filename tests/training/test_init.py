@@ -305,3 +305,14 @@ def test_a_number_that_counts_time_beside_the_time_column_is_excluded(tmp_path: 
     assert "day_number" in raw["data"]["exclude"]
     assert "experience" in raw["data"]["numeric"]
     assert "follows the time column day (rank correlation 1.000): a second clock" in text
+
+
+def test_whole_numbers_with_new_values_later_are_numeric_not_codes() -> None:
+    """A small count that grows (parking spaces 0-2 while the model learns, 3 later) would be
+    refused by the service as an unknown category code: init makes it numeric and says why.
+    Codes whose later values were all seen stay categorical."""
+    column = pd.Series([0, 1, 2] * 200 + [3], name="parking_spaces")
+    decided = classify_column(column, 0.0, later_new=[3.0])
+    assert decided.role == "numeric"
+    assert "later rows hold 3 that the training rows never do" in decided.reason
+    assert classify_column(column, 0.0, later_new=[]).role == "categorical"
