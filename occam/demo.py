@@ -141,7 +141,7 @@ def run_demo(
     keep_running: bool,
     workdir: Path | None = None,
 ) -> DemoResult:
-    """The main job. `workdir` (default `.occam/` in the checkout) holds this run's derived
+    """The main job. `workdir` (default `.occam/` beside the config file) holds this run's derived
     config, API keys file, prediction log, monitor state, Prometheus data and process logs;
     the previous run's are removed first. The timeline goes to `output.reports_dir`."""
     config = load_config(config_path)
@@ -157,7 +157,7 @@ def run_demo(
     gate = bundle.metadata.gate.goals
     say(f"model {bundle.tag}: " + ", ".join(f"{g.metric} {g.model:.3f}" for g in gate))
 
-    workdir = workdir or ROOT / ".occam"
+    workdir = workdir or config_path.resolve().parent / ".occam"
     run_dir = workdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -378,6 +378,7 @@ def _replay_windows(
     windows: list[WindowPoint] = []
     time_column = config.data.time_column
     for title, frame in periods:
+        frame = frame.reset_index(drop=True)  # index labels are row positions
         count = len(frame) // rows
         first = (
             f" {frame[time_column].iloc[0]} .. {frame[time_column].iloc[-1]}"
@@ -385,20 +386,32 @@ def _replay_windows(
             else ""
         )
         say(f"replaying {title}:{first}, {count} windows of {rows} rows")
-        for k in range(count):
-            chunk = frame.iloc[k * rows : (k + 1) * rows]
-            begin, sent_at = stats.rows, time.time()
-            replay(
-                stack.service,
-                chunk,
-                features,
-                config.data.target,
-                stats=stats,
-                feedback_share=feedback_share,
-                rows_per_second=rows_per_second,
-                seed=config.seed,
-                api_key=key,
+        cursor = 0
+        for _ in range(count):
+            begin, sent_at, refused = stats.rows, time.time(), dict(stats.refusals)
+            cursor = fill_window(
+                lambda part: replay(
+                    stack.service,
+                    part,
+                    features,
+                    config.data.target,
+                    stats=stats,
+                    feedback_share=feedback_share,
+                    rows_per_second=rows_per_second,
+                    seed=config.seed,
+                    api_key=key,
+                ),
+                frame,
+                cursor,
+                rows,
+                stats,
             )
+            if stats.refusals != refused:
+                say("  " + _refusal_line(refused, stats.refusals))
+            if stats.rows - begin < rows:
+                say(f"  {title} ran out of rows the service accepts: its last window is short")
+                break
+            chunk = frame.loc[stats.index[begin:]]
             samples = _wait_counted(stack, stats, sent_at)
             point = _window_point(len(windows), title, chunk, stats, begin, samples, config, loop)
             windows.append(point)
@@ -408,6 +421,35 @@ def _replay_windows(
                 loop.record_refused(point, chunk, stats, begin, config)
                 loop.step(stack, config, point, samples, rows, say)
     return windows, stats
+
+
+def fill_window(
+    send: Callable[[pd.DataFrame], Any],
+    frame: pd.DataFrame,
+    cursor: int,
+    rows: int,
+    stats: ReplayStats,
+) -> int:
+    """Send `frame`'s rows from position `cursor` on (`send`: a `replay` into `stats`) until
+    the service answered `rows` of them or the frame ends; return the next position. A window
+    is `rows` answered predictions, as the monitor counts them: rows the service refuses are
+    replaced by the next ones (else the monitor would never count the window)."""
+    begin = stats.rows
+    while stats.rows - begin < rows and cursor < len(frame):
+        part = frame.iloc[cursor : cursor + rows - (stats.rows - begin)]
+        cursor += len(part)
+        send(part)
+    return cursor
+
+
+def _refusal_line(before: dict[str, int], after: dict[str, int]) -> str:
+    """The requests the service refused during one window, by field and reason."""
+    new = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    shown = ", ".join(f"{k} x{v}" for k, v in sorted(new.items(), key=lambda kv: -kv[1]))
+    return (
+        f"the service refused {sum(new.values())} request(s) ({shown}); the window was filled "
+        "with the next rows (GET /metrics: occam_service_rejected_rows_total)"
+    )
 
 
 def _wait_counted(

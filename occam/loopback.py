@@ -360,6 +360,10 @@ class ReplayStats:
     versions: list[str] = field(default_factory=list)
     #: (id, true label, served probabilities) of every row whose feedback was accepted
     labelled: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
+    #: the sent frame's index label of every accepted row (parallel to `ids`)
+    index: list[Any] = field(default_factory=list)
+    #: refused requests by their first problem, "field: reason" (the service names both)
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 def replay(
@@ -392,7 +396,12 @@ def replay(
         stats.requests += 1
         if status != 200:
             stats.rejected_requests += 1
+            problems = answer.get("problems") if isinstance(answer, dict) else None
+            first = problems[0] if isinstance(problems, list) and problems else {}
+            why = f"{first.get('field') or '-'}: {first.get('reason') or f'HTTP {status}'}"
+            stats.refusals[why] = stats.refusals.get(why, 0) + 1
             continue
+        stats.index.extend(chunk.index)
         predictions = answer["predictions"]
         truth = [str(y) for y in chunk[target]]
         stats.ids.extend(p["id"] for p in predictions)
