@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -532,12 +533,30 @@ def true_metrics(
         return {}
     proba = np.array([[p[c] for c in classes] for p in stats.probabilities[begin:]])
     positive = config.goals_positive_label or classes[-1]
-    return {
-        g.metric: score(
-            g.metric, truth[known], proba[known], classes, positive, bundle.decision_weights
-        )
-        for g in config.goals
-    }
+    return _defined_scores(
+        config, truth[known], proba[known], classes, positive, bundle.decision_weights
+    )
+
+
+def _defined_scores(
+    config: OccamConfig,
+    truth: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    positive: str,
+    weights: dict[str, float] | None,
+) -> dict[str, float]:
+    """Each goal metric of `config` on these rows, leaving out one the rows do not define
+    (ROC AUC when every true label is one class); scikit-learn's warnings about a window of
+    one class are a fact about the window, not news for the console."""
+    scores = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for g in config.goals:
+            value = score(g.metric, truth, proba, classes, positive, weights)
+            if math.isfinite(value):
+                scores[g.metric] = value
+    return scores
 
 
 def _bands(samples: Samples, name: str) -> dict[str, Interval]:
@@ -996,12 +1015,9 @@ class _Loop:
             return {}
         positive = config.goals_positive_label or bundle.classes[-1]
         proba = raw[:, columns][known]
-        return {
-            g.metric: score(
-                g.metric, truth[known], proba, bundle.classes, positive, bundle.decision_weights
-            )
-            for g in config.goals
-        }
+        return _defined_scores(
+            config, truth[known], proba, list(bundle.classes), positive, bundle.decision_weights
+        )
 
     def record_refused(
         self,

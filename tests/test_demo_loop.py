@@ -73,3 +73,23 @@ def test_a_loop_that_never_decided_says_so(trained: Any) -> None:
     lines.clear()
     failed.tell([], cfg, lines.append)
     assert lines == [f"the loop: no promotion (failed); champion {bundle.tag} served on"]
+
+
+def test_a_window_of_one_class_leaves_out_what_it_does_not_define(trained: Any) -> None:
+    """A replayed window whose true labels are all one class (a season where every room is
+    expensive) has no ROC AUC: the demo leaves it out of the window's truth and of the loop's
+    means, instead of printing nan and scikit-learn's warning."""
+    import warnings
+
+    bundle = trained.bundle
+    cfg = load_config(trained.config_path)
+    frame = load_frame(ROOT / "data" / "flights.csv.gz").iloc[40_000:40_300]
+    stats = ReplayStats()
+    stats.truth = ["late"] * len(frame)
+    loop = _Loop(Path(trained.config_path), "key", bundle, bundle, stage="refused",
+                 challenger=bundle, decided=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none may reach the console
+        loop.record_refused(window(1, {}, {}), frame, stats, 0, cfg)
+    assert "roc_auc" not in loop.refused_truth[1]
+    assert loop.refused_truth[1]["balanced_accuracy"] >= 0  # defined on one class
