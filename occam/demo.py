@@ -181,8 +181,9 @@ def run_demo(
         )
         firing = _settle_alerts(stack, say)
         warranted = _warranted(stats, config, loop.served) if windows else []
+        near = _warranted(stats, config, loop.served, margin=0.0) if windows else []
         spans = _alert_spans(stack)
-        _tell_why(stack, windows, goals, firing, warranted, spans, say)
+        _tell_why(stack, windows, goals, firing, warranted, near, spans, say)
         loop.tell(windows, config, say)
         if loop.promoted:
             loop.restore(stack, len(windows) - 1, say)
@@ -648,17 +649,51 @@ def _rules_evaluated_since(prometheus: str, since: float) -> bool:
     return bool(stamps) and min(stamps) > since
 
 
-def _warranted(stats: ReplayStats, config: OccamConfig, bundle: Bundle) -> list[str]:
-    """The goals the model truly missed at the end by more than WARRANT_MARGIN, as "metric true
+def _warranted(
+    stats: ReplayStats, config: OccamConfig, bundle: Bundle, margin: float = WARRANT_MARGIN
+) -> list[str]:
+    """The goals the model truly missed at the end by more than `margin`, as "metric true
     < goal": each goal metric on the rows of the last WARRANT_WINDOWS windows pooled (one window
-    alone is noisy; a miss by less than the margin is within that noise and warrants nothing)."""
+    alone is noisy; a miss by less than WARRANT_MARGIN is within that noise and warrants
+    nothing; with `margin` 0, every miss)."""
     rows = WARRANT_WINDOWS * (config.monitoring.check_every_rows or config.monitoring.window_rows)
     truth = true_metrics(stats, max(stats.rows - rows, 0), config, bundle)
     return [
         f"{g.metric} {truth[g.metric]:.3f} < {g.threshold:.2f}"
         for g in config.goals
-        if g.metric in truth and truth[g.metric] < g.threshold - WARRANT_MARGIN
+        if g.metric in truth and truth[g.metric] < g.threshold - margin
     ]
+
+
+def verdict_lines(
+    replayed: bool, warranted: list[str], near: list[str], fired: list[str], firing: list[str]
+) -> list[str]:
+    """The truth over the last windows against what Prometheus fired and fires now: MISSED
+    when a goal was missed by more than WARRANT_MARGIN and OccamModelAtRisk is not firing,
+    FALSE ALARM when it fires and every goal was met; a miss within the margin is neither."""
+    lines = []
+    if warranted:
+        lines.append(
+            f"truth: over the last {WARRANT_WINDOWS} windows the model missed its goals: "
+            + "; ".join(warranted)
+        )
+    elif replayed and near:
+        lines.append(
+            f"truth: over the last {WARRANT_WINDOWS} windows the model missed a goal by less "
+            f"than {WARRANT_MARGIN}, within the noise of its windows: "
+            + "; ".join(near)
+            + " (an alert or none: either is defensible)"
+        )
+    elif replayed:
+        lines.append(f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal")
+    lines.append(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
+    lines.append(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
+    risk_firing = RISK_ALERT in firing
+    if warranted and not risk_firing:
+        lines.append(f"MISSED: the goal was missed but {RISK_ALERT} is not firing")
+    if risk_firing and not near:
+        lines.append(f"FALSE ALARM: {RISK_ALERT} fires although the model met every goal lately")
+    return lines
 
 
 def _tell_why(
@@ -667,33 +702,21 @@ def _tell_why(
     goals: dict[str, float],
     firing: list[str],
     warranted: list[str],
+    near: list[str],
     spans: list[AlertSpan],
     say: Callable[[str], None],
 ) -> None:
     """The closing story: what the truth says, what Prometheus fires, and the monitor's reasons
-    (which goal, which estimate or live metric, which features)."""
+    (which goal, which estimate or live metric, which features). `warranted` are the goals
+    missed by more than WARRANT_MARGIN, `near` every goal missed at all: a miss within the
+    margin warrants neither verdict, so an alert then is not called false."""
     samples = scrape(stack.monitor)
-    if warranted:
-        say(
-            f"truth: over the last {WARRANT_WINDOWS} windows the model missed its goals: "
-            + "; ".join(warranted)
-        )
-    elif windows:
-        say(
-            f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal "
-            f"(or missed it by less than {WARRANT_MARGIN})"
-        )
     fired = [
         f"{s.name} (windows {_window_of(windows, s.start)}-{_window_of(windows, s.end)})"
         for s in sorted(spans, key=lambda s: s.start)
     ]
-    say(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
-    say(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
-    risk_firing = RISK_ALERT in firing
-    if warranted and not risk_firing:
-        say(f"MISSED: the goal was missed but {RISK_ALERT} is not firing")
-    if risk_firing and not warranted:
-        say(f"FALSE ALARM: {RISK_ALERT} fires although the model met every goal lately")
+    for line in verdict_lines(bool(windows), warranted, near, fired, firing):
+        say(line)
     if stack.prometheus is not None:
         for alert in prometheus_alerts(stack.prometheus):
             description = alert.get("annotations", {}).get("description", "")

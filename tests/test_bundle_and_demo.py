@@ -318,3 +318,21 @@ def test_the_demo_replays_periods_read_as_training_reads_them(
     periods = _periods(config, bundle)  # type: ignore[arg-type]
     assert [len(rows) for _, rows in periods] == [held_out, production]
     assert list(periods[1][1]["t"]) == sorted(values)[-production:]
+
+
+def test_the_closing_story_calls_an_alert_false_only_when_every_goal_was_met() -> None:
+    from occam.demo import verdict_lines
+
+    firing = ["OccamModelAtRisk"]
+    met = verdict_lines(True, [], [], [], firing)
+    assert met[0] == "truth: over the last 3 windows the model met every goal"
+    assert met[-1].startswith("FALSE ALARM: OccamModelAtRisk fires")
+    # missed by less than the margin: neither verdict is wrong, so neither line is said
+    near = verdict_lines(True, [], ["balanced_accuracy 0.767 < 0.78"], [], firing)
+    assert "missed a goal by less than 0.02" in near[0] and "either is defensible" in near[0]
+    assert not any(line.startswith(("FALSE ALARM", "MISSED")) for line in near)
+    missed = verdict_lines(True, ["roc_auc 0.61 < 0.70"], ["roc_auc 0.61 < 0.70"], [], [])
+    assert missed[-1] == "MISSED: the goal was missed but OccamModelAtRisk is not firing"
+    quiet = verdict_lines(True, [], [], ["OccamFeatureDrift[temp] (windows 2-3)"], [])
+    assert quiet[1] == "alerts that fired during the replay: OccamFeatureDrift[temp] (windows 2-3)"
+    assert not any(line.startswith(("FALSE ALARM", "MISSED")) for line in quiet)
