@@ -6,7 +6,9 @@ as a comment beside the key it sets, so the user can see why and change it:
 - **Excluded columns.** Constant (at most one distinct value); id-like (a string or integer
   column whose non-missing values are at least 95% distinct, with 50 or more of them, or whose
   name is an id name such as `id`, `user_id`, `idcode`, `rownames` with 20 or more distinct
-  values); a text column with more than `MAX_CATEGORIES` distinct values; a column never
+  values, unless at most `MAX_CATEGORIES` values recur with no new one in later rows: a fixed
+  set of entities such as plots or stores, kept as a category); a text column with more than
+  `MAX_CATEGORIES` distinct values; a column never
   missing in the rows the model learns from but missing later (the service would refuse those
   rows); a column missing in more than `data.max_missing_share` of the training period's rows;
   a number that follows the time column (`follows_time`: rank correlation with it of at least
@@ -183,8 +185,15 @@ def classify_column(
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     whole = numeric and _is_whole(values)
     id_name = str(name).lower() in _ID_NAMES or bool(_ID_TOKENS & set(name_tokens(name)[-1:]))
-    if id_name and distinct >= 20:
+    if id_name and distinct >= 20 and (len(later_new) or distinct > MAX_CATEGORIES):
         return Column(name, "excluded", f"id-like: an id name with {distinct} values")
+    if id_name and distinct >= 20:
+        return Column(
+            name,
+            "categorical",
+            f"an id name, but {distinct} values that recur and no new one in later rows: a "
+            "fixed set of entities (such as plots or stores), a category",
+        )
     if (whole or not numeric) and distinct >= 50 and distinct >= ID_DISTINCT_SHARE * len(values):
         return Column(
             name,
@@ -485,7 +494,7 @@ def propose(
             float(period[name].isna().mean()),
             float(learned[name].isna().mean()),
             float(later[name].isna().mean()) if len(later) else 0.0,
-            _new_numbers(learned[name], later[name]),
+            _new_values(learned[name], later[name]),
         )
         for name in labelled.columns
         if name != target and (time is None or name != time.name)
@@ -517,13 +526,16 @@ def propose(
     return Starter(**{**starter.__dict__, "text": text})
 
 
-def _new_numbers(learned: pd.Series, later: pd.Series) -> list[float]:
-    """The numbers of `later` that `learned` never holds (none for a column of text)."""
-    if not pd.api.types.is_numeric_dtype(learned) or pd.api.types.is_bool_dtype(learned):
-        return []
-    if not pd.api.types.is_numeric_dtype(later) or pd.api.types.is_bool_dtype(later):
-        return []
-    return sorted(set(later.dropna().tolist()) - set(learned.dropna().tolist()))
+def _new_values(learned: pd.Series, later: pd.Series) -> list[Any]:
+    """The values of `later` that `learned` never holds (numbers compared as numbers, anything
+    else as text)."""
+
+    def numeric(column: pd.Series) -> bool:
+        return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+    if numeric(learned) and numeric(later):
+        return sorted(set(later.dropna().tolist()) - set(learned.dropna().tolist()))
+    return sorted(set(later.dropna().astype(str)) - set(learned.dropna().astype(str)))
 
 
 def _unless_clock(column: Column, values: pd.Series, order: Any, time: str) -> Column:

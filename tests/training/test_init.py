@@ -316,3 +316,15 @@ def test_whole_numbers_with_new_values_later_are_numeric_not_codes() -> None:
     assert decided.role == "numeric"
     assert "later rows hold 3 that the training rows never do" in decided.reason
     assert classify_column(column, 0.0, later_new=[]).role == "categorical"
+
+
+def test_an_id_name_over_a_fixed_set_of_entities_is_a_category() -> None:
+    """`plot_id` (24 survey plots, each in every period) names entities that recur: a category.
+    Ids that keep arriving (a new value in later rows) or that are too many to be a category
+    are left out."""
+    plots = pd.Series(np.tile(np.arange(1, 25), 50), name="plot_id")
+    kept = classify_column(plots, 0.0, later_new=[])
+    assert kept.role == "categorical" and "fixed set of entities" in kept.reason
+    assert classify_column(plots, 0.0, later_new=[25]).role == "excluded"
+    users = pd.Series(np.tile(np.arange(200), 5), name="user_id")
+    assert classify_column(users, 0.0, later_new=[]).role == "excluded"
