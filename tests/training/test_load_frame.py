@@ -50,3 +50,32 @@ def test_a_file_that_is_no_csv_is_named(tmp_path: Path) -> None:
     path.write_bytes(b'a,b\n1,2\n3,"4\n')
     with pytest.raises(DataError, match=r"broken\.csv cannot be read as CSV"):
         load_frame(path)
+
+
+def spreadsheet() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"price": [12.5, 3.25, 7.0, 1.75] * 10, "rooms": [1, 2, 3, 1] * 10,
+         "city": ["Lyon", "Köln", "Graz", "Gent"] * 10, "sold": ["yes", "no"] * 20}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sep", "decimal"), [(";", ","), (";", "."), ("\t", "."), ("|", "."), (",", ".")]
+)
+def test_a_csv_with_another_separator_reads_as_its_columns(
+    tmp_path: Path, sep: str, decimal: str
+) -> None:
+    """A spreadsheet export in a locale with decimal commas writes semicolons (and "12,5");
+    tab- and pipe-separated files exist too. Read as one column each, such a file made
+    `occam init` answer that the target is not a column."""
+    frame = spreadsheet()
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False, sep=sep, decimal=decimal)
+    pd.testing.assert_frame_equal(load_frame(path), frame)
+
+
+def test_a_separator_inside_a_quoted_column_name_is_not_the_separator(tmp_path: Path) -> None:
+    frame = spreadsheet().rename(columns={"price": "price; in EUR"})
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    pd.testing.assert_frame_equal(load_frame(path), frame)
