@@ -38,7 +38,16 @@ def load_frame(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     with get_handle(path, "rb", compression="infer", is_text=False) as handle:
         raw = handle.handle.read()
-    options: dict[str, Any] = {"lineterminator": _row_end(raw), "sep": _separator(raw)}
+    if b"\x00" in raw[:65536]:
+        raise DataError(
+            f"data file {path} is not text (it holds NUL bytes): Occam reads CSV (optionally "
+            "compressed: .gz, .bz2, .zip, .xz, .zst) or Parquet: save a spreadsheet as CSV"
+        )
+    options: dict[str, Any] = {
+        "lineterminator": _row_end(raw),
+        "sep": _separator(raw),
+        "encoding": _encoding(raw),
+    }
     try:
         frame = pd.read_csv(path, low_memory=False, **options)
         if options["sep"] == ";":  # a spreadsheet's export may write decimal commas
@@ -46,7 +55,10 @@ def load_frame(path: Path) -> pd.DataFrame:
             if _numeric_columns(commas) > _numeric_columns(frame):
                 frame = commas
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"data file {path} cannot be read as CSV: {exc}") from None
+        raise DataError(
+            f"data file {path} cannot be read as CSV: {exc}; Occam reads CSV (optionally "
+            "compressed: .gz, .bz2, .zip, .xz, .zst) or Parquet: save a spreadsheet as CSV"
+        ) from None
     return frame
 
 
@@ -63,6 +75,18 @@ def _separator(raw: bytes) -> str:
     counts = {sep: unquoted.count(sep) for sep in SEPARATORS}
     best = max(SEPARATORS, key=lambda sep: (counts[sep], sep == ","))
     return best if counts[best] else ","
+
+
+def _encoding(raw: bytes) -> str:
+    """UTF-8 when the file decodes as UTF-8, else Windows-1252 (a spreadsheet's export in
+    Western Europe: "Köln" as one byte), else Latin-1, which decodes any byte."""
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    return "latin-1"
 
 
 def _numeric_columns(frame: pd.DataFrame) -> int:

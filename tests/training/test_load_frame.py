@@ -79,3 +79,20 @@ def test_a_separator_inside_a_quoted_column_name_is_not_the_separator(tmp_path: 
     path = tmp_path / "sales.csv"
     frame.to_csv(path, index=False)
     pd.testing.assert_frame_equal(load_frame(path), frame)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
+def test_a_spreadsheet_export_reads_in_its_encoding(tmp_path: Path, encoding: str) -> None:
+    """Windows-1252 (a Western European export: "Köln" as one byte) and UTF-8 with a byte
+    order mark read as UTF-8 does; before, Windows-1252 was refused as not UTF-8."""
+    frame = spreadsheet()
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False, sep=";", decimal=",", encoding=encoding)
+    pd.testing.assert_frame_equal(load_frame(path), frame)
+
+
+def test_a_binary_file_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "sales.xlsx"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00 a workbook")
+    with pytest.raises(DataError, match=r"is not text .* save a spreadsheet as CSV"):
+        load_frame(path)
