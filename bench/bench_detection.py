@@ -933,10 +933,10 @@ predictions its live metric judges were served); no verdict changed.
   instead of its point estimate inflated by Student's t. With 4 independent chunks that erred
   by their noise alone the point estimate was 0 (randhie, movielens, baseball) and the band was
   sampling noise only. Verdicts did not change on any window of any dataset.
-- **Check time at 2,000 rows: 8-15 ms CPU per replayed window with alibi-detect (medians per
-  dataset), 8-14 ms with the scipy backend; 3-11 ms for the same window checked again (best of
+- **Check time at 2,000 rows: 7-16 ms CPU per replayed window with alibi-detect (medians per
+  dataset), 7-14 ms with the scipy backend; 3-11 ms for the same window checked again (best of
   3)**; target <= 20 ms at 15 features: met on every dataset with both backends (nlswork, 17
-  features: 13 / 13 ms; 8 / 8 best). Per-run medians move by a few ms on this shared machine
+  features: 16 / 13 ms; 11 / 8 best). Per-run medians move by a few ms on this shared machine
   (a run at 10:01 had 20 ms for countymurders and 22 for baseball with scipy; the best-of-3
   column is the steadier figure). The label draws of the estimate now compare one class at a
   time (identical draws; a 6-class window's estimate 7 -> 3.5 ms).
@@ -948,7 +948,7 @@ predictions its live metric judges were served); no verdict changed.
   (target 150 MiB: met), about 291 MiB with alibi-detect, whose own import is about 170 MiB.
 - **Ingest** on a backlog (the table "The sidecar on a backlog"): target 500k records per CPU
   second not met; it moves between runs on this machine (151k in the run of 07:39, 87k and
-  131k in two runs at 10:01 and 10:05 with the same code path).
+  131k in two runs at 10:01 and 10:05, 146k at 11:51, with the same code path).
 """
 
 
