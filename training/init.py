@@ -39,6 +39,7 @@ Nothing here runs at import time; `write_starter` is the only function with side
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from occam.config import DataConfig
 from occam.metrics import score
@@ -344,6 +346,25 @@ class QuickScore:
     strong_features: dict[str, float] = field(default_factory=dict)
 
 
+def quick_split(
+    period: pd.DataFrame, target: str, seed: int, timed: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows `occam train` trains on and holds out under the starter config: with a time
+    column (`timed`) the first 80% of `period` (in time order) and the rest; without one the
+    stratified random 20% that `test_strategy: random` draws with `seed`
+    (`training.data.split_frame`)."""
+    cut = round(len(period) * (1 - TEST_SIZE))
+    positions = np.arange(len(period))
+    early, late = positions[:cut], positions[cut:]
+    if not timed:
+        # a class too rare to stratify (ValueError): training names it with the fix
+        with contextlib.suppress(ValueError):
+            early, late = train_test_split(
+                positions, test_size=TEST_SIZE, random_state=seed, stratify=period[target]
+            )
+    return period.iloc[np.sort(early)], period.iloc[np.sort(late)]
+
+
 def quick_goals(
     period: pd.DataFrame,
     target: str,
@@ -352,12 +373,14 @@ def quick_goals(
     margin: float,
     seed: int,
     max_rows: int = 20_000,
+    timed: bool = True,
 ) -> QuickScore:
     """Score the class-share baseline and a 50-tree forest (trained on at most `max_rows` of
-    the first 80% of `period`, which is in time order) on the last 20%, and propose goals:
-    balanced accuracy (fair to every class) and ROC AUC (ranking)."""
-    cut = round(len(period) * (1 - TEST_SIZE))
-    train, test = period.iloc[:cut], period.iloc[cut:]
+    the rows `occam train` trains on) on the rows it holds out, and propose goals: balanced
+    accuracy (fair to every class) and ROC AUC (ranking). The held-out rows are training's
+    own: with a time column (`timed`) the last 20% of `period`, which is in time order;
+    without one the stratified random 20% that `test_strategy: random` draws with `seed`."""
+    train, test = quick_split(period, target, seed, timed)
     if len(test) < 20:
         raise DataError(
             f"only {len(period)} labelled row(s) in the training period: too few to train and "
@@ -510,7 +533,7 @@ def propose(
             f"({'; '.join(f'{c.name}: {c.reason}' for c in columns)})"
         )
     margin = 0.02
-    scored = quick_goals(period, target, numeric, categorical, margin, seed)
+    scored = quick_goals(period, target, numeric, categorical, margin, seed, timed=time is not None)
     starter = Starter(
         data_path=data_path,
         target=target,

@@ -328,3 +328,26 @@ def test_an_id_name_over_a_fixed_set_of_entities_is_a_category() -> None:
     assert classify_column(plots, 0.0, later_new=[25]).role == "excluded"
     users = pd.Series(np.tile(np.arange(200), 5), name="user_id")
     assert classify_column(users, 0.0, later_new=[]).role == "excluded"
+
+
+def test_without_a_time_column_the_goals_are_scored_on_the_rows_training_holds_out(
+    tmp_path: Path,
+) -> None:
+    """Without a time column training holds out a stratified random 20%; the quick model that
+    proposes the goals is scored on those very rows (it used the file's last 20%: on 569 rows
+    the proposed goal then sat above what the trained model scored on its own held-out rows)."""
+    from occam.config import load_config
+    from training.data import load_frame, split_frame
+    from training.init import quick_split
+
+    data = frame().drop(columns=["day"])
+    csv = tmp_path / "survey.csv"
+    data.to_csv(csv, index=False)
+    out = tmp_path / "occam.yaml"
+    write_starter(csv, "y", out, quick=True)
+    config = load_config(out)
+    assert config.data.split.test_strategy == "random"
+    split = split_frame(load_frame(csv), config)
+    train, test = quick_split(data, "y", config.seed, timed=False)
+    assert sorted(test.index) == sorted(split.test.index)
+    assert sorted(train.index) == sorted(split.train.index)
