@@ -45,6 +45,7 @@ import yaml
 
 from occam.bundle import Bundle, get_bundle, latest_production
 from occam.config import OccamConfig, load_config
+from occam.datafile import read_table
 from occam.loopback import (
     MONITOR_JOB,
     ROOT,
@@ -340,7 +341,7 @@ def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFram
     the bundle's recorded test period up to `production_start`) and the production period."""
     data = config.data
     path = data.path
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    frame = read_table(path)  # as `occam train` read it
     if data.time_column is None or data.split.production_start is None:
         return [("the whole data file (no time column or production_start)", frame)]
     # Read as training reads it (any time format; a split as a date, a number or a share).

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.io.common import get_handle
 from sklearn.model_selection import train_test_split
 
 from occam.config import OccamConfig
+from occam.datafile import DataFileError, read_table
 from occam.timecol import TimeAxis, TimeColumnError, read_time
 
 
@@ -31,79 +30,13 @@ class Features:
 
 
 def load_frame(path: Path) -> pd.DataFrame:
-    """Read a CSV (optionally compressed) or Parquet file."""
+    """Read a CSV (optionally compressed) or Parquet file (`occam.datafile.read_table`)."""
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} not found; fix `data.path` in the config")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    with get_handle(path, "rb", compression="infer", is_text=False) as handle:
-        raw = handle.handle.read()
-    if b"\x00" in raw[:65536]:
-        raise DataError(
-            f"data file {path} is not text (it holds NUL bytes): Occam reads CSV (optionally "
-            "compressed: .gz, .bz2, .zip, .xz, .zst) or Parquet: save a spreadsheet as CSV"
-        )
-    options: dict[str, Any] = {
-        "lineterminator": _row_end(raw),
-        "sep": _separator(raw),
-        "encoding": _encoding(raw),
-    }
     try:
-        frame = pd.read_csv(path, low_memory=False, **options)
-        if options["sep"] == ";":  # a spreadsheet's export may write decimal commas
-            commas = pd.read_csv(path, low_memory=False, decimal=",", **options)
-            if _numeric_columns(commas) > _numeric_columns(frame):
-                frame = commas
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"data file {path} cannot be read as CSV: {exc}; Occam reads CSV (optionally "
-            "compressed: .gz, .bz2, .zip, .xz, .zst) or Parquet: save a spreadsheet as CSV"
-        ) from None
-    return frame
-
-
-#: The separators a CSV's header line is checked for, the first one the default.
-SEPARATORS = (",", ";", "\t", "|")
-
-
-def _separator(raw: bytes) -> str:
-    """The separator of the header line: the one of `SEPARATORS` it holds most of (a comma
-    when tied or none), outside quotes; so a file exported with semicolons (a spreadsheet in
-    a locale whose decimal mark is a comma), tabs or pipes reads as its columns."""
-    header = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    unquoted = "".join(header.split('"')[::2])
-    counts = {sep: unquoted.count(sep) for sep in SEPARATORS}
-    best = max(SEPARATORS, key=lambda sep: (counts[sep], sep == ","))
-    return best if counts[best] else ","
-
-
-def _encoding(raw: bytes) -> str:
-    """UTF-8 when the file decodes as UTF-8, else Windows-1252 (a spreadsheet's export in
-    Western Europe: "Köln" as one byte), else Latin-1, which decodes any byte."""
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    return "latin-1"
-
-
-def _numeric_columns(frame: pd.DataFrame) -> int:
-    return sum(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
-
-
-def _row_end(raw: bytes) -> str | None:
-    """The row end to read the file with: "\\n" when its rows end with "\\n" and it holds a
-    bare carriage return (in a text field: tweets, comments), else None (pandas' default, which
-    also reads "\\r\\n" and "\\r" row ends).
-
-    pandas' C reader ends a row at any "\\r", quoted or not: on such a file it silently splits
-    rows (150 rows read from 100 written by pandas' own `to_csv`) or stops with "Buffer
-    overflow caught"."""
-    if b"\r" not in raw or b"\r\n" in raw or b"\n" not in raw:
-        return None
-    return "\n"
+        return read_table(path)
+    except DataFileError as exc:
+        raise DataError(str(exc)) from None
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
