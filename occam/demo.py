@@ -158,6 +158,11 @@ def run_demo(
     goals: dict[str, float] = {g.metric: g.threshold for g in config.goals}
     gate = bundle.metadata.gate.goals
     say(f"model {bundle.tag}: " + ", ".join(f"{g.metric} {g.model:.3f}" for g in gate))
+    periods = _periods(config, bundle)
+    short = no_window(periods, config, str(config_path))
+    if short is not None:
+        say(short)
+        return DemoResult(2, [], [], [], None)
 
     workdir = workdir or config_path.resolve().parent / ".occam"
     run_dir = workdir / "run"
@@ -176,7 +181,6 @@ def run_demo(
     loop = _Loop(demo_config, key, bundle, bundle)
     try:
         stack = _start(processes, config, demo_config, run_dir, keys_file, say)
-        periods = _periods(config, bundle)
         windows, stats = _replay_windows(
             stack, config, loop, periods, rows_per_second, feedback_share, say
         )
@@ -336,6 +340,23 @@ def occam_script(name: str, *args: str) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / name), *args]
 
 
+def no_window(
+    periods: list[tuple[str, pd.DataFrame]], config: OccamConfig, where: str
+) -> str | None:
+    """Why nothing can be replayed, with the fix, when no period holds one monitor window."""
+    rows = config.monitoring.check_every_rows or config.monitoring.window_rows
+    if any(len(frame) >= rows for _, frame in periods):
+        return None
+    most = max((len(frame) for _, frame in periods), default=0)
+    return (
+        f"nothing to replay: the longest period holds {most} rows, fewer than one monitor "
+        f"window of {rows} (monitoring.window_rows"
+        + (", monitoring.check_every_rows" if config.monitoring.check_every_rows else "")
+        + f"); set monitoring.window_rows to at most {most // 2} in {where} to replay "
+        "it in windows (the monitor then checks each window of that many rows)"
+    )
+
+
 def _periods(config: OccamConfig, bundle: Bundle) -> list[tuple[str, pd.DataFrame]]:
     """The rows to replay, in time order: the held-out end of the training period (rows from
     the bundle's recorded test period up to `production_start`) and the production period."""
@@ -388,7 +409,7 @@ def _replay_windows(
             if (time_column and len(frame))
             else ""
         )
-        say(f"replaying {title}:{first}, {count} windows of {rows} rows")
+        say(f"replaying {title}{':' + first if first else ''}, {count} windows of {rows} rows")
         cursor = 0
         for _ in range(count):
             begin, sent_at, refused = stats.rows, time.time(), dict(stats.refusals)
@@ -667,26 +688,28 @@ def _warranted(
 
 
 def verdict_lines(
-    replayed: bool, warranted: list[str], near: list[str], fired: list[str], firing: list[str]
+    replayed: int, warranted: list[str], near: list[str], fired: list[str], firing: list[str]
 ) -> list[str]:
-    """The truth over the last windows against what Prometheus fired and fires now: MISSED
-    when a goal was missed by more than WARRANT_MARGIN and OccamModelAtRisk is not firing,
-    FALSE ALARM when it fires and every goal was met; a miss within the margin is neither."""
+    """The truth over the last windows (`replayed` of them, at most WARRANT_WINDOWS) against
+    what Prometheus fired and fires now: MISSED when a goal was missed by more than
+    WARRANT_MARGIN and OccamModelAtRisk is not firing, FALSE ALARM when it fires and every
+    goal was met; a miss within the margin is neither."""
+    last = f"the last {replayed} windows" if replayed > 1 else "the last window"
     lines = []
     if warranted:
         lines.append(
-            f"truth: over the last {WARRANT_WINDOWS} windows the model missed its goals: "
+            f"truth: over {last} the model missed its goals: "
             + "; ".join(warranted)
         )
     elif replayed and near:
         lines.append(
-            f"truth: over the last {WARRANT_WINDOWS} windows the model missed a goal by less "
+            f"truth: over {last} the model missed a goal by less "
             f"than {WARRANT_MARGIN}, within the noise of its windows: "
             + "; ".join(near)
             + " (an alert or none: either is defensible)"
         )
     elif replayed:
-        lines.append(f"truth: over the last {WARRANT_WINDOWS} windows the model met every goal")
+        lines.append(f"truth: over {last} the model met every goal")
     lines.append(f"alerts that fired during the replay: {', '.join(fired) or 'none'}")
     lines.append(f"alerts firing in Prometheus now: {', '.join(firing) or 'none'}")
     risk_firing = RISK_ALERT in firing
@@ -716,7 +739,8 @@ def _tell_why(
         f"{s.name} (windows {_window_of(windows, s.start)}-{_window_of(windows, s.end)})"
         for s in sorted(spans, key=lambda s: s.start)
     ]
-    for line in verdict_lines(bool(windows), warranted, near, fired, firing):
+    replayed = min(len(windows), WARRANT_WINDOWS)
+    for line in verdict_lines(replayed, warranted, near, fired, firing):
         say(line)
     if stack.prometheus is not None:
         for alert in prometheus_alerts(stack.prometheus):

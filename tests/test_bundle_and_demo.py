@@ -324,15 +324,33 @@ def test_the_closing_story_calls_an_alert_false_only_when_every_goal_was_met() -
     from occam.demo import verdict_lines
 
     firing = ["OccamModelAtRisk"]
-    met = verdict_lines(True, [], [], [], firing)
+    met = verdict_lines(3, [], [], [], firing)
     assert met[0] == "truth: over the last 3 windows the model met every goal"
+    one = verdict_lines(1, [], [], [], [])
+    assert one[0] == "truth: over the last window the model met every goal"
     assert met[-1].startswith("FALSE ALARM: OccamModelAtRisk fires")
     # missed by less than the margin: neither verdict is wrong, so neither line is said
-    near = verdict_lines(True, [], ["balanced_accuracy 0.767 < 0.78"], [], firing)
+    near = verdict_lines(3, [], ["balanced_accuracy 0.767 < 0.78"], [], firing)
     assert "missed a goal by less than 0.02" in near[0] and "either is defensible" in near[0]
     assert not any(line.startswith(("FALSE ALARM", "MISSED")) for line in near)
-    missed = verdict_lines(True, ["roc_auc 0.61 < 0.70"], ["roc_auc 0.61 < 0.70"], [], [])
+    missed = verdict_lines(3, ["roc_auc 0.61 < 0.70"], ["roc_auc 0.61 < 0.70"], [], [])
     assert missed[-1] == "MISSED: the goal was missed but OccamModelAtRisk is not firing"
-    quiet = verdict_lines(True, [], [], ["OccamFeatureDrift[temp] (windows 2-3)"], [])
+    quiet = verdict_lines(3, [], [], ["OccamFeatureDrift[temp] (windows 2-3)"], [])
     assert quiet[1] == "alerts that fired during the replay: OccamFeatureDrift[temp] (windows 2-3)"
     assert not any(line.startswith(("FALSE ALARM", "MISSED")) for line in quiet)
+
+
+def test_a_data_file_smaller_than_one_window_is_told_with_the_fix(tmp_path: Path) -> None:
+    """569 rows (scikit-learn's breast-cancer data) make no window of 1,000: the main job said
+    "0 windows" and ended with no verdict; it now says what to set."""
+    from occam.config import parse_config
+    from occam.demo import no_window
+    from tests.conftest import small_config
+
+    config = parse_config(small_config(tmp_path), base_dir=tmp_path)
+    rows = config.monitoring.window_rows
+    small = [("the whole data file", pd.DataFrame({"x": range(rows - 1)}))]
+    told = no_window(small, config, "occam.yaml")
+    assert told is not None and f"holds {rows - 1} rows, fewer than one monitor window" in told
+    assert f"set monitoring.window_rows to at most {(rows - 1) // 2} in occam.yaml" in told
+    assert no_window([("production period", pd.DataFrame({"x": range(rows)}))], config, "") is None
