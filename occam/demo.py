@@ -697,10 +697,7 @@ def verdict_lines(
     last = f"the last {replayed} windows" if replayed > 1 else "the last window"
     lines = []
     if warranted:
-        lines.append(
-            f"truth: over {last} the model missed its goals: "
-            + "; ".join(warranted)
-        )
+        lines.append(f"truth: over {last} the model missed its goals: " + "; ".join(warranted))
     elif replayed and near:
         lines.append(
             f"truth: over {last} the model missed a goal by less "
