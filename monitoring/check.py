@@ -91,11 +91,6 @@ class CheckResult:
         return {r: (r in active) if self.judged else None for r in RISK_REASONS}
 
 
-def every_rows(config: MonitoringConfig) -> int:
-    """New predictions that make a window count for hysteresis."""
-    return config.check_every_rows or config.window_rows
-
-
 def run_check(
     state: MonitorState,
     ref: Reference,
@@ -162,7 +157,7 @@ def run_check(
     }
     runs = state.runs
     new_rows = state.rows_total - runs.counted_rows
-    counted = reuse is None and data_drift is not None and new_rows >= every_rows(config)
+    counted = reuse is None and data_drift is not None and new_rows >= config.every_rows
     if counted:
         runs = step(
             replace(

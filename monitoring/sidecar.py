@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from monitoring.check import CheckResult, describe, every_rows, run_check
+from monitoring.check import CheckResult, describe, run_check
 from monitoring.exporter import MonitorCollector, Status
 from monitoring.notify import Notifier
 from monitoring.reader import gc_paused, read_new
@@ -227,7 +227,7 @@ class Sidecar:
             self.behind = batch.more
             del batch
         due = now - self._checked_at >= self.mon.check_interval_seconds
-        enough = self.state.rows_total - self._checked_rows >= every_rows(self.mon)
+        enough = self.state.rows_total - self._checked_rows >= self.mon.every_rows
         if self.reference is not None and (due or enough):
             self.check(now)
         if now - self._saved_at >= self.mon.checkpoint_interval_seconds:

@@ -699,6 +699,12 @@ class MonitoringConfig(_Strict):
             )
         return self
 
+    @property
+    def every_rows(self) -> int:
+        """New predictions that make a window count for hysteresis: `check_every_rows`, else
+        `window_rows`."""
+        return self.check_every_rows or self.window_rows
+
 
 class RetrainConfig(_Strict):
     """`occam retrain`: the challenger's training set and the champion-vs-challenger gate.
