@@ -121,8 +121,8 @@ class DemoResult:
 
     `firing` are the alerts firing in Prometheus at the end (per-feature ones as
     `OccamFeatureDrift[temp]`), read once no alert was pending any more; `fired` every span
-    during which an alert fired (Prometheus' ALERTS series); `warranted` lists the
-    goals the model truly missed over the last windows (see `_warranted`), so a run where it is
+    during which an alert fired (Prometheus' ALERTS series); `warranted` lists the goals the
+    model truly missed over the last windows (`_last_truth`, `_missed`), so a run where it is
     not empty should end with OccamModelAtRisk firing; `timeline` is the page written."""
 
     exit_code: int
@@ -185,8 +185,8 @@ def run_demo(
             stack, config, loop, periods, rows_per_second, feedback_share, say
         )
         firing = _settle_alerts(stack, say)
-        warranted = _warranted(stats, config, loop.served) if windows else []
-        near = _warranted(stats, config, loop.served, margin=0.0) if windows else []
+        truth = _last_truth(stats, config, loop.served) if windows else {}
+        warranted, near = _missed(truth, config, WARRANT_MARGIN), _missed(truth, config, 0.0)
         spans = _alert_spans(stack)
         _tell_why(stack, windows, goals, firing, warranted, near, spans, say)
         loop.tell(windows, config, say)
@@ -344,7 +344,7 @@ def no_window(
     periods: list[tuple[str, pd.DataFrame]], config: OccamConfig, where: str
 ) -> str | None:
     """Why nothing can be replayed, with the fix, when no period holds one monitor window."""
-    rows = config.monitoring.check_every_rows or config.monitoring.window_rows
+    rows = config.monitoring.every_rows
     if any(len(frame) >= rows for _, frame in periods):
         return None
     most = max((len(frame) for _, frame in periods), default=0)
@@ -395,7 +395,7 @@ def _replay_windows(
     """Send each period in whole monitor windows; after each window wait (bounded) until the
     monitor has read every record and checked after the last one, record its verdict, and
     take the retrain loop's next step (`_Loop.step`) in the production period."""
-    rows = config.monitoring.check_every_rows or config.monitoring.window_rows
+    rows = config.monitoring.every_rows
     features = loop.champion.schema.names
     key = loop.key
     stats = ReplayStats()
@@ -671,15 +671,17 @@ def _rules_evaluated_since(prometheus: str, since: float) -> bool:
     return bool(stamps) and min(stamps) > since
 
 
-def _warranted(
-    stats: ReplayStats, config: OccamConfig, bundle: Bundle, margin: float = WARRANT_MARGIN
-) -> list[str]:
-    """The goals the model truly missed at the end by more than `margin`, as "metric true
-    < goal": each goal metric on the rows of the last WARRANT_WINDOWS windows pooled (one window
-    alone is noisy; a miss by less than WARRANT_MARGIN is within that noise and warrants
-    nothing; with `margin` 0, every miss)."""
-    rows = WARRANT_WINDOWS * (config.monitoring.check_every_rows or config.monitoring.window_rows)
-    truth = true_metrics(stats, max(stats.rows - rows, 0), config, bundle)
+def _last_truth(stats: ReplayStats, config: OccamConfig, bundle: Bundle) -> dict[str, float]:
+    """Each goal metric on the rows of the last WARRANT_WINDOWS windows pooled (one window
+    alone is noisy)."""
+    rows = WARRANT_WINDOWS * config.monitoring.every_rows
+    return true_metrics(stats, max(stats.rows - rows, 0), config, bundle)
+
+
+def _missed(truth: dict[str, float], config: OccamConfig, margin: float) -> list[str]:
+    """The goals `truth` misses by more than `margin`, as "metric true < goal". With
+    WARRANT_MARGIN they warrant an alert (a smaller miss is within the windows' noise and
+    warrants nothing); with 0, every miss."""
     return [
         f"{g.metric} {truth[g.metric]:.3f} < {g.threshold:.2f}"
         for g in config.goals
@@ -754,6 +756,11 @@ def _window_of(windows: list[WindowPoint], t: float) -> str:
     return str(later[0]) if later else "end"
 
 
+def _clock(unix: float) -> str:
+    """The UTC time of day of a Unix time."""
+    return dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%H:%M:%S")
+
+
 def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
     """Why the monitor says what it says, from its metrics: per goal the label-free estimate and
     the live metric against the goal, the importance-weighted drift with the inputs that moved
@@ -762,19 +769,13 @@ def explain(samples: Samples, goals: dict[str, float]) -> list[str]:
     estimate = _bands(samples, "occam_goal_estimate")
     live = _bands(samples, "occam_live_metric")
     labels = sample(samples, "occam_live_labels")
-    served = [
+    oldest, newest = (
         sample(samples, f"occam_live_labels_served_{end}_timestamp_seconds")
         for end in ("oldest", "newest")
-    ]
+    )
     span = (
-        " (predictions served "
-        + "-".join(
-            dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
-            for t in served
-            if t is not None
-        )
-        + " UTC)"
-        if None not in served
+        f" (predictions served {_clock(oldest)}-{_clock(newest)} UTC)"
+        if oldest is not None and newest is not None
         else ""
     )
     for metric, goal in goals.items():
