@@ -1047,56 +1047,33 @@ def write_report(out: Path, data: dict[str, Any], command: str) -> None:
 
 
 def _totals(summaries: list[dict[str, Any]]) -> dict[str, str]:
+    """The figures of several datasets pooled, each as "hits/n"."""
+    control = [s for s in summaries if s["control"]]
+
     def ratio(hits: float, n: int) -> str:
         return f"{round(hits)}/{n}" if n else "-"
 
-    harmful = sum(s["harmful"] for s in summaries)
-    harmless = sum(s["harmless"] for s in summaries)
-    control = [s for s in summaries if s["control"]]
-    windows = sum(s["windows"] for s in summaries)
+    def counted(hits: str, n: str) -> str:
+        """Per-dataset counts of hits among `n` items, summed."""
+        return ratio(sum(s[hits] for s in summaries), sum(s[n] for s in summaries))
+
+    def shared(share: str, n: str, among: list[dict[str, Any]] = summaries) -> str:
+        """A per-dataset share of `n` items, pooled: share x n summed against n summed."""
+        return ratio(sum((s[share] or 0) * s[n] for s in among), sum(s[n] for s in among))
+
     return {
-        "harmful_flagged": ratio(
-            sum((s["harmful_flagged"] or 0) * s["harmful"] for s in summaries), harmful
-        ),
-        "harmful_within_one": ratio(
-            sum(s["harmful_within_one_hits"] for s in summaries),
-            sum(s["harmful_followed"] for s in summaries),
-        ),
-        "harmful_last": ratio(
-            sum(s["harmful_last_flagged"] for s in summaries),
-            sum(s["harmful_last"] for s in summaries),
-        ),
-        "harmless_flagged": ratio(
-            sum((s["harmless_flagged"] or 0) * s["harmless"] for s in summaries), harmless
-        ),
-        "harmful_on_evidence": ratio(
-            sum(s["harmful_evidence_hits"] for s in summaries),
-            sum(s["harmful_followed"] for s in summaries),
-        ),
-        "harmful_last_on_evidence": ratio(
-            sum(s["harmful_last_evidence_hits"] for s in summaries),
-            sum(s["harmful_last"] for s in summaries),
-        ),
-        "harmless_on_evidence": ratio(
-            sum(s["harmless_evidence_hits"] for s in summaries), harmless
-        ),
-        "control_flagged": ratio(
-            sum((s["all_flagged"] or 0) * s["windows"] for s in control),
-            sum(s["windows"] for s in control),
-        ),
-        "tabular_all": ratio(
-            sum((s["tabular_all"] or 0) * s["windows"] for s in summaries), windows
-        ),
-        "in_band": ratio(
-            sum((s["estimate_in_band"] or 0) * s["estimate_checks"] for s in summaries),
-            sum(s["estimate_checks"] for s in summaries),
-        ),
-        "in_band_in_distribution": ratio(
-            sum(
-                (s["estimate_in_band_in_distribution"] or 0) * s["estimate_checks_in_distribution"]
-                for s in summaries
-            ),
-            sum(s["estimate_checks_in_distribution"] for s in summaries),
+        "harmful_flagged": shared("harmful_flagged", "harmful"),
+        "harmful_within_one": counted("harmful_within_one_hits", "harmful_followed"),
+        "harmful_last": counted("harmful_last_flagged", "harmful_last"),
+        "harmless_flagged": shared("harmless_flagged", "harmless"),
+        "harmful_on_evidence": counted("harmful_evidence_hits", "harmful_followed"),
+        "harmful_last_on_evidence": counted("harmful_last_evidence_hits", "harmful_last"),
+        "harmless_on_evidence": counted("harmless_evidence_hits", "harmless"),
+        "control_flagged": shared("all_flagged", "windows", control),
+        "tabular_all": shared("tabular_all", "windows"),
+        "in_band": shared("estimate_in_band", "estimate_checks"),
+        "in_band_in_distribution": shared(
+            "estimate_in_band_in_distribution", "estimate_checks_in_distribution"
         ),
     }
 
