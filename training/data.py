@@ -159,18 +159,23 @@ def _cut(
 
 
 def _hold_out(period: pd.DataFrame, config: OccamConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the training and held-out rows of `period`: the last `test_size` share
-    (time strategy) or a stratified random sample of that size."""
+    """`hold_out` with the config's split settings."""
     split = config.data.split
+    return hold_out(period, config.data.target, split.test_size, split.test_strategy, config.seed)
+
+
+def hold_out(
+    period: pd.DataFrame, target: str, test_size: float, strategy: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the training and held-out rows of `period`: the last `test_size` share
+    (strategy "time") or a sample of that size stratified by `target`, drawn with `seed`
+    (raises ValueError when a class is too rare to stratify)."""
     positions = np.arange(len(period))
-    if split.test_strategy == "time":
-        cut = round(len(period) * (1 - split.test_size))
+    if strategy == "time":
+        cut = round(len(period) * (1 - test_size))
         return positions[:cut], positions[cut:]
     train, test = train_test_split(
-        positions,
-        test_size=split.test_size,
-        random_state=config.seed,
-        stratify=period[config.data.target],
+        positions, test_size=test_size, random_state=seed, stratify=period[target]
     )
     return np.asarray(train), np.asarray(test)
 

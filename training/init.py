@@ -39,7 +39,6 @@ Nothing here runs at import time; `write_starter` is the only function with side
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -49,7 +48,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from occam.config import DataConfig
 from occam.metrics import score
@@ -57,7 +55,7 @@ from occam.schema import FeatureSchema
 from occam.timecol import detect_format, read_time
 from training.calibration import decision_weights
 from training.checks import NEAR_LEAKAGE, feature_strength
-from training.data import DataError, load_frame
+from training.data import DataError, hold_out, load_frame
 from training.model import make_pipeline
 
 TimeFormat = Literal["datetime", "year", "period", "unix_s", "unix_ms"]
@@ -353,15 +351,10 @@ def quick_split(
     column (`timed`) the first 80% of `period` (in time order) and the rest; without one the
     stratified random 20% that `test_strategy: random` draws with `seed`
     (`training.data.split_frame`)."""
-    cut = round(len(period) * (1 - TEST_SIZE))
-    positions = np.arange(len(period))
-    early, late = positions[:cut], positions[cut:]
-    if not timed:
-        # a class too rare to stratify (ValueError): training names it with the fix
-        with contextlib.suppress(ValueError):
-            early, late = train_test_split(
-                positions, test_size=TEST_SIZE, random_state=seed, stratify=period[target]
-            )
+    try:
+        early, late = hold_out(period, target, TEST_SIZE, "time" if timed else "random", seed)
+    except ValueError:  # a class too rare to stratify: training names it with the fix
+        early, late = hold_out(period, target, TEST_SIZE, "time", seed)
     return period.iloc[np.sort(early)], period.iloc[np.sort(late)]
 
 
