@@ -11,6 +11,7 @@ and the fix.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,10 @@ def read_table(path: Path) -> pd.DataFrame:
         "sep": _separator(raw),
         "encoding": _encoding(raw),
     }
-    try:
-        frame = pd.read_csv(path, low_memory=False, **options)
+    try:  # parse the bytes already read (and decompressed) rather than reading them again
+        frame = pd.read_csv(io.BytesIO(raw), low_memory=False, **options)
         if options["sep"] == ";":  # a spreadsheet's export may write decimal commas
-            commas = pd.read_csv(path, low_memory=False, decimal=",", **options)
+            commas = pd.read_csv(io.BytesIO(raw), low_memory=False, decimal=",", **options)
             if _numeric_columns(commas) > _numeric_columns(frame):
                 frame = commas
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
